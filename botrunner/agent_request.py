@@ -1,0 +1,145 @@
+"""The wire contract between the server and a bot.
+
+Pure pydantic on purpose: ``bot.py`` imports this module on Pipecat Cloud, far
+from our database, so nothing here may import Django or our apps. ``build()``
+works on whatever CallSession-shaped object it is handed (duck typing).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class DialinSettings(BaseModel):
+    call_id: str
+    call_domain: str
+    from_phone: str = ""
+    to_phone: str = ""
+
+
+class DialoutSettings(BaseModel):
+    phone_number: str
+    caller_id: Optional[str] = None
+
+
+class WorkflowConfig(BaseModel):
+    slug: str
+    name: str
+    instructions: str = ""
+    first_message: str = ""
+    voice: str = ""
+    speaks_first: Literal["bot", "callee"] = "bot"
+    max_duration_s: int = 600
+    max_dialout_attempts: int = 5
+    outcome_results: list[str] = Field(default_factory=list)
+    config: dict[str, Any] = Field(default_factory=dict)
+
+
+class AgentRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    room_url: str
+    token: str
+    session_id: str
+    patient_id: str = ""
+    patient_data: dict[str, Any] = Field(default_factory=dict)
+    client_name: str = ""
+    organization_id: str
+    organization_slug: str
+    workflow: WorkflowConfig
+    status_url: str
+    status_token: str
+    dialin_settings: Optional[DialinSettings] = None
+    dialout_settings: Optional[DialoutSettings] = None
+
+    @model_validator(mode="after")
+    def _exactly_one_direction(self) -> "AgentRequest":
+        if (self.dialin_settings is None) == (self.dialout_settings is None):
+            raise ValueError("exactly one of dialin_settings and dialout_settings must be set")
+        return self
+
+    @property
+    def is_dialin(self) -> bool:
+        return self.dialin_settings is not None
+
+
+# Patient fields a bot may use to personalise its conversation. Everything else
+# about the patient (phone, external id, flags) stays in our system.
+PATIENT_FIELDS_FOR_BOT = ("first_name", "last_name", "preferred_language", "timezone")
+
+
+def patient_data_for(patient: Any, workflow_config: dict[str, Any]) -> dict[str, Any]:
+    """Only what the workflow needs leaves our system.
+
+    A workflow may list ``config["patient_fields"]`` (names of Patient fields or
+    keys of ``patient.data``); by default the bot gets the name, language,
+    timezone and the patient's free-form ``data``.
+    """
+    if patient is None:
+        return {}
+    wanted = workflow_config.get("patient_fields")
+    data = dict(getattr(patient, "data", None) or {})
+    out: dict[str, Any] = {}
+    if wanted is None:
+        for f in PATIENT_FIELDS_FOR_BOT:
+            value = getattr(patient, f, "")
+            if value:
+                out[f] = str(value)
+        out.update(data)
+        return out
+    for name in wanted:
+        if name in PATIENT_FIELDS_FOR_BOT or name == "date_of_birth":
+            value = getattr(patient, name, None)
+            if value:
+                out[name] = str(value)
+        elif name in data:
+            out[name] = data[name]
+    return out
+
+
+def build(call: Any, room_url: str, token: str, status_url: str, status_token: str) -> AgentRequest:
+    """Turn a CallSession (with organization, workflow, patient loaded) into an AgentRequest."""
+    wf = call.workflow
+    org = call.organization
+    workflow = WorkflowConfig(
+        slug=wf.slug,
+        name=wf.name,
+        instructions=wf.instructions,
+        first_message=wf.first_message,
+        voice=wf.voice,
+        speaks_first=wf.speaks_first,
+        max_duration_s=wf.max_duration_s,
+        max_dialout_attempts=wf.max_dialout_attempts,
+        outcome_results=list(wf.outcome_results or []),
+        config=dict(wf.config or {}),
+    )
+    dialin = dialout = None
+    if call.direction == "dial_in":
+        dialin = DialinSettings(
+            call_id=call.daily_call_id,
+            call_domain=call.daily_call_domain,
+            from_phone=call.from_number or "",
+            to_phone=call.to_number or "",
+        )
+    else:
+        dialout = DialoutSettings(
+            phone_number=call.to_number,
+            caller_id=call.from_number or None,
+        )
+    return AgentRequest(
+        room_url=room_url,
+        token=token,
+        session_id=str(call.pk),
+        patient_id=str(call.patient_id) if call.patient_id else "",
+        patient_data=patient_data_for(call.patient, workflow.config),
+        client_name=org.name,
+        organization_id=str(org.pk),
+        organization_slug=org.slug,
+        workflow=workflow,
+        status_url=status_url,
+        status_token=status_token,
+        dialin_settings=dialin,
+        dialout_settings=dialout,
+    )

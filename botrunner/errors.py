@@ -1,0 +1,49 @@
+"""Errors that tell the start task what to do next.
+
+The class says whether a retry is safe; ``reason`` is a sentence a clinic staff
+member or an engineer can act on and is what the call records as its failure.
+``body`` is the remote answer, truncated: it goes to logs and events, so it
+must never carry what we sent (patient data) — only what the API answered.
+"""
+
+from __future__ import annotations
+
+BODY_LIMIT = 1000
+
+
+class BotRunnerError(Exception):
+    """A fault talking to Daily, Pipecat Cloud or the local bot runner."""
+
+    def __init__(self, reason: str, *, status: int | None = None, body: str = "") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+        self.body = (body or "")[:BODY_LIMIT]
+
+    def __str__(self) -> str:
+        if self.status is None:
+            return self.reason
+        return f"{self.reason} (HTTP {self.status})"
+
+
+class TransientError(BotRunnerError):
+    """Nothing happened remotely, or repeating it is harmless: retry with backoff."""
+
+
+class AmbiguousStartError(BotRunnerError):
+    """The bot may have started: never retry (a second start rings the patient twice)."""
+
+
+class PermanentError(BotRunnerError):
+    """Retrying will not help: fail the call now with ``reason``."""
+
+
+class MissingCredentialsError(PermanentError):
+    """The deployment lacks a setting a start needs; ``variable`` names it."""
+
+    def __init__(self, variable: str, reason: str | None = None) -> None:
+        self.variable = variable
+        super().__init__(
+            reason
+            or f"{variable} is not set on the server: set the {variable} environment variable and try again."
+        )

@@ -1,0 +1,112 @@
+from django.contrib import admin
+from django.utils.html import format_html
+
+from organizations import access
+from organizations.admin_scoping import OrgScopedAdmin
+from organizations.masking import mask_phone
+
+from .models import CallEvent, CallSession
+
+
+class CallEventInline(admin.TabularInline):
+    model = CallEvent
+    fields = ["at", "seq", "kind", "data"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    ordering = ["at", "id"]
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(CallSession)
+class CallSessionAdmin(OrgScopedAdmin):
+    write_right = access.PLACE_CALLS
+    list_filter = ["status", "direction", "workflow", "organization", "created_at"]
+    search_fields = ["id", "patient__external_id", "daily_call_id"]
+    list_select_related = ["organization", "workflow", "patient"]
+    date_hierarchy = "created_at"
+    inlines = [CallEventInline]
+    fieldsets = [
+        (None, {"fields": ["id", "organization", "workflow", "direction", "status", "patient_display", "phone_display"]}),
+        ("Timeline", {"fields": ["created_at", "started_at", "answered_at", "ended_at", "end_reason", "error"]}),
+        ("Result", {"fields": ["outcome", "transcript_display", "dialout_attempts"]}),
+        ("Daily", {"fields": ["daily_room_name", "daily_room_url", "daily_call_id", "daily_call_domain"]}),
+        ("Requested by", {"fields": ["requested_by_user", "requested_by_api_key"]}),
+    ]
+
+    def get_list_display(self, request):
+        def patient(obj):
+            return self._patient_text(request, obj)
+
+        patient.short_description = "Patient"
+        return ["short_id", patient, "workflow", "direction", "status", "created_at", "end_reason"]
+
+    @admin.display(description="Call", ordering="created_at")
+    def short_id(self, obj):
+        return str(obj.pk)[:8]
+
+    def _patient_text(self, request, obj):
+        sees = access.sees_phi(request.user, obj.organization_id)
+        if obj.patient_id:
+            return obj.patient.full_name if sees else obj.patient.masked_name
+        return "Unknown caller"
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f for fs in self.fieldsets for f in fs[1]["fields"]] + ["patient_masked"]
+
+    def get_fieldsets(self, request, obj=None):
+        if obj is not None and not access.sees_phi(request.user, obj.organization_id):
+            return [
+                (name, {"fields": [
+                    "patient_masked" if f == "patient_display" else f
+                    for f in opts["fields"] if f != "transcript_display"
+                ]})
+                for name, opts in self.fieldsets
+            ]
+        return self.fieldsets
+
+    def get_inlines(self, request, obj):
+        if obj is not None and not access.sees_phi(request.user, obj.organization_id):
+            return []
+        return self.inlines
+
+    @admin.display(description="Patient")
+    def patient_display(self, obj):
+        if not obj.patient_id:
+            return "Unknown caller"
+        return format_html('<a href="../../../patients/patient/{}/change/">{}</a>', obj.patient_id, obj.patient)
+
+    @admin.display(description="Patient")
+    def patient_masked(self, obj):
+        return obj.patient.masked_name if obj.patient_id else "Unknown caller"
+
+    @admin.display(description="Phone")
+    def phone_display(self, obj):
+        return mask_phone(obj.patient_phone)
+
+    @admin.display(description="Transcript")
+    def transcript_display(self, obj):
+        lines = obj.transcript or []
+        if not lines:
+            return "—"
+        return format_html(
+            "<div>{}</div>",
+            format_html("".join(
+                format_html("<p><strong>{}:</strong> {}</p>", line.get("role", "?"), line.get("text", ""))
+                for line in lines
+            )),
+        )
+
+    def has_add_permission(self, request):
+        return False  # calls are placed with "Call patient", the API or a dial-in
+
+    def has_change_permission(self, request, obj=None):
+        return False  # the record is read-only; cancel is an action
+
+    def has_delete_permission(self, request, obj=None):
+        return False

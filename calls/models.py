@@ -1,0 +1,154 @@
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.urls import reverse
+
+from organizations.masking import mask_phone
+from organizations.models import ApiKey, Direction, Organization, Workflow
+from patients.models import Patient
+
+
+class CallStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    STARTING = "starting", "Starting"
+    RINGING = "ringing", "Ringing"
+    WAITING = "waiting", "Waiting for caller"
+    IN_PROGRESS = "in_progress", "In progress"
+    COMPLETED = "completed", "Completed"
+    FAILED = "failed", "Failed"
+    NO_ANSWER = "no_answer", "No answer"
+    BUSY = "busy", "Busy"
+    CANCELED = "canceled", "Canceled"
+
+
+FINAL_STATUSES = frozenset(
+    {CallStatus.COMPLETED, CallStatus.FAILED, CallStatus.NO_ANSWER, CallStatus.BUSY, CallStatus.CANCELED}
+)
+ACTIVE_STATUSES = frozenset(set(CallStatus.values) - {str(s) for s in FINAL_STATUSES})
+_ANY_END = {CallStatus.FAILED, CallStatus.NO_ANSWER, CallStatus.BUSY, CallStatus.CANCELED}
+
+# status -> statuses it may move to (DESIGN.md "Call states").
+TRANSITIONS: dict[str, frozenset] = {
+    CallStatus.QUEUED: frozenset({CallStatus.STARTING, *_ANY_END}),
+    CallStatus.STARTING: frozenset({CallStatus.RINGING, CallStatus.WAITING, CallStatus.IN_PROGRESS, *_ANY_END}),
+    CallStatus.RINGING: frozenset({CallStatus.IN_PROGRESS, *_ANY_END}),
+    CallStatus.WAITING: frozenset({CallStatus.IN_PROGRESS, *_ANY_END}),
+    CallStatus.IN_PROGRESS: frozenset({CallStatus.COMPLETED, *_ANY_END}),
+    CallStatus.COMPLETED: frozenset(),
+    CallStatus.FAILED: frozenset(),
+    CallStatus.NO_ANSWER: frozenset(),
+    CallStatus.BUSY: frozenset(),
+    CallStatus.CANCELED: frozenset(),
+}
+
+
+def allowed_sources(target: str) -> list[str]:
+    return [str(src) for src, targets in TRANSITIONS.items() if target in targets]
+
+
+class CallSession(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="calls")
+    workflow = models.ForeignKey(Workflow, on_delete=models.PROTECT, related_name="calls")
+    patient = models.ForeignKey(Patient, null=True, blank=True, on_delete=models.SET_NULL, related_name="calls")
+    direction = models.CharField(max_length=16, choices=Direction.choices)
+    status = models.CharField(max_length=16, choices=CallStatus.choices, default=CallStatus.QUEUED, db_index=True)
+
+    # Dial-out: to_number is the patient, from_number the caller id.
+    # Dial-in: from_number is the caller, to_number the organisation's number.
+    from_number = models.CharField(max_length=32, blank=True)
+    to_number = models.CharField(max_length=32, blank=True)
+
+    daily_room_name = models.CharField(max_length=128, blank=True)
+    daily_room_url = models.URLField(max_length=300, blank=True)
+    daily_call_id = models.CharField(max_length=100, null=True, blank=True)
+    daily_call_domain = models.CharField(max_length=100, null=True, blank=True)
+    dialout_attempts = models.PositiveSmallIntegerField(default=0)
+
+    requested_by_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    requested_by_api_key = models.ForeignKey(
+        ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="calls"
+    )
+    idempotency_key = models.CharField(max_length=200, null=True, blank=True)
+    request_fingerprint = models.CharField(max_length=64, blank=True)
+
+    status_token_hash = models.CharField(max_length=64, blank=True, editable=False)
+
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    answered_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    last_event_at = models.DateTimeField(null=True, blank=True)
+    bot_started_at = models.DateTimeField(null=True, blank=True)
+
+    end_reason = models.CharField(max_length=64, blank=True)
+    error = models.TextField(blank=True, help_text="Why the call failed, for a person to act on.")
+    outcome = models.JSONField(null=True, blank=True)
+    transcript = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["daily_call_domain", "daily_call_id"],
+                name="unique_dialin_call",
+                condition=models.Q(daily_call_id__isnull=False),
+            ),
+            models.UniqueConstraint(
+                fields=["organization", "idempotency_key"],
+                name="unique_idempotency_key",
+                condition=models.Q(idempotency_key__isnull=False),
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["organization", "-created_at"], name="call_org_created"),
+            models.Index(fields=["organization", "status"], name="call_org_status"),
+        ]
+
+    def __str__(self) -> str:
+        who = self.patient.masked_name if self.patient_id else mask_phone(self.from_number) or "unknown caller"
+        return f"{self.get_direction_display()} {who} — {self.get_status_display()} ({str(self.pk)[:8]})"
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+    @property
+    def patient_phone(self) -> str:
+        return self.to_number if self.direction == Direction.DIAL_OUT else self.from_number
+
+    def get_absolute_url(self) -> str:
+        return reverse("calls:detail", kwargs={"session_id": self.pk})
+
+    def transition(self, to: str, *, reason: str = "", error: str = "", data=None, at=None) -> bool:
+        """Move this call to `to` if legal; see calls.state.transition."""
+        from .state import transition
+
+        moved = transition(self.pk, to, reason=reason, error=error, data=data, at=at)
+        self.refresh_from_db()
+        return moved
+
+
+class CallEvent(models.Model):
+    """Something that happened on a call: a bot message (with its seq) or a status move."""
+
+    call = models.ForeignKey(CallSession, on_delete=models.CASCADE, related_name="events")
+    at = models.DateTimeField(db_index=True)
+    kind = models.CharField(max_length=40)
+    data = models.JSONField(default=dict, blank=True)
+    seq = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["at", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["call", "seq"], name="unique_call_event_seq", condition=models.Q(seq__isnull=False)
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} @ {self.at:%H:%M:%S}"

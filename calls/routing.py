@@ -1,0 +1,18 @@
+from channels.auth import AuthMiddlewareStack
+from channels.security.websocket import AllowedHostsOriginValidator
+from django.urls import path
+
+from . import consumers
+
+
+def browser(consumer):
+    """Browser sockets: session auth, and an Origin from our allowed hosts."""
+    return AllowedHostsOriginValidator(AuthMiddlewareStack(consumer))
+
+
+websocket_urlpatterns = [
+    # The bot sends no Origin header and authenticates with its per-call token.
+    path("ws/bot/<uuid:session_id>/", consumers.BotStatusConsumer.as_asgi()),
+    path("ws/calls/", browser(consumers.CallListConsumer.as_asgi())),
+    path("ws/calls/<uuid:session_id>/", browser(consumers.CallDetailConsumer.as_asgi())),
+]

@@ -1,0 +1,62 @@
+"""The call state machine: the one way a CallSession's status changes.
+
+Each move is a compare-and-swap (`UPDATE … WHERE status = <seen>`), so a slow
+task cannot overwrite what a bot already reported, and each move writes a
+CallEvent of kind "status".
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.db import transaction
+from django.utils import timezone
+
+from .models import FINAL_STATUSES, TRANSITIONS, CallEvent, CallSession, CallStatus
+
+log = logging.getLogger(__name__)
+
+
+class IllegalTransition(Exception):
+    pass
+
+
+def is_legal(current: str, target: str) -> bool:
+    return target in TRANSITIONS.get(current, frozenset())
+
+
+def transition(call_id, to: str, *, reason: str = "", error: str = "", data=None, at=None) -> bool:
+    """Move the call to `to`. Returns False (and changes nothing) when illegal."""
+    to = str(to)
+    if to not in TRANSITIONS:
+        raise ValueError(f"unknown call status {to!r}")
+    at = at or timezone.now()
+    for _ in range(5):
+        current = CallSession.objects.filter(pk=call_id).values_list("status", flat=True).first()
+        if current is None or not is_legal(current, to):
+            return False
+        updates: dict = {"status": to}
+        if to == CallStatus.STARTING:
+            updates["started_at"] = at
+        if to == CallStatus.IN_PROGRESS:
+            updates["answered_at"] = at
+        if to in FINAL_STATUSES:
+            updates["ended_at"] = at
+            if reason:
+                updates["end_reason"] = reason[:64]
+        if error:
+            updates["error"] = error
+        with transaction.atomic():
+            moved = CallSession.objects.filter(pk=call_id, status=current).update(**updates)
+            if moved:
+                payload = {"from": current, "to": to}
+                if reason:
+                    payload["reason"] = reason
+                if error:
+                    payload["error"] = error
+                if data:
+                    payload.update(data)
+                CallEvent.objects.create(call_id=call_id, at=at, kind="status", data=payload)
+                return True
+        # Someone else moved it first: look again.
+    return False

@@ -1,0 +1,17 @@
+"""The Celery app.
+
+Bot starts spend nearly all their time waiting on Daily and Pipecat, so the
+worker runs a thread pool by default: many starts in flight per process, each
+handing its HTTP I/O to the process's one event loop (botrunner.http). A plain
+``celery -A myrobot worker`` therefore runs as intended.
+"""
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "myrobot.settings")
+
+app = Celery("myrobot")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()

@@ -1,0 +1,18 @@
+from django.contrib import admin
+from django.urls import include, path
+from django.views.generic import RedirectView
+
+from .api import api
+from .health import healthz
+
+admin.site.site_header = "MyRobot"
+admin.site.site_title = "MyRobot"
+admin.site.index_title = "Voice agents"
+
+urlpatterns = [
+    path("", RedirectView.as_view(url="/calls/live/", permanent=False)),
+    path("healthz", healthz, name="healthz"),
+    path("admin/", admin.site.urls),
+    path("api/", api.urls),
+    path("calls/", include("calls.urls")),
+]

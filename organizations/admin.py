@@ -1,0 +1,142 @@
+from django import forms
+from django.contrib import admin, messages
+
+from . import access
+from .admin_scoping import OrgScopedAdmin
+from .models import ApiKey, Organization, OrganizationMembership, Workflow
+
+
+class OrganizationForm(forms.ModelForm):
+    dialin_webhook_secret = forms.CharField(
+        required=False,
+        widget=forms.PasswordInput(render_value=False),
+        help_text="Daily's pinless dial-in HMAC secret (base64). Write-only: leave blank to keep the current one.",
+    )
+    clear_dialin_webhook_secret = forms.BooleanField(required=False, label="Remove the webhook secret")
+
+    class Meta:
+        model = Organization
+        fields = ["name", "slug", "timezone", "is_active", "dialout_caller_id", "dialin_webhook_secret"]
+
+    def clean_dialin_webhook_secret(self):
+        value = self.cleaned_data.get("dialin_webhook_secret", "").strip()
+        if value:
+            import base64
+            import binascii
+
+            try:
+                base64.b64decode(value, validate=True)
+            except (binascii.Error, ValueError):
+                raise forms.ValidationError("The secret must be base64, as Daily shows it.")
+            return value
+        # blank: keep what is stored
+        return self.instance.dialin_webhook_secret if self.instance.pk else ""
+
+    def save(self, commit=True):
+        if self.cleaned_data.get("clear_dialin_webhook_secret"):
+            self.instance.dialin_webhook_secret = ""
+        return super().save(commit)
+
+
+@admin.register(Organization)
+class OrganizationAdmin(OrgScopedAdmin):
+    form = OrganizationForm
+    org_field = "pk"
+    list_display = ["name", "slug", "timezone", "is_active", "has_webhook_secret", "created_at"]
+    list_filter = ["is_active"]
+    search_fields = ["name", "slug"]
+    prepopulated_fields = {"slug": ("name",)}
+
+    def org_id_of(self, obj):
+        return obj.pk
+
+    def get_queryset(self, request):
+        qs = admin.ModelAdmin.get_queryset(self, request)
+        if request.user.is_superuser:
+            return qs
+        return qs.filter(pk__in=list(access.roles_for(request.user)))
+
+    def has_add_permission(self, request):
+        return request.user.is_superuser
+
+    def has_delete_permission(self, request, obj=None):
+        return request.user.is_superuser
+
+    @admin.display(boolean=True, description="Webhook secret")
+    def has_webhook_secret(self, obj):
+        return bool(obj.dialin_webhook_secret)
+
+
+@admin.register(OrganizationMembership)
+class OrganizationMembershipAdmin(OrgScopedAdmin):
+    read_right = access.MANAGE
+    list_display = ["user", "organization", "role", "created_at"]
+    list_filter = ["role", "organization"]
+    search_fields = ["user__username", "user__email", "organization__name"]
+    autocomplete_fields = []
+    list_select_related = ["user", "organization"]
+
+
+class ApiKeyForm(forms.ModelForm):
+    class Meta:
+        model = ApiKey
+        fields = ["organization", "name"]
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(OrgScopedAdmin):
+    read_right = access.MANAGE
+    form = ApiKeyForm
+    list_display = ["name", "prefix", "organization", "created_at", "last_used_at", "revoked_at"]
+    list_filter = ["organization", ("revoked_at", admin.EmptyFieldListFilter)]
+    search_fields = ["name", "prefix"]
+    readonly_fields = ["prefix", "created_at", "last_used_at", "revoked_at", "created_by"]
+    list_select_related = ["organization"]
+    actions = ["revoke_keys"]
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ["organization", "name"]
+        return ["organization", "name", "prefix", "created_by", "created_at", "last_used_at", "revoked_at"]
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return []
+        return ["organization", "prefix", "created_by", "created_at", "last_used_at", "revoked_at"]
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            return super().save_model(request, obj, form, change)
+        key, raw = ApiKey.generate(obj.organization, name=obj.name, created_by=request.user)
+        obj.pk = key.pk
+        obj.refresh_from_db()
+        messages.warning(
+            request,
+            f"The new API key is {raw} — copy it now: it is shown only once and stored only as a hash.",
+        )
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # keys are revoked, not deleted, so calls keep who requested them
+
+    @admin.action(description="Revoke selected API keys")
+    def revoke_keys(self, request, queryset):
+        count = 0
+        for key in queryset:
+            if access.has_right(request.user, access.MANAGE, key.organization_id) and key.revoked_at is None:
+                key.revoke()
+                count += 1
+        self.message_user(request, f"Revoked {count} API key(s).")
+
+
+@admin.register(Workflow)
+class WorkflowAdmin(OrgScopedAdmin):
+    write_right = access.WRITE_WORKFLOWS
+    list_display = ["name", "slug", "organization", "direction", "is_active", "max_duration_s", "updated_at"]
+    list_filter = ["direction", "is_active", "organization"]
+    search_fields = ["name", "slug"]
+    list_select_related = ["organization"]
+    fieldsets = [
+        (None, {"fields": ["organization", "name", "slug", "direction", "is_active"]}),
+        ("Conversation", {"fields": ["instructions", "first_message", "voice", "speaks_first"]}),
+        ("Limits and results", {"fields": ["max_duration_s", "max_dialout_attempts", "outcome_results", "config"]}),
+    ]

@@ -1,0 +1,196 @@
+import hashlib
+import secrets
+import zoneinfo
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator
+from django.db import models
+from django.utils import timezone
+
+
+def validate_timezone(value: str) -> None:
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValidationError(f"'{value}' is not a known time zone (e.g. America/New_York).")
+
+
+class Organization(models.Model):
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=64, unique=True)
+    timezone = models.CharField(max_length=64, default="UTC", validators=[validate_timezone])
+    is_active = models.BooleanField(default=True)
+    dialout_caller_id = models.CharField(
+        max_length=32,
+        blank=True,
+        help_text="Daily caller id (phone number id) used for dial-out calls.",
+    )
+    dialin_webhook_secret = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="The base64 HMAC secret of Daily's pinless dial-in config.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Role(models.TextChoices):
+    ADMIN = "admin", "Admin"
+    STAFF = "staff", "Staff"
+    VIEWER = "viewer", "Viewer"
+
+
+class OrganizationMembership(models.Model):
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.STAFF)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["organization", "user"], name="unique_membership")]
+        ordering = ["organization__name", "user__username"]
+
+    def __str__(self) -> str:
+        return f"{self.user} — {self.get_role_display()} at {self.organization}"
+
+
+API_KEY_PREFIX = "mr_"
+
+
+def hash_api_key(raw: str) -> str:
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+class ApiKeyQuerySet(models.QuerySet):
+    def active(self):
+        return self.filter(revoked_at__isnull=True)
+
+
+class ApiKey(models.Model):
+    """An EHR integration's key. The raw key is shown once; only its hash is kept."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=100, default="EHR integration")
+    prefix = models.CharField(max_length=16, editable=False, db_index=True)
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ApiKeyQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        state = " (revoked)" if self.revoked_at else ""
+        return f"{self.name} {self.prefix}…{state}"
+
+    @classmethod
+    def generate(cls, organization: Organization, name: str = "EHR integration", created_by=None):
+        """Create a key; returns (ApiKey, raw_key). The raw key is never stored."""
+        raw = API_KEY_PREFIX + secrets.token_urlsafe(32)
+        key = cls.objects.create(
+            organization=organization,
+            name=name,
+            prefix=raw[:10],
+            key_hash=hash_api_key(raw),
+            created_by=created_by,
+        )
+        return key, raw
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+    def revoke(self) -> None:
+        if self.revoked_at is None:
+            self.revoked_at = timezone.now()
+            self.save(update_fields=["revoked_at"])
+
+    @classmethod
+    def authenticate(cls, raw: str):
+        """The active key for a raw key, or None; records its last use."""
+        if not raw or not raw.startswith(API_KEY_PREFIX):
+            return None
+        key = (
+            cls.objects.active()
+            .select_related("organization")
+            .filter(key_hash=hash_api_key(raw), organization__is_active=True)
+            .first()
+        )
+        if key is not None:
+            now = timezone.now()
+            if key.last_used_at is None or (now - key.last_used_at).total_seconds() > 60:
+                cls.objects.filter(pk=key.pk).update(last_used_at=now)
+                key.last_used_at = now
+        return key
+
+
+class Direction(models.TextChoices):
+    DIAL_IN = "dial_in", "Dial-in"
+    DIAL_OUT = "dial_out", "Dial-out"
+
+
+class WorkflowDirection(models.TextChoices):
+    DIAL_IN = "dial_in", "Dial-in"
+    DIAL_OUT = "dial_out", "Dial-out"
+    BOTH = "both", "Both"
+
+
+def default_outcome_results():
+    return ["confirmed", "rescheduled", "declined", "unreachable"]
+
+
+class Workflow(models.Model):
+    """What a bot does on a call: the fields of the AgentRequest's WorkflowConfig."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="workflows")
+    slug = models.SlugField(max_length=64)
+    name = models.CharField(max_length=200)
+    direction = models.CharField(max_length=16, choices=WorkflowDirection.choices, default=WorkflowDirection.DIAL_OUT)
+    is_active = models.BooleanField(default=True)
+    instructions = models.TextField(help_text="The bot's system prompt. {first_name} etc. are filled from patient data.")
+    first_message = models.TextField(blank=True)
+    voice = models.CharField(max_length=64, blank=True, default="alloy")
+    speaks_first = models.CharField(
+        max_length=8, choices=[("bot", "Bot"), ("callee", "Callee")], default="bot"
+    )
+    max_duration_s = models.PositiveIntegerField(default=600, validators=[MinValueValidator(30)])
+    max_dialout_attempts = models.PositiveSmallIntegerField(default=5, validators=[MinValueValidator(1)])
+    outcome_results = models.JSONField(default=default_outcome_results, blank=True)
+    config = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["organization", "slug"], name="unique_workflow_slug")]
+        ordering = ["organization__name", "name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.organization})"
+
+    @property
+    def takes_dialin(self) -> bool:
+        return self.direction in (WorkflowDirection.DIAL_IN, WorkflowDirection.BOTH)
+
+    @property
+    def dials_out(self) -> bool:
+        return self.direction in (WorkflowDirection.DIAL_OUT, WorkflowDirection.BOTH)
+
+    def clean(self):
+        if not isinstance(self.outcome_results, list) or not all(isinstance(r, str) for r in self.outcome_results):
+            raise ValidationError({"outcome_results": "A list of result names, e.g. [\"confirmed\", \"declined\"]."})
+        if not isinstance(self.config, dict):
+            raise ValidationError({"config": "A JSON object."})

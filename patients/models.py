@@ -1,0 +1,66 @@
+from django.core.exceptions import ValidationError
+from django.db import models
+
+from organizations.masking import mask_name, mask_phone
+from organizations.models import Organization, validate_timezone
+
+from .phone import normalize_phone
+
+
+class Patient(models.Model):
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="patients")
+    external_id = models.CharField(
+        max_length=100, blank=True, null=True, help_text="The patient's id in the EHR (unique in the organisation)."
+    )
+    first_name = models.CharField(max_length=100)
+    last_name = models.CharField(max_length=100, blank=True)
+    date_of_birth = models.DateField(null=True, blank=True)
+    phone = models.CharField(max_length=20, help_text="E.164, e.g. +14155550123.")
+    preferred_language = models.CharField(max_length=16, default="en", blank=True)
+    timezone = models.CharField(max_length=64, blank=True, validators=[validate_timezone])
+    data = models.JSONField(default=dict, blank=True, help_text="What the bot may use, e.g. the appointment.")
+    consent_to_call = models.BooleanField(default=True)
+    do_not_call = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["last_name", "first_name", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "external_id"], name="unique_patient_external_id"),
+        ]
+        indexes = [models.Index(fields=["organization", "phone"], name="patient_org_phone")]
+
+    def __str__(self) -> str:
+        return self.full_name
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.first_name} {self.last_name}".strip()
+
+    @property
+    def masked_name(self) -> str:
+        return mask_name(self.first_name, self.last_name)
+
+    @property
+    def masked_phone(self) -> str:
+        return mask_phone(self.phone)
+
+    def clean(self):
+        errors = {}
+        if self.phone:
+            try:
+                self.phone = normalize_phone(self.phone)
+            except ValidationError as exc:
+                errors["phone"] = exc.messages
+        if self.external_id == "":
+            self.external_id = None
+        if not isinstance(self.data, dict):
+            errors["data"] = ["A JSON object."]
+        if errors:
+            raise ValidationError(errors)
+
+    def save(self, *args, **kwargs):
+        if self.external_id == "":
+            self.external_id = None
+        super().save(*args, **kwargs)

@@ -1,16 +1,172 @@
+"""WebSocket consumers: the bot's status socket and the browsers' live sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+
+from organizations import access
+
+from .broadcast import call_group, load_call, org_group, send_call_messages, serialize_call, serialize_event
+from .events import BadMessage, apply_bot_message, token_matches
+
+log = logging.getLogger(__name__)
+
+
+def _bearer(scope) -> str:
+    for name, value in scope.get("headers", []):
+        if name == b"authorization":
+            text = value.decode("latin-1")
+            if text[:7].lower() == "bearer ":
+                return text[7:].strip()
+    return ""
 
 
 class BotStatusConsumer(AsyncJsonWebsocketConsumer):
+    """/ws/bot/<session_id>/ — one bot reporting one call, authenticated by its token."""
+
     async def connect(self):
-        await self.close()
+        self.call_id = str(self.scope["url_route"]["kwargs"]["session_id"])
+        if not await database_sync_to_async(token_matches)(self.call_id, _bearer(self.scope)):
+            log.warning("bot socket refused for call %s: wrong or expired token", self.call_id)
+            await self.close()  # before accept: the client sees HTTP 403
+            return
+        await self.accept()
+
+    async def receive_json(self, content, **kwargs):
+        try:
+            applied = await database_sync_to_async(self._apply)(content)
+        except BadMessage as exc:
+            log.warning("bot message for call %s ignored: %s", self.call_id, exc)
+            return
+        if applied is None:
+            return  # a replayed seq: already stored and acted on
+        call_payload, event_payload, became_final, room_name = applied
+        await send_call_messages(call_payload, [event_payload])
+        if became_final and room_name:
+            self._delete_room_later(room_name)
+
+    def _apply(self, content):
+        applied = apply_bot_message(self.call_id, content)
+        if applied is None:
+            return None
+        for note in applied.notes:
+            log.info("call %s: %s", self.call_id, note)
+        call = load_call(self.call_id)
+        return serialize_call(call), serialize_event(applied.event), applied.became_final, applied.room_name
+
+    async def decode_json(self, text_data):
+        try:
+            return await super().decode_json(text_data)
+        except ValueError:
+            return None
+
+    def _delete_room_later(self, room_name: str) -> None:
+        """The call is over: delete its room without holding up the socket."""
+        from botrunner import daily, http
+
+        async def delete():
+            session = await http.get_session()
+            return await daily.delete_room(session, room_name)
+
+        def done(fut):
+            if fut.exception() is not None:
+                log.warning("could not delete room %s: %s", room_name, fut.exception())
+
+        try:
+            http.submit(delete).add_done_callback(done)
+        except Exception:  # noqa: BLE001
+            log.exception("could not schedule deletion of room %s", room_name)
 
 
-class CallListConsumer(AsyncJsonWebsocketConsumer):
+def shape_call_for(user, call: dict) -> dict:
+    """Viewers get the patient masked (DESIGN.md "Roles")."""
+    sees = access.sees_phi(user, call["organization_id"])
+    patient = call.get("patient") or {}
+    shaped = {k: v for k, v in call.items() if k not in ("patient", "error")}
+    shaped["patient"] = {
+        "id": patient.get("id"),
+        "name": patient.get("name") if sees else patient.get("masked_name"),
+        "phone": patient.get("phone") if sees else patient.get("masked_phone"),
+    }
+    shaped["error"] = call.get("error", "")
+    return shaped
+
+
+def shape_event_for(user, organization_id, event: dict) -> dict | None:
+    if event.get("event") == "transcript" and not access.sees_phi(user, organization_id):
+        return None  # viewers get no transcript lines
+    return event
+
+
+class _BrowserConsumer(AsyncJsonWebsocketConsumer):
+    """Session-authenticated; `groups_to_join` decides what the user may hear."""
+
     async def connect(self):
-        await self.close()
+        self.user = self.scope.get("user")
+        if self.user is None or not self.user.is_authenticated or not self.user.is_staff:
+            await self.close()
+            return
+        self.roles = await database_sync_to_async(access.roles_for)(self.user)
+        groups = await self.groups_to_join()
+        if groups is None:
+            await self.close()
+            return
+        self.joined = groups
+        for group in groups:
+            await self.channel_layer.group_add(group, self.channel_name)
+        await self.accept()
+
+    async def disconnect(self, code):
+        for group in getattr(self, "joined", []):
+            await self.channel_layer.group_discard(group, self.channel_name)
+
+    async def groups_to_join(self) -> list[str] | None:
+        raise NotImplementedError
+
+    async def receive_json(self, content, **kwargs):
+        pass  # browsers only listen
+
+    async def call_update(self, message):
+        call = message["call"]
+        if call["organization_id"] not in self.roles:
+            return
+        await self.send_json({"type": "call.update", "call": shape_call_for(self.user, call)})
+
+    async def call_event(self, message):
+        org_id = message.get("organization_id")
+        if org_id is None:
+            org_id = await self._org_of(message["session_id"])
+        if org_id not in self.roles:
+            return
+        event = shape_event_for(self.user, org_id, message["event"])
+        if event is not None:
+            await self.send_json({"type": "call.event", "session_id": message["session_id"], "event": event})
+
+    async def _org_of(self, session_id):
+        cache = self.__dict__.setdefault("_org_cache", {})
+        if session_id not in cache:
+            call = await database_sync_to_async(load_call)(session_id)
+            cache[session_id] = call.organization_id if call else None
+        return cache[session_id]
 
 
-class CallDetailConsumer(AsyncJsonWebsocketConsumer):
-    async def connect(self):
-        await self.close()
+class CallListConsumer(_BrowserConsumer):
+    """/ws/calls/ — every call of the user's organisations."""
+
+    async def groups_to_join(self):
+        return [org_group(org_id) for org_id in self.roles]
+
+
+class CallDetailConsumer(_BrowserConsumer):
+    """/ws/calls/<session_id>/ — one call, for members of its organisation only."""
+
+    async def groups_to_join(self):
+        session_id = str(self.scope["url_route"]["kwargs"]["session_id"])
+        call = await database_sync_to_async(load_call)(session_id)
+        if call is None or call.organization_id not in self.roles:
+            return None
+        return [call_group(session_id)]

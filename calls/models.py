@@ -83,6 +83,9 @@ class CallSession(models.Model):
     ended_at = models.DateTimeField(null=True, blank=True)
     last_event_at = models.DateTimeField(null=True, blank=True)
     bot_started_at = models.DateTimeField(null=True, blank=True)
+    # Claimed just before the start request is sent, so a redelivered task
+    # can tell it must not start a second bot.
+    bot_start_requested_at = models.DateTimeField(null=True, blank=True)
 
     end_reason = models.CharField(max_length=64, blank=True)
     error = models.TextField(blank=True, help_text="Why the call failed, for a person to act on.")

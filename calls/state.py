@@ -25,8 +25,14 @@ def is_legal(current: str, target: str) -> bool:
     return target in TRANSITIONS.get(current, frozenset())
 
 
-def transition(call_id, to: str, *, reason: str = "", error: str = "", data=None, at=None) -> bool:
-    """Move the call to `to`. Returns False (and changes nothing) when illegal."""
+def transition(
+    call_id, to: str, *, reason: str = "", error: str = "", data=None, at=None, broadcast: bool = True
+) -> bool:
+    """Move the call to `to`. Returns False (and changes nothing) when illegal.
+
+    With `broadcast`, open browser pages hear of the move once it commits
+    (the bot consumer passes False and broadcasts its own batch).
+    """
     to = str(to)
     if to not in TRANSITIONS:
         raise ValueError(f"unknown call status {to!r}")
@@ -56,7 +62,11 @@ def transition(call_id, to: str, *, reason: str = "", error: str = "", data=None
                     payload["error"] = error
                 if data:
                     payload.update(data)
-                CallEvent.objects.create(call_id=call_id, at=at, kind="status", data=payload)
+                event = CallEvent.objects.create(call_id=call_id, at=at, kind="status", data=payload)
+                if broadcast:
+                    from .broadcast import broadcast_call_sync
+
+                    transaction.on_commit(lambda: broadcast_call_sync(call_id, [event]))
                 return True
         # Someone else moved it first: look again.
     return False

@@ -1,3 +1,51 @@
-from ninja import Router
+"""GET /api/workflows: what an integrator may start (and where Daily posts dial-ins)."""
 
-router = Router()
+from django.urls import reverse
+from ninja import Query, Router, Schema
+
+from myrobot.pagination import Page, PageParams, paginate
+
+from .auth import api_key_auth
+from .models import Workflow
+
+router = Router(tags=["workflows"])
+
+
+class WorkflowOut(Schema):
+    slug: str
+    name: str
+    direction: str
+    is_active: bool
+    takes_dialin: bool
+    dials_out: bool
+    max_duration_s: int
+    outcome_results: list[str]
+    dialin_webhook_url: str | None = None
+
+
+@router.get("/workflows", response=Page[WorkflowOut], auth=api_key_auth, url_name="list_workflows")
+def list_workflows(request, page: Query[PageParams]):
+    """The organisation's workflows; use a `slug` as `workflow` in `POST /api/start-call`."""
+    org = request.organization
+    result = paginate(Workflow.objects.filter(organization=org).order_by("name", "pk"), page)
+    items = []
+    for wf in result["items"]:
+        url = None
+        if wf.takes_dialin:
+            url = request.build_absolute_uri(
+                reverse("api:dialin_webhook", kwargs={"org_slug": org.slug, "workflow_slug": wf.slug})
+            )
+        items.append(
+            {
+                "slug": wf.slug,
+                "name": wf.name,
+                "direction": wf.direction,
+                "is_active": wf.is_active,
+                "takes_dialin": wf.takes_dialin,
+                "dials_out": wf.dials_out,
+                "max_duration_s": wf.max_duration_s,
+                "outcome_results": list(wf.outcome_results or []),
+                "dialin_webhook_url": url,
+            }
+        )
+    return {"items": items, "count": result["count"]}

@@ -1,3 +1,203 @@
-from ninja import Router
+"""Patients for an EHR integration, all scoped to the API key's organisation.
 
-router = Router()
+Phone numbers never travel in URLs (they would land in access logs): a lookup
+by phone is `POST /api/patients/lookup` with the number in the body.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import IntegrityError, transaction
+from ninja import Query, Router, Schema
+from pydantic import Field, field_validator
+from pydantic_core import PydanticCustomError
+
+from myrobot.errors import ApiError
+from myrobot.pagination import Page, PageParams, paginate
+from organizations.auth import api_key_auth
+from organizations.models import validate_timezone
+
+from .models import Patient
+from .phone import normalize_phone
+
+router = Router(tags=["patients"], auth=api_key_auth)
+
+
+def _phone(value):
+    if value is None:
+        return value
+    try:
+        return normalize_phone(value)
+    except DjangoValidationError as exc:
+        raise PydanticCustomError("phone", " ".join(exc.messages))
+
+
+def _timezone(value):
+    if not value:
+        return value
+    try:
+        validate_timezone(value)
+    except DjangoValidationError as exc:
+        raise PydanticCustomError("timezone", " ".join(exc.messages))
+    return value
+
+
+class PatientIn(Schema):
+    external_id: str | None = Field(None, max_length=100, description="The patient's id in the EHR.")
+    first_name: str = Field(..., min_length=1, max_length=100)
+    last_name: str = Field("", max_length=100)
+    date_of_birth: dt.date | None = None
+    phone: str = Field(..., description="E.164, e.g. +14155550123 (other forms are normalised).")
+    preferred_language: str = Field("en", max_length=16)
+    timezone: str = Field("", max_length=64)
+    data: dict[str, Any] = Field(default_factory=dict, description="What the bot may use, e.g. the appointment.")
+    consent_to_call: bool = True
+    do_not_call: bool = False
+
+    _check_phone = field_validator("phone")(_phone)
+    _check_tz = field_validator("timezone")(_timezone)
+
+
+class PatientPatch(Schema):
+    """Only the fields sent are changed."""
+
+    external_id: str | None = Field(None, max_length=100)
+    first_name: str = Field(None, min_length=1, max_length=100)
+    last_name: str = Field(None, max_length=100)
+    date_of_birth: dt.date | None = None
+    phone: str = None
+    preferred_language: str = Field(None, max_length=16)
+    timezone: str = Field(None, max_length=64)
+    data: dict[str, Any] = None
+    consent_to_call: bool = None
+    do_not_call: bool = None
+
+    _check_phone = field_validator("phone")(_phone)
+    _check_tz = field_validator("timezone")(_timezone)
+
+
+class PatientOut(Schema):
+    id: int
+    external_id: str | None
+    first_name: str
+    last_name: str
+    date_of_birth: dt.date | None
+    phone: str
+    preferred_language: str
+    timezone: str
+    data: dict[str, Any]
+    consent_to_call: bool
+    do_not_call: bool
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class LookupIn(Schema):
+    phone: str
+
+    _check_phone = field_validator("phone")(_phone)
+
+
+class PatientFilters(PageParams):
+    external_id: str | None = None
+
+
+def _get(request, patient_id: int) -> Patient:
+    patient = Patient.objects.filter(organization=request.organization, pk=patient_id).first()
+    if patient is None:
+        raise ApiError(404, "No such patient.")
+    return patient
+
+
+def _save(patient: Patient, **kwargs) -> None:
+    """Save, answering 409 when another patient of the organisation has the external id."""
+    try:
+        with transaction.atomic():
+            patient.save(**kwargs)
+    except IntegrityError:
+        raise ApiError(
+            409,
+            "Another patient of this organisation already has this external_id.",
+            [{"field": "external_id", "message": "Already used by another patient."}],
+        )
+
+
+@router.get("/patients", response=Page[PatientOut], url_name="list_patients")
+def list_patients(request, filters: Query[PatientFilters]):
+    qs = Patient.objects.filter(organization=request.organization).order_by("pk")
+    if filters.external_id is not None:
+        qs = qs.filter(external_id=filters.external_id)
+    return paginate(qs, filters)
+
+
+@router.post("/patients", response={201: PatientOut}, url_name="create_patient")
+def create_patient(request, payload: PatientIn):
+    patient = Patient(organization=request.organization, **payload.dict())
+    _save(patient, force_insert=True)
+    return 201, patient
+
+
+# Registered before /patients/{patient_id} so that its URL pattern wins.
+@router.post("/patients/lookup", response=Page[PatientOut], url_name="lookup_patients")
+def lookup_patients(request, payload: LookupIn):
+    """Patients of the organisation with this phone number (several may share one)."""
+    qs = Patient.objects.filter(organization=request.organization, phone=payload.phone).order_by("pk")
+    items = list(qs[:100])
+    return {"items": items, "count": len(items)}
+
+
+@router.put(
+    "/patients/by-external-id/{external_id}",
+    response={200: PatientOut, 201: PatientOut},
+    url_name="upsert_patient",
+)
+def upsert_patient(request, external_id: str, payload: PatientIn):
+    """Create (201) or replace (200) the patient with this EHR id."""
+    if payload.external_id not in (None, external_id):
+        raise ApiError(
+            422,
+            "external_id in the body differs from the one in the URL.",
+            [{"field": "external_id", "message": "Must match the URL or be left out."}],
+        )
+    values = payload.dict()
+    values["external_id"] = external_id
+    with transaction.atomic():
+        patient, created = Patient.objects.update_or_create(
+            organization=request.organization, external_id=external_id, defaults=values
+        )
+    return (201 if created else 200), patient
+
+
+@router.get("/patients/{patient_id}", response=PatientOut, url_name="get_patient")
+def get_patient(request, patient_id: int):
+    return _get(request, patient_id)
+
+
+@router.put("/patients/{patient_id}", response=PatientOut, url_name="replace_patient")
+def replace_patient(request, patient_id: int, payload: PatientIn):
+    patient = _get(request, patient_id)
+    for name, value in payload.dict().items():
+        setattr(patient, name, value)
+    _save(patient)
+    return patient
+
+
+@router.patch("/patients/{patient_id}", response=PatientOut, url_name="update_patient")
+def update_patient(request, patient_id: int, payload: PatientPatch):
+    patient = _get(request, patient_id)
+    # An explicit null fails validation for every field but the nullable ones.
+    changes = payload.dict(exclude_unset=True)
+    for name, value in changes.items():
+        setattr(patient, name, value)
+    _save(patient)
+    return patient
+
+
+@router.delete("/patients/{patient_id}", response={204: None}, url_name="delete_patient")
+def delete_patient(request, patient_id: int):
+    """Delete the patient; their calls are kept, without the patient."""
+    _get(request, patient_id).delete()
+    return 204, None

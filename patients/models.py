@@ -32,7 +32,9 @@ class Patient(models.Model):
         indexes = [models.Index(fields=["organization", "phone"], name="patient_org_phone")]
 
     def __str__(self) -> str:
-        return self.full_name
+        # Masked on purpose: str() ends up in logs, titles and breadcrumbs.
+        ref = f" ({self.external_id})" if self.external_id else ""
+        return f"{self.masked_name}{ref}"
 
     @property
     def full_name(self) -> str:

@@ -1,0 +1,364 @@
+"""Daily REST: rooms and the bot's meeting token.
+
+Plain aiohttp JSON, not Pipecat's ``configure()`` (it reads the process
+environment, picks a random name and always adds a token round trip). The
+room name comes from the call's session id, so a redelivered task finds the
+room it made instead of making a second one; every call here is therefore
+safe to retry, and any transient fault is a ``TransientError``.
+
+The bot's token is signed locally (Daily's self-signed meeting tokens: an
+HS256 JWT with the API key), which keeps a round trip off the caller's hold
+time; ``DAILY_MEETING_TOKEN_MODE = "rest"`` falls back to ``POST /meeting-tokens``.
+Tip for callers: ``get_domain_id()`` is cached per process, so run it
+concurrently with ``create_room()`` (``asyncio.gather``) to hide the first fetch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+import jwt
+from django.conf import settings
+
+from .errors import MissingCredentialsError, PermanentError, TransientError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_API_URL = "https://api.daily.co/v1"
+ROOM_NAME_PREFIX = "mr-"
+_VALID_NAME = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+
+
+@dataclass(frozen=True)
+class Room:
+    """A Daily room as the start path needs it."""
+
+    name: str
+    url: str
+    sip_endpoint: str | None = None  # "sip:…" for dial-in rooms
+    exp: float | None = None  # epoch seconds
+    created: bool = True  # False when an existing room was found (redelivery)
+
+
+# --- settings ---------------------------------------------------------------
+
+
+def _api_url() -> str:
+    return (getattr(settings, "DAILY_API_URL", "") or DEFAULT_API_URL).rstrip("/")
+
+
+def _api_key() -> str:
+    key = getattr(settings, "DAILY_API_KEY", "") or ""
+    if not key:
+        raise MissingCredentialsError(
+            "DAILY_API_KEY",
+            "DAILY_API_KEY is not set on the server, so no Daily room can be made: "
+            "set the DAILY_API_KEY environment variable (Daily dashboard → Developers).",
+        )
+    return key
+
+
+def _margin_s() -> int:
+    return int(getattr(settings, "DAILY_ROOM_EXPIRY_MARGIN_S", 300))
+
+
+def _token_mode() -> str:
+    return (getattr(settings, "DAILY_MEETING_TOKEN_MODE", "local") or "local").lower()
+
+
+# --- names --------------------------------------------------------------------
+
+
+def room_name_for(session_id: str) -> str:
+    """Deterministic, valid Daily name: ``mr-<session id>``.
+
+    Characters Daily refuses are replaced, and then (or when the name would
+    pass 128 characters) a hash of the original id is appended so two ids can
+    never share a room.
+    """
+    sid = str(session_id or "")
+    if not sid:
+        raise ValueError("room_name_for() needs a session id")
+    name = ROOM_NAME_PREFIX + sid
+    if _VALID_NAME.match(name):
+        return name
+    cleaned = re.sub(r"[^A-Za-z0-9_-]", "-", sid)[:100]
+    digest = hashlib.sha256(sid.encode()).hexdigest()[:16]
+    return f"{ROOM_NAME_PREFIX}{cleaned}-{digest}"
+
+
+# --- HTTP ---------------------------------------------------------------------
+
+
+def _error_text(data: Any, text: str) -> str:
+    if isinstance(data, dict):
+        parts = [str(data[k]) for k in ("error", "info") if isinstance(data.get(k), str)]
+        if parts:
+            return ": ".join(parts)[:300]
+    return (text or "").strip()[:300]
+
+
+async def _request(
+    http: aiohttp.ClientSession, method: str, path: str, what: str, *, json_body: Any = None
+) -> tuple[int, Any, str]:
+    """One Daily call with the configured URL and key."""
+    return await _send(http, method, _api_url(), _api_key(), path, what, json_body=json_body)
+
+
+async def _send(
+    http: aiohttp.ClientSession, method: str, base: str, key: str, path: str, what: str,
+    *, json_body: Any = None,
+) -> tuple[int, Any, str]:
+    """Connection faults and timeouts become TransientError (every Daily call
+    we make is safe to repeat)."""
+    try:
+        async with http.request(
+            method, base + path, json=json_body, headers={"Authorization": f"Bearer {key}"}
+        ) as resp:
+            text = await resp.text()
+            status = resp.status
+    except aiohttp.InvalidURL as e:
+        raise PermanentError(f"DAILY_API_URL is not a valid URL ({base!r}): {e}") from e
+    except aiohttp.ClientSSLError as e:
+        raise PermanentError(
+            f"TLS to Daily failed while trying to {what} ({base}): {e}. Check DAILY_API_URL."
+        ) from e
+    except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
+        raise TransientError(
+            f"Could not reach Daily to {what} ({base}): {type(e).__name__}: {e}"
+        ) from e
+    try:
+        data = json.loads(text) if text else None
+    except ValueError:
+        data = None
+    return status, data, text
+
+
+def _raise_for(status: int, data: Any, text: str, what: str) -> None:
+    """Map a non-2xx Daily answer to an error class."""
+    detail = _error_text(data, text)
+    if status in (401, 403) or (isinstance(data, dict) and data.get("error") == "authorization-header-error"):
+        raise PermanentError(
+            f"Daily refused DAILY_API_KEY while trying to {what} ({detail}): "
+            "check the key in the server's environment.",
+            status=status,
+            body=text,
+        )
+    if status == 429 or status >= 500:
+        raise TransientError(f"Daily is busy or failing ({detail}) while trying to {what}.", status=status, body=text)
+    raise PermanentError(f"Daily refused to {what}: {detail}", status=status, body=text)
+
+
+def _room_from(data: dict[str, Any], *, created: bool) -> Room:
+    config = data.get("config") or {}
+    endpoint = (config.get("sip_uri") or {}).get("endpoint") or None
+    if endpoint and not endpoint.startswith("sip:"):
+        endpoint = "sip:" + endpoint  # Pipecat's helper adds it; Daily's docs show it included
+    exp = config.get("exp")
+    return Room(
+        name=data["name"],
+        url=data["url"],
+        sip_endpoint=endpoint,
+        exp=float(exp) if exp is not None else None,
+        created=created,
+    )
+
+
+def _already_exists(status: int, data: Any) -> bool:
+    return (
+        status == 400
+        and isinstance(data, dict)
+        and data.get("error") == "invalid-request-error"
+        and "already exists" in str(data.get("info", ""))
+    )
+
+
+# --- rooms --------------------------------------------------------------------
+
+
+async def create_room(
+    http: aiohttp.ClientSession,
+    *,
+    session_id: str,
+    dialin: bool,
+    caller_phone: str | None = None,
+    max_duration_s: int,
+) -> Room:
+    """Create the call's room, or return it if a previous delivery made it.
+
+    Dial-in rooms get SIP dial-in for the caller (audio only, one endpoint);
+    dial-out rooms get ``enable_dialout``. Both expire after the workflow's
+    maximum duration plus ``DAILY_ROOM_EXPIRY_MARGIN_S``, ejecting everyone.
+    """
+    _api_key()  # fail before any work when the key is missing
+    name = room_name_for(session_id)
+    if _token_mode() == "local":
+        prefetch_domain_id(http)  # overlaps the room's round trip
+    exp = int(time.time() + int(max_duration_s) + _margin_s())
+    properties: dict[str, Any] = {"exp": exp, "eject_at_room_exp": True, "start_video_off": True}
+    if dialin:
+        properties["sip"] = {
+            "display_name": caller_phone or "Caller",
+            "video": False,
+            "sip_mode": "dial-in",
+            "num_endpoints": 1,
+        }
+    else:
+        properties["enable_dialout"] = True
+    body = {
+        "name": name,
+        "privacy": getattr(settings, "DAILY_ROOM_PRIVACY", "private"),
+        "properties": properties,
+    }
+    status, data, text = await _request(http, "POST", "/rooms", "create a room", json_body=body)
+    if status == 200 and isinstance(data, dict):
+        logger.info("daily: created room %s", name)
+        return _room_from(data, created=True)
+    if _already_exists(status, data):
+        room = await get_room(http, name)
+        if room is None:  # deleted between our two calls: try again later
+            raise TransientError(f"Daily room {name} vanished while it was being looked up.", status=404)
+        if room.exp is not None and room.exp <= time.time():
+            raise PermanentError(f"Daily room {name} from an earlier attempt has expired; the call is too old to start.")
+        logger.info("daily: found existing room %s (redelivery)", name)
+        return room
+    if status == 200:
+        raise TransientError("Daily answered room creation with an unreadable body.", status=status, body=text)
+    _raise_for(status, data, text, "create a room")
+    raise AssertionError("unreachable")
+
+
+async def get_room(http: aiohttp.ClientSession, name: str) -> Room | None:
+    """The room called ``name``, or None if Daily has no such room."""
+    status, data, text = await _request(http, "GET", f"/rooms/{quote(name, safe='')}", "look up a room")
+    if status == 404:
+        return None
+    if status == 200 and isinstance(data, dict):
+        return _room_from(data, created=False)
+    _raise_for(status, data, text, "look up a room")
+    raise AssertionError("unreachable")
+
+
+async def delete_room(http: aiohttp.ClientSession, name: str) -> bool:
+    """Delete a room (ejects everyone, ending the bot's call).
+
+    Returns False when it was already gone: 404 counts as success.
+    """
+    status, data, text = await _request(http, "DELETE", f"/rooms/{quote(name, safe='')}", "delete a room")
+    if status == 404:
+        return False
+    if 200 <= status < 300:
+        logger.info("daily: deleted room %s", name)
+        return True
+    _raise_for(status, data, text, "delete a room")
+    raise AssertionError("unreachable")
+
+
+# --- domain id and tokens -----------------------------------------------------
+
+_domain_ids: dict[tuple[str, str], str] = {}
+_domain_fetches: dict[tuple[str, str], asyncio.Task] = {}
+
+
+def clear_caches() -> None:
+    """Forget cached domain ids (tests; a rotated key is keyed separately anyway)."""
+    _domain_ids.clear()
+    _domain_fetches.clear()
+
+
+async def _fetch_domain_id(http: aiohttp.ClientSession, base: str, key: str) -> str:
+    what = "read the domain configuration"
+    status, data, text = await _send(http, "GET", base, key, "/", what)
+    if status != 200:
+        _raise_for(status, data, text, what)
+    domain_id = data.get("domain_id") if isinstance(data, dict) else None
+    if not domain_id:
+        raise TransientError("Daily's domain configuration had no domain_id.", status=status, body=text)
+    return str(domain_id)
+
+
+def _domain_fetch(http: aiohttp.ClientSession) -> tuple[tuple[str, str], "asyncio.Task[str] | None"]:
+    """The in-flight fetch of the domain id on this loop, started if needed
+    (None when cached). Shared by concurrent callers; fills the cache."""
+    cache_key = (_api_url(), _api_key())
+    if cache_key in _domain_ids:
+        return cache_key, None
+    loop = asyncio.get_running_loop()
+    task = _domain_fetches.get(cache_key)
+    if task is None or task.get_loop() is not loop:
+        task = loop.create_task(_fetch_domain_id(http, *cache_key))
+
+        def done(t: asyncio.Task, cache_key: tuple[str, str] = cache_key) -> None:
+            if _domain_fetches.get(cache_key) is t:
+                del _domain_fetches[cache_key]
+            if not t.cancelled() and t.exception() is None:  # also marks errors as retrieved
+                _domain_ids[cache_key] = t.result()
+
+        task.add_done_callback(done)
+        _domain_fetches[cache_key] = task
+    return cache_key, task
+
+
+def prefetch_domain_id(http: aiohttp.ClientSession) -> None:
+    """Start fetching the domain id in the background (no-op when cached).
+
+    ``create_room`` calls it in local token mode, so the first token of a
+    process costs no extra round trip after the room's.
+    """
+    _domain_fetch(http)
+
+
+async def get_domain_id(http: aiohttp.ClientSession) -> str:
+    """The Daily domain id (``GET {DAILY_API_URL}/``), fetched once per process
+    per API URL and key; concurrent first callers share one request."""
+    cache_key, task = _domain_fetch(http)
+    if task is None:
+        return _domain_ids[cache_key]
+    domain_id = await asyncio.shield(task)
+    _domain_ids[cache_key] = domain_id
+    return domain_id
+
+
+async def meeting_token(http: aiohttp.ClientSession, room: Room) -> str:
+    """An owner token for the bot (dial-out needs an owner), expiring with the room."""
+    key = _api_key()
+    now = int(time.time())
+    exp = int(room.exp) if room.exp else now + 3600 + _margin_s()
+    mode = _token_mode()
+    if mode == "local":
+        domain_id = await get_domain_id(http)
+        payload = {"r": room.name, "d": domain_id, "iat": now, "exp": exp, "o": True}
+        return jwt.encode(payload, key, algorithm="HS256")
+    if mode == "rest":
+        body = {"properties": {"room_name": room.name, "exp": exp, "is_owner": True, "eject_at_token_exp": True}}
+        status, data, text = await _request(http, "POST", "/meeting-tokens", "create a meeting token", json_body=body)
+        if status == 200 and isinstance(data, dict) and data.get("token"):
+            return str(data["token"])
+        if status == 200:
+            raise TransientError("Daily answered without a meeting token.", status=status, body=text)
+        _raise_for(status, data, text, "create a meeting token")
+    raise PermanentError(
+        f"DAILY_MEETING_TOKEN_MODE is {mode!r}: set it to 'local' (sign tokens here) or 'rest' (ask Daily)."
+    )
+
+
+__all__ = [
+    "Room",
+    "room_name_for",
+    "create_room",
+    "get_room",
+    "delete_room",
+    "get_domain_id",
+    "prefetch_domain_id",
+    "meeting_token",
+    "clear_caches",
+]

@@ -1,0 +1,149 @@
+"""Applying the bot's status messages (DESIGN.md "Bot ↔ server status protocol").
+
+Each `(call, seq)` is stored once; a replay after a reconnect is ignored, so no
+event is ever acted on twice. Transitions go through the state machine: an
+event that would make an illegal move is stored, not applied.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from .models import FINAL_STATUSES, CallEvent, CallSession, CallStatus
+from .state import transition
+
+log = logging.getLogger(__name__)
+
+ENDED_REASON_STATUS = {
+    "completed": CallStatus.COMPLETED,
+    "no_answer": CallStatus.NO_ANSWER,
+    "busy": CallStatus.BUSY,
+    "voicemail": CallStatus.NO_ANSWER,
+    "dialout_failed": CallStatus.FAILED,
+    "max_duration": CallStatus.COMPLETED,
+    "canceled": CallStatus.CANCELED,
+}
+
+EVENT_STATUS = {
+    "dialin_ready": CallStatus.WAITING,
+    "dialin_connected": CallStatus.IN_PROGRESS,
+    "dialout_connected": CallStatus.IN_PROGRESS,
+    "dialout_answered": CallStatus.IN_PROGRESS,
+    "dialout_attempt": CallStatus.RINGING,
+}
+
+MAX_EVENT_NAME = 40
+
+
+class BadMessage(ValueError):
+    pass
+
+
+@dataclass
+class Applied:
+    call_id: str
+    event: CallEvent
+    became_final: bool = False
+    room_name: str = ""
+    notes: list[str] = field(default_factory=list)
+
+
+def parse_message(msg) -> tuple[int, str, datetime, dict]:
+    if not isinstance(msg, dict):
+        raise BadMessage("message must be a JSON object")
+    seq, name, at, data = msg.get("seq"), msg.get("event"), msg.get("at"), msg.get("data", {})
+    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
+        raise BadMessage("seq must be an integer ≥ 1")
+    if not isinstance(name, str) or not name or len(name) > MAX_EVENT_NAME:
+        raise BadMessage("event must be a short string")
+    parsed_at = parse_datetime(at) if isinstance(at, str) else None
+    if parsed_at is None:
+        parsed_at = timezone.now()
+    elif timezone.is_naive(parsed_at):
+        parsed_at = timezone.make_aware(parsed_at, timezone.utc)
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise BadMessage("data must be an object")
+    return seq, name, parsed_at, data
+
+
+def token_matches(call_id, raw_token: str) -> bool:
+    """The per-call status token is valid until the call is final."""
+    from .tasks import hash_status_token
+
+    row = CallSession.objects.filter(pk=call_id).values_list("status_token_hash", "status").first()
+    if row is None or not raw_token:
+        return False
+    stored, status = row
+    if not stored or status in FINAL_STATUSES:
+        return False
+    return hmac.compare_digest(stored, hash_status_token(raw_token))
+
+
+def apply_bot_message(call_id, msg) -> Applied | None:
+    """Store one bot message and apply its effect; None when `seq` was already stored."""
+    seq, name, at, data = parse_message(msg)
+    now = timezone.now()
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                event = CallEvent.objects.create(call_id=call_id, seq=seq, kind=name, at=at, data=data)
+        except IntegrityError:
+            return None
+        call = CallSession.objects.select_for_update().get(pk=call_id)
+        was_final = call.status in FINAL_STATUSES
+        updates: dict = {"last_event_at": now}
+        target = None
+        kwargs: dict = {}
+
+        if name == "bot_started" and call.bot_started_at is None:
+            updates["bot_started_at"] = now
+        elif name == "dialout_attempt":
+            attempt = data.get("attempt")
+            if isinstance(attempt, int) and attempt > call.dialout_attempts:
+                updates["dialout_attempts"] = attempt
+            target = EVENT_STATUS[name]
+        elif name in EVENT_STATUS:
+            target = EVENT_STATUS[name]
+        elif name == "transcript":
+            role, text = data.get("role"), data.get("text")
+            if role in ("user", "assistant") and isinstance(text, str) and text:
+                updates["transcript"] = list(call.transcript or []) + [
+                    {"role": role, "text": text, "at": at.isoformat(), "seq": seq}
+                ]
+        elif name == "outcome":
+            updates["outcome"] = {
+                "result": data.get("result"),
+                "notes": data.get("notes", ""),
+                "data": data.get("data") or {},
+            }
+        elif name == "ended":
+            reason = str(data.get("reason") or "completed")
+            target = ENDED_REASON_STATUS.get(reason, CallStatus.FAILED)
+            kwargs["reason"] = reason
+            if target == CallStatus.FAILED:
+                kwargs["error"] = str(data.get("error") or f"The bot ended the call: {reason}.")
+        elif name == "error" and data.get("fatal"):
+            target = CallStatus.FAILED
+            kwargs["reason"] = "bot_error"
+            kwargs["error"] = str(data.get("message") or "The bot reported a fatal error.")[:2000]
+
+        if updates:
+            # bot_started is a bot event: from then on the bot, not the start task, owns the call
+            CallSession.objects.filter(pk=call_id).update(**updates)
+        applied = Applied(call_id=str(call_id), event=event, room_name=call.daily_room_name)
+        if target is not None and target != call.status:
+            moved = transition(call_id, target, at=at, broadcast=False, **kwargs)
+            if not moved:
+                applied.notes.append(f"{name}: illegal move {call.status} → {target} stored, not applied")
+            elif target in FINAL_STATUSES and not was_final:
+                applied.became_final = True
+    return applied

@@ -1,0 +1,359 @@
+"""Writes and business rules for calls: place, accept (dial-in) and cancel.
+
+Every way into a call goes through here — the admin's "Call patient", the
+REST API's start-call and Daily's dial-in webhook — so the rules hold in one
+place (DESIGN.md "One flow, two directions"). A refusal is a ``CallRefused``
+whose ``code`` tells the caller what kind of refusal it is; ``status`` is the
+HTTP status the API answers with:
+
+=====================  ======  ==========================================
+code                   status  when
+=====================  ======  ==========================================
+organization_inactive  409     the organisation is switched off
+workflow_not_found     404     workflow of another organisation
+patient_not_found      404     patient of another organisation
+invalid_phone          422     the number to call is not a phone number
+invalid                422     a required field is missing (dial-in ids)
+workflow_inactive      409     the workflow is switched off
+workflow_not_dialout   409     placing a call with a dial-in-only workflow
+workflow_not_dialin    409     a dial-in to a dial-out-only workflow
+do_not_call            409     the patient is marked do-not-call
+no_consent             409     the patient has not consented to calls
+idempotency_conflict   409     Idempotency-Key reused with another body
+not_cancelable         409     cancel on a call that has already ended
+not_configured         503     the deployment lacks what a start needs
+=====================  ======  ==========================================
+
+``not_configured`` is 503 (Service Unavailable), not 409: nothing about the
+request is wrong and the client cannot fix it; the server's operator must set
+the missing variables (``botrunner.start.check_start_config()`` lists them).
+
+Both ``place_call`` and ``accept_dialin`` create the CallSession (``queued``)
+and enqueue ``calls.tasks.start_call`` when the transaction commits. Phone
+numbers are stored in E.164. Logs carry session ids and masked numbers only.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from organizations.masking import mask_phone
+from organizations.models import Direction
+from patients.models import Patient
+from patients.phone import normalize_phone, try_normalize_phone
+
+from .models import CallSession, CallStatus
+from .state import transition
+
+log = logging.getLogger(__name__)
+
+IDEMPOTENCY_TTL = timedelta(hours=24)
+
+STATUS_BY_CODE = {
+    "organization_inactive": 409,
+    "workflow_not_found": 404,
+    "patient_not_found": 404,
+    "invalid_phone": 422,
+    "invalid": 422,
+    "workflow_inactive": 409,
+    "workflow_not_dialout": 409,
+    "workflow_not_dialin": 409,
+    "do_not_call": 409,
+    "no_consent": 409,
+    "idempotency_conflict": 409,
+    "not_cancelable": 409,
+    "not_configured": 503,
+}
+
+
+class CallRefused(Exception):
+    """A call that may not be placed, accepted or canceled, with a reason for a person."""
+
+    def __init__(self, code: str, message: str, field: str | None = None):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.field = field
+
+    @property
+    def status(self) -> int:
+        return STATUS_BY_CODE.get(self.code, 409)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+# --- checks shared by both directions -------------------------------------------
+
+
+def _check_deployment() -> None:
+    from botrunner.start import check_start_config
+
+    problems = check_start_config()
+    if problems:
+        raise CallRefused(
+            "not_configured",
+            "This server cannot start calls until its operator fixes its configuration: " + " ".join(problems),
+        )
+
+
+def _check_workflow(organization, workflow, *, dialin: bool) -> None:
+    if not organization.is_active:
+        raise CallRefused("organization_inactive", f"The organisation {organization.name} is inactive.")
+    if workflow.organization_id != organization.pk:
+        raise CallRefused("workflow_not_found", "No such workflow in this organisation.", field="workflow")
+    if not workflow.is_active:
+        raise CallRefused("workflow_inactive", f"The workflow '{workflow.slug}' is inactive.", field="workflow")
+    if dialin and not workflow.takes_dialin:
+        raise CallRefused(
+            "workflow_not_dialin", f"The workflow '{workflow.slug}' does not take dial-in calls.", field="workflow"
+        )
+    if not dialin and not workflow.dials_out:
+        raise CallRefused(
+            "workflow_not_dialout", f"The workflow '{workflow.slug}' does not place calls (it is dial-in only).",
+            field="workflow",
+        )
+
+
+def _start_on_commit(call: CallSession) -> None:
+    from .tasks import start_call
+
+    session_id = str(call.pk)
+    transaction.on_commit(lambda: start_call.delay(session_id))
+
+
+# --- dial-out ----------------------------------------------------------------------
+
+
+def _existing_for_key(organization, idempotency_key: str, request_fingerprint: str) -> CallSession | None:
+    """The live session for this key, or None; a key older than 24 h is released."""
+    existing = (
+        CallSession.objects.filter(organization=organization, idempotency_key=idempotency_key)
+        .only("pk", "created_at", "request_fingerprint", "status", "organization_id")
+        .first()
+    )
+    if existing is None:
+        return None
+    if existing.created_at < timezone.now() - IDEMPOTENCY_TTL:
+        # Kept 24 h: after that the key may be used again for a new call.
+        CallSession.objects.filter(pk=existing.pk).update(idempotency_key=None)
+        return None
+    if existing.request_fingerprint != request_fingerprint:
+        raise CallRefused(
+            "idempotency_conflict",
+            "This Idempotency-Key was already used with a different request body; use a new key for a new call.",
+            field="Idempotency-Key",
+        )
+    return CallSession.objects.get(pk=existing.pk)
+
+
+def place_call(
+    *,
+    organization,
+    workflow,
+    patient,
+    phone_number: str | None = None,
+    caller_id: str | None = None,
+    requested_by_user=None,
+    requested_by_api_key=None,
+    idempotency_key: str | None = None,
+    request_fingerprint: str = "",
+) -> CallSession:
+    """Create a dial-out call (``queued``) and start its bot when the transaction commits.
+
+    Raises ``CallRefused``. With ``idempotency_key`` a second request with the
+    same key (within 24 h, same ``request_fingerprint``) returns the first
+    session and starts nothing; the returned call then has ``replayed = True``.
+    """
+    idempotency_key = (idempotency_key or "").strip() or None
+    if idempotency_key:
+        existing = _existing_for_key(organization, idempotency_key, request_fingerprint)
+        if existing is not None:
+            existing.replayed = True
+            return existing
+
+    _check_workflow(organization, workflow, dialin=False)
+    if patient is None or patient.organization_id != organization.pk:
+        raise CallRefused("patient_not_found", "No such patient in this organisation.", field="patient")
+
+    if phone_number:
+        try:
+            to_number = normalize_phone(phone_number)
+        except ValidationError as exc:
+            raise CallRefused("invalid_phone", " ".join(exc.messages), field="phone_number")
+    else:
+        to_number = try_normalize_phone(patient.phone)
+        if to_number is None:
+            raise CallRefused(
+                "invalid_phone",
+                "The patient's phone number is not a valid phone number: correct it or give phone_number.",
+                field="phone_number",
+            )
+
+    if patient.do_not_call:
+        raise CallRefused("do_not_call", "The patient is marked do-not-call.", field="patient")
+    if not patient.consent_to_call:
+        raise CallRefused("no_consent", "The patient has not consented to be called.", field="patient")
+
+    _check_deployment()
+
+    caller_id = (caller_id or "").strip() or organization.dialout_caller_id or ""
+    call = CallSession(
+        organization=organization,
+        workflow=workflow,
+        patient=patient,
+        direction=Direction.DIAL_OUT,
+        status=CallStatus.QUEUED,
+        from_number=caller_id[:32],
+        to_number=to_number,
+        requested_by_user=requested_by_user,
+        requested_by_api_key=requested_by_api_key,
+        idempotency_key=idempotency_key,
+        request_fingerprint=request_fingerprint if idempotency_key else "",
+    )
+    try:
+        with transaction.atomic():
+            call.save(force_insert=True)
+            _start_on_commit(call)
+    except IntegrityError:
+        if not idempotency_key:
+            raise
+        # Two requests with one key at the same moment: the database chose the other one.
+        existing = _existing_for_key(organization, idempotency_key, request_fingerprint)
+        if existing is None:
+            raise
+        existing.replayed = True
+        return existing
+    call.replayed = False
+    log.info(
+        "placed call %s (dial-out, workflow %s) to %s", call.pk, workflow.slug, mask_phone(to_number)
+    )
+    return call
+
+
+# --- dial-in -----------------------------------------------------------------------
+
+
+def _clean_number(value: str | None) -> str:
+    """E.164 when it is a phone number; otherwise what Daily sent (e.g. "anonymous")."""
+    raw = (value or "").strip()
+    return (try_normalize_phone(raw) or raw)[:32] if raw else ""
+
+
+def _match_patient(organization, phone: str) -> Patient | None:
+    """The organisation's one patient with this number; none when unknown or ambiguous.
+
+    Two patients sharing a number (a family phone) are not guessed between:
+    the bot would greet the wrong person and could tell them another's data.
+    """
+    if not phone.startswith("+"):
+        return None
+    matches = list(Patient.objects.filter(organization=organization, phone=phone).order_by("pk")[:2])
+    return matches[0] if len(matches) == 1 else None
+
+
+def accept_dialin(
+    *,
+    organization,
+    workflow,
+    call_id: str,
+    call_domain: str,
+    from_number: str,
+    to_number: str,
+    sip_headers: dict | None = None,
+) -> tuple[CallSession, bool]:
+    """Create the dial-in call for Daily's ``callId`` (once) and start its bot on commit.
+
+    Returns ``(call, created)``. The database's unique constraint on
+    ``(daily_call_domain, daily_call_id)`` decides between concurrent
+    deliveries of one call: the loser gets the winner's session and starts
+    nothing. ``sip_headers`` are accepted but not stored (they may carry
+    caller details and the bot does not need them).
+    """
+    _check_workflow(organization, workflow, dialin=True)
+    call_id = (call_id or "").strip()
+    call_domain = (call_domain or "").strip()
+    if not call_id or not call_domain:
+        raise CallRefused("invalid", "callId and callDomain are required.", field="callId" if not call_id else "callDomain")
+    _check_deployment()
+
+    caller = _clean_number(from_number)
+    call = CallSession(
+        organization=organization,
+        workflow=workflow,
+        patient=_match_patient(organization, caller),
+        direction=Direction.DIAL_IN,
+        status=CallStatus.QUEUED,
+        from_number=caller,
+        to_number=_clean_number(to_number),
+        daily_call_id=call_id,
+        daily_call_domain=call_domain,
+    )
+    try:
+        with transaction.atomic():
+            call.save(force_insert=True)
+            _start_on_commit(call)
+    except IntegrityError:
+        existing = CallSession.objects.filter(daily_call_domain=call_domain, daily_call_id=call_id).first()
+        if existing is None:
+            raise
+        log.info("dial-in %s delivered again: same call %s", call_id, existing.pk)
+        return existing, False
+    log.info(
+        "accepted dial-in %s as call %s (workflow %s) from %s, patient %s",
+        call_id, call.pk, workflow.slug, mask_phone(caller), "matched" if call.patient_id else "unknown",
+    )
+    return call, True
+
+
+# --- cancel -------------------------------------------------------------------------
+
+
+async def _delete_room(name: str) -> bool:
+    from botrunner import http
+    from botrunner.daily import delete_room
+
+    return await delete_room(await http.get_session(), name)
+
+
+def delete_call_room(call: CallSession) -> None:
+    """Delete the call's Daily room (ejecting everyone); failures are logged, not raised."""
+    from botrunner import http
+    from botrunner.daily import room_name_for
+
+    # The name is derived from the session id, so a room the start task is
+    # making right now is found too.
+    name = call.daily_room_name or room_name_for(str(call.pk))
+    try:
+        deleted = http.run(_delete_room(name), timeout=20)
+    except Exception as exc:  # noqa: BLE001 - a cancel must not fail on Daily
+        log.warning("call %s: could not delete Daily room %s: %s", call.pk, name, exc)
+        return
+    log.info("call %s: Daily room %s %s", call.pk, name, "deleted" if deleted else "was already gone")
+
+
+def cancel_call(call: CallSession, *, by_user=None, by_api_key=None) -> CallSession:
+    """Mark the call ``canceled`` and delete its Daily room (which ends the bot's call).
+
+    Raises ``CallRefused("not_cancelable")`` when the call has already ended.
+    Returns the call, refreshed.
+    """
+    data = {}
+    if by_user is not None:
+        data["by_user"] = by_user.pk
+    if by_api_key is not None:
+        data["by_api_key"] = by_api_key.prefix
+    moved = transition(call.pk, CallStatus.CANCELED, reason="canceled", data=data)
+    call.refresh_from_db()
+    if not moved:
+        raise CallRefused(
+            "not_cancelable", f"The call has already ended ({call.get_status_display().lower()})."
+        )
+    log.info("call %s canceled", call.pk)
+    delete_call_room(call)
+    return call

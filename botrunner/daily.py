@@ -9,8 +9,12 @@ safe to retry, and any transient fault is a ``TransientError``.
 The bot's token is signed locally (Daily's self-signed meeting tokens: an
 HS256 JWT with the API key), which keeps a round trip off the caller's hold
 time; ``DAILY_MEETING_TOKEN_MODE = "rest"`` falls back to ``POST /meeting-tokens``.
-Tip for callers: ``get_domain_id()`` is cached per process, so run it
-concurrently with ``create_room()`` (``asyncio.gather``) to hide the first fetch.
+Signing needs the domain id (``GET {DAILY_API_URL}/``, cached per process);
+``create_room()`` starts that fetch alongside the room's request, so even the
+first token of a process adds no round trip.
+
+Rooms are ``private`` (a URL alone does not let anyone listen to a patient's
+call; the bot joins with its owner token); ``DAILY_ROOM_PRIVACY`` overrides.
 """
 
 from __future__ import annotations

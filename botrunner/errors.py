@@ -8,17 +8,31 @@ must never carry what we sent (patient data) — only what the API answered.
 
 from __future__ import annotations
 
+import re
+
 BODY_LIMIT = 1000
+_PHONE = re.compile(r"\+\d[\d\s().-]{5,}\d")
+
+
+def mask_phones(text: str) -> str:
+    """Hide E.164-looking numbers (a remote error may echo the caller's):
+    keep the country-code digit and the last two."""
+    def mask(m: re.Match) -> str:
+        digits = re.sub(r"\D", "", m.group())
+        return "+" + digits[:1] + "*" * (len(digits) - 3) + digits[-2:]
+
+    return _PHONE.sub(mask, text or "")
 
 
 class BotRunnerError(Exception):
     """A fault talking to Daily, Pipecat Cloud or the local bot runner."""
 
     def __init__(self, reason: str, *, status: int | None = None, body: str = "") -> None:
+        reason = mask_phones(reason)
         super().__init__(reason)
         self.reason = reason
         self.status = status
-        self.body = (body or "")[:BODY_LIMIT]
+        self.body = mask_phones((body or "")[:BODY_LIMIT])
 
     def __str__(self) -> str:
         if self.status is None:

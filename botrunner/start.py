@@ -151,7 +151,10 @@ async def start_bot(agent_request: AgentRequest, http: aiohttp.ClientSession) ->
     url, headers, label = _target()
     payload = start_payload(agent_request)
     try:
-        async with http.post(url, json=payload, headers=headers) as resp:
+        timeout = aiohttp.ClientTimeout(
+            total=float(getattr(settings, "BOTRUNNER_START_TIMEOUT_S", 15.0)), connect=5.0, sock_connect=5.0
+        )
+        async with http.post(url, json=payload, headers=headers, timeout=timeout) as resp:
             status = resp.status
             text = await resp.text()
     except aiohttp.InvalidURL as e:

@@ -1,10 +1,11 @@
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.utils.html import format_html
 
 from organizations import access
 from organizations.admin_scoping import OrgScopedAdmin
 from organizations.masking import mask_phone
 
+from . import services
 from .models import CallEvent, CallSession
 
 
@@ -102,6 +103,31 @@ class CallSessionAdmin(OrgScopedAdmin):
             )),
         )
 
+    actions = ["cancel_calls"]
+
+    def has_cancel_permission(self, request, obj=None):
+        if obj is None:
+            return access.has_right(request.user, access.PLACE_CALLS)
+        return access.has_right(request.user, access.PLACE_CALLS, obj.organization_id)
+
+    @admin.action(description="Cancel selected calls", permissions=["cancel"])
+    def cancel_calls(self, request, queryset):
+        """calls.services.cancel_call for each: marked canceled, Daily room deleted."""
+        canceled, refused = 0, []
+        for call in queryset.select_related("organization"):
+            if not self.has_cancel_permission(request, call):
+                refused.append(f"{str(call.pk)[:8]}: you may not cancel calls of {call.organization.name}.")
+                continue
+            try:
+                services.cancel_call(call, by_user=request.user)
+                canceled += 1
+            except services.CallRefused as exc:
+                refused.append(f"{str(call.pk)[:8]}: {exc.message}")
+        if canceled:
+            self.message_user(request, f"Canceled {canceled} call(s).", messages.SUCCESS)
+        for line in refused:
+            self.message_user(request, f"Not canceled — {line}", messages.ERROR)
+
     def has_add_permission(self, request):
         return False  # calls are placed with "Call patient", the API or a dial-in
 
@@ -110,3 +136,7 @@ class CallSessionAdmin(OrgScopedAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+# "Call patient" on the patient's admin page, and the bulk action.
+from . import admin_patients  # noqa: E402,F401

@@ -1,3 +1,333 @@
-from ninja import Router
+"""Calls over HTTP: Daily's dial-in webhook, start-call, and reading/canceling calls.
 
-router = Router()
+Handlers are thin: they resolve objects in the key's organisation (another
+organisation's object is a 404), call ``calls.services`` and shape the answer.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import uuid
+from typing import Any, Literal
+
+from asgiref.sync import sync_to_async
+from django.urls import reverse
+from ninja import Header, Query, Router, Schema
+from pydantic import ConfigDict, Field, ValidationError, model_validator
+
+from myrobot.errors import ApiError
+from myrobot.pagination import Page, PageParams, paginate
+from organizations.auth import api_key_auth
+from organizations.models import Workflow
+from patients.models import Patient
+
+from . import services, webhooks
+from .models import CallSession, CallStatus
+
+log = logging.getLogger(__name__)
+
+router = Router(tags=["calls"])
+
+
+def _refusal(exc: services.CallRefused) -> ApiError:
+    errors = [{"field": exc.field, "message": exc.message}] if exc.field else []
+    return ApiError(exc.status, exc.message, errors)
+
+
+# --- Daily pinless dial-in webhook ----------------------------------------------------
+
+
+class DialinWebhookIn(Schema):
+    """What Daily posts to `room_creation_api`."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="ignore")
+
+    call_id: str = Field(..., alias="callId", min_length=1, max_length=100)
+    call_domain: str = Field(..., alias="callDomain", min_length=1, max_length=100)
+    from_number: str = Field("", alias="From", max_length=64)
+    to_number: str = Field("", alias="To", max_length=64)
+    sip_headers: dict[str, Any] | None = Field(None, alias="sipHeaders")
+
+
+class DialinOut(Schema):
+    session_id: str | None = None
+    test: bool | None = None
+
+
+def _handle_dialin(org_slug: str, workflow_slug: str, body: bytes, headers) -> dict:
+    """The whole webhook, in one sync call (one thread hop from the async view).
+
+    Check order (DESIGN.md): route 404 → verification request 200 → signature
+    401 → fields 400/422 → the call. Nothing is written before the last step.
+    """
+    workflow = (
+        Workflow.objects.select_related("organization")
+        .filter(organization__slug=org_slug, organization__is_active=True, slug=workflow_slug)
+        .first()
+    )
+    if workflow is None or not workflow.takes_dialin:
+        raise ApiError(404, "No dial-in workflow at this address: check the organisation and workflow slugs.")
+    organization = workflow.organization
+
+    try:
+        data = json.loads(body) if body else None
+    except ValueError:
+        data = None
+    if isinstance(data, dict) and ("Test" in data or "test" in data):
+        return {"test": True}
+
+    try:
+        webhooks.verify_request(organization, body, headers)
+    except webhooks.SignatureError as exc:
+        log.warning("dial-in webhook for %s/%s refused: %s", org_slug, workflow_slug, exc)
+        raise ApiError(401, "The webhook signature is missing, invalid or too old.")
+
+    if data is None:
+        raise ApiError(400, "The request body is not valid JSON.")
+    if not isinstance(data, dict):
+        raise ApiError(422, "The request body must be a JSON object.", [{"field": "body", "message": "Expected an object."}])
+    try:
+        fields = DialinWebhookIn.model_validate(data)
+    except ValidationError as exc:
+        errors = [
+            {"field": ".".join(str(p) for p in err["loc"]) or "body", "message": err["msg"]} for err in exc.errors()
+        ]
+        raise ApiError(422, "Invalid request: check " + ", ".join(e["field"] for e in errors) + ".", errors)
+
+    try:
+        call, _created = services.accept_dialin(
+            organization=organization,
+            workflow=workflow,
+            call_id=fields.call_id,
+            call_domain=fields.call_domain,
+            from_number=fields.from_number,
+            to_number=fields.to_number,
+            sip_headers=fields.sip_headers,
+        )
+    except services.CallRefused as exc:
+        raise _refusal(exc)
+    return {"session_id": str(call.pk)}
+
+
+@router.post(
+    "/dialin-webhook/{org_slug}/{workflow_slug}",
+    response={200: DialinOut},
+    auth=None,
+    exclude_none=True,
+    url_name="dialin_webhook",
+    tags=["dial-in"],
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": DialinWebhookIn.model_json_schema(by_alias=True)}},
+        },
+        "parameters": [
+            {"name": webhooks.SIGNATURE_HEADER, "in": "header", "required": False, "schema": {"type": "string"}},
+            {"name": webhooks.TIMESTAMP_HEADER, "in": "header", "required": False, "schema": {"type": "string"}},
+        ],
+    },
+)
+async def dialin_webhook(request, org_slug: str, workflow_slug: str):
+    """Daily's pinless dial-in `room_creation_api`: creates the call (once per `callId`) and starts its bot.
+
+    Signed with the organisation's webhook secret (`X-Pinless-Signature`,
+    `X-Pinless-Timestamp`). A verification request (body with `Test`) answers
+    200 and does nothing.
+    """
+    return await sync_to_async(_handle_dialin)(org_slug, workflow_slug, request.body, request.headers)
+
+
+# --- start-call ---------------------------------------------------------------------
+
+
+class StartCallIn(Schema):
+    patient_id: int | None = Field(None, description="Our patient id (or give external_id).")
+    external_id: str | None = Field(None, max_length=100, description="The EHR's patient id (or give patient_id).")
+    workflow: str = Field(..., min_length=1, max_length=64, description="A workflow slug (GET /api/workflows).")
+    phone_number: str | None = Field(None, max_length=32, description="E.164 number to call instead of the patient's.")
+    caller_id: str | None = Field(None, max_length=32, description="Daily caller id; default: the organisation's.")
+
+    @model_validator(mode="after")
+    def _one_patient_reference(self):
+        if (self.patient_id is None) == (self.external_id is None):
+            raise ValueError("Give exactly one of patient_id and external_id.")
+        return self
+
+
+class StartCallOut(Schema):
+    session_id: str
+    status: str
+    poll_url: str
+
+
+def _fingerprint(payload: Schema) -> str:
+    canonical = json.dumps(payload.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@router.post("/start-call", response={202: StartCallOut}, auth=api_key_auth, url_name="start_call")
+def start_call(
+    request,
+    payload: StartCallIn,
+    idempotency_key: str | None = Header(None, alias="Idempotency-Key", max_length=200),
+):
+    """Place a dial-out call. The same `Idempotency-Key` (per organisation, 24 h) returns the same session."""
+    org = request.organization
+    workflow = Workflow.objects.filter(organization=org, slug=payload.workflow).first()
+    if workflow is None:
+        raise ApiError(404, "No such workflow.", [{"field": "workflow", "message": "Unknown workflow slug."}])
+    patients = Patient.objects.filter(organization=org)
+    if payload.patient_id is not None:
+        patient = patients.filter(pk=payload.patient_id).first()
+        field = "patient_id"
+    else:
+        patient = patients.filter(external_id=payload.external_id).first()
+        field = "external_id"
+    if patient is None:
+        raise ApiError(404, "No such patient.", [{"field": field, "message": "Unknown patient."}])
+    try:
+        call = services.place_call(
+            organization=org,
+            workflow=workflow,
+            patient=patient,
+            phone_number=payload.phone_number,
+            caller_id=payload.caller_id,
+            requested_by_api_key=request.api_key,
+            idempotency_key=idempotency_key,
+            request_fingerprint=_fingerprint(payload),
+        )
+    except services.CallRefused as exc:
+        raise _refusal(exc)
+    call.refresh_from_db(fields=["status"])
+    poll_url = request.build_absolute_uri(reverse("api:get_call", kwargs={"session_id": str(call.pk)}))
+    return 202, {"session_id": str(call.pk), "status": call.status, "poll_url": poll_url}
+
+
+# --- reading and canceling calls ------------------------------------------------------
+
+
+class CallOut(Schema):
+    session_id: str
+    status: str
+    direction: str
+    workflow: str
+    patient_id: int | None
+    patient_external_id: str | None
+    from_number: str
+    to_number: str
+    created_at: dt.datetime
+    started_at: dt.datetime | None
+    answered_at: dt.datetime | None
+    ended_at: dt.datetime | None
+    end_reason: str
+    error: str
+    outcome: dict[str, Any] | None
+
+
+class CallEventOut(Schema):
+    seq: int | None
+    kind: str
+    at: dt.datetime
+    data: dict[str, Any]
+
+
+class CallDetailOut(CallOut):
+    transcript: list[dict[str, Any]]
+    events: list[CallEventOut]
+
+
+def _call_out(call: CallSession) -> dict:
+    return {
+        "session_id": str(call.pk),
+        "status": call.status,
+        "direction": call.direction,
+        "workflow": call.workflow.slug,
+        "patient_id": call.patient_id,
+        "patient_external_id": call.patient.external_id if call.patient_id else None,
+        "from_number": call.from_number,
+        "to_number": call.to_number,
+        "created_at": call.created_at,
+        "started_at": call.started_at,
+        "answered_at": call.answered_at,
+        "ended_at": call.ended_at,
+        "end_reason": call.end_reason,
+        "error": call.error,
+        "outcome": call.outcome if isinstance(call.outcome, dict) else None,
+    }
+
+
+def _call_detail(call: CallSession) -> dict:
+    out = _call_out(call)
+    out["transcript"] = [line for line in (call.transcript or []) if isinstance(line, dict)]
+    out["events"] = [
+        {"seq": e.seq, "kind": e.kind, "at": e.at, "data": e.data if isinstance(e.data, dict) else {"value": e.data}}
+        for e in call.events.order_by("at", "id")
+    ]
+    return out
+
+
+def _get_call(request, session_id: str) -> CallSession:
+    try:
+        pk = uuid.UUID(session_id)
+    except ValueError:
+        raise ApiError(404, "No such call.")
+    call = (
+        CallSession.objects.select_related("workflow", "patient")
+        .filter(organization=request.organization, pk=pk)
+        .first()
+    )
+    if call is None:
+        raise ApiError(404, "No such call.")
+    return call
+
+
+class CallFilters(PageParams):
+    status: Literal[tuple(CallStatus.values)] | None = None  # type: ignore[valid-type]
+    direction: Literal["dial_in", "dial_out"] | None = None
+    patient_id: int | None = None
+    external_id: str | None = Field(None, description="The patient's EHR id.")
+    workflow: str | None = Field(None, description="Workflow slug.")
+    created_after: dt.datetime | None = None
+    created_before: dt.datetime | None = None
+
+
+@router.get("/calls", response=Page[CallOut], auth=api_key_auth, url_name="list_calls")
+def list_calls(request, filters: Query[CallFilters]):
+    """The organisation's calls, newest first."""
+    qs = CallSession.objects.filter(organization=request.organization).select_related("workflow", "patient")
+    if filters.status:
+        qs = qs.filter(status=filters.status)
+    if filters.direction:
+        qs = qs.filter(direction=filters.direction)
+    if filters.patient_id is not None:
+        qs = qs.filter(patient_id=filters.patient_id)
+    if filters.external_id is not None:
+        qs = qs.filter(patient__external_id=filters.external_id)
+    if filters.workflow:
+        qs = qs.filter(workflow__slug=filters.workflow)
+    if filters.created_after:
+        qs = qs.filter(created_at__gte=filters.created_after)
+    if filters.created_before:
+        qs = qs.filter(created_at__lt=filters.created_before)
+    page = paginate(qs.order_by("-created_at", "pk"), filters)
+    return {"items": [_call_out(c) for c in page["items"]], "count": page["count"]}
+
+
+@router.get("/calls/{session_id}", response=CallDetailOut, auth=api_key_auth, url_name="get_call")
+def get_call(request, session_id: str):
+    """One call: status, timestamps, end reason, outcome, transcript and events."""
+    return _call_detail(_get_call(request, session_id))
+
+
+@router.post("/calls/{session_id}/cancel", response=CallDetailOut, auth=api_key_auth, url_name="cancel_call")
+def cancel_call(request, session_id: str):
+    """Cancel a call that has not ended: it is marked `canceled` and its Daily room deleted."""
+    call = _get_call(request, session_id)
+    try:
+        services.cancel_call(call, by_api_key=request.api_key)
+    except services.CallRefused as exc:
+        raise _refusal(exc)
+    return _call_detail(call)

@@ -314,29 +314,6 @@ def accept_dialin(
 # --- cancel -------------------------------------------------------------------------
 
 
-async def _delete_room(name: str) -> bool:
-    from botrunner import http
-    from botrunner.daily import delete_room
-
-    return await delete_room(await http.get_session(), name)
-
-
-def delete_call_room(call: CallSession) -> None:
-    """Delete the call's Daily room (ejecting everyone); failures are logged, not raised."""
-    from botrunner import http
-    from botrunner.daily import room_name_for
-
-    # The name is derived from the session id, so a room the start task is
-    # making right now is found too.
-    name = call.daily_room_name or room_name_for(str(call.pk))
-    try:
-        deleted = http.run(_delete_room(name), timeout=20)
-    except Exception as exc:  # noqa: BLE001 - a cancel must not fail on Daily
-        log.warning("call %s: could not delete Daily room %s: %s", call.pk, name, exc)
-        return
-    log.info("call %s: Daily room %s %s", call.pk, name, "deleted" if deleted else "was already gone")
-
-
 def cancel_call(call: CallSession, *, by_user=None, by_api_key=None) -> CallSession:
     """Mark the call ``canceled`` and delete its Daily room (which ends the bot's call).
 
@@ -355,5 +332,9 @@ def cancel_call(call: CallSession, *, by_user=None, by_api_key=None) -> CallSess
             "not_cancelable", f"The call has already ended ({call.get_status_display().lower()})."
         )
     log.info("call %s canceled", call.pk)
+    # No room name yet: the start task is making it (or never will); it sees
+    # the cancel when it claims the start and deletes the room itself.
+    from .tasks import delete_call_room
+
     delete_call_room(call)
     return call

@@ -154,6 +154,8 @@ LOCAL_SERVER_URL = os.environ.get("LOCAL_SERVER_URL", "http://localhost:7860").r
 PIPECAT_API_URL = os.environ.get("PIPECAT_API_URL", "https://api.pipecat.daily.co").rstrip("/")
 PIPECAT_API_KEY = os.environ.get("PIPECAT_API_KEY", "")
 PIPECAT_AGENT_NAME = os.environ.get("PIPECAT_AGENT_NAME", "")
+# How long to wait for the runner / Pipecat Cloud to answer a start (a timeout is ambiguous: not retried).
+BOTRUNNER_START_TIMEOUT_S = float(os.environ.get("BOTRUNNER_START_TIMEOUT_S", "15"))
 PUBLIC_BASE_URL = os.environ.get("PUBLIC_BASE_URL", "http://localhost:8000").rstrip("/")
 
 # Unsigned dial-in webhooks are accepted for an organisation without a secret

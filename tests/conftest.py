@@ -23,3 +23,34 @@ def workflow(org):
 @pytest.fixture
 def patient(org):
     return factories.make_patient(org, phone="+14155550123", first_name="Ada", last_name="Lovelace")
+
+
+from tests.live import asgi_live_server, celery_worker  # noqa: E402,F401
+
+
+def pytest_configure(config):
+    """Name the test database explicitly: live servers and workers run in other processes."""
+    import os
+
+    from django.conf import settings
+
+    db = settings.DATABASES["default"]
+    test = db.setdefault("TEST", {})
+    if db["ENGINE"].endswith("sqlite3"):
+        test["NAME"] = os.environ.get("TEST_DATABASE_NAME") or f"/tmp/myrobot-test-{os.getpid()}.sqlite3"
+    else:
+        test["NAME"] = os.environ.get("TEST_DATABASE_NAME") or "test_myrobot"
+
+
+@pytest.fixture(autouse=True)
+def _celery_eager_unless_worker(request):
+    """Most tests run tasks inline; tests that ask for `celery_worker` get a real one."""
+    from myrobot.celery import app
+
+    if "celery_worker" in request.fixturenames:
+        yield
+        return
+    old = app.conf.task_always_eager, app.conf.task_eager_propagates
+    app.conf.task_always_eager, app.conf.task_eager_propagates = True, True
+    yield
+    app.conf.task_always_eager, app.conf.task_eager_propagates = old

@@ -73,7 +73,7 @@ def test_existing_room_is_found_not_duplicated(fake_daily):
     assert again.sip_endpoint == first.sip_endpoint and again.exp == first.exp
     assert again.created is False
     assert len(fake_daily.rooms) == 1
-    assert [f"{r['method']} {r['path']}" for r in fake_daily.requests] == [
+    assert [f"{r['method']} {r['path']}" for r in fake_daily.requests if r["path"] != "/"] == [
         "POST /rooms", "POST /rooms", f"GET /rooms/{first.name}"]
 
 
@@ -213,3 +213,12 @@ def test_unknown_token_mode_is_permanent(fake_daily, settings):
     with pytest.raises(PermanentError) as exc:
         run_shared(lambda http: daily.meeting_token(http, room))
     assert "DAILY_MEETING_TOKEN_MODE" in exc.value.reason
+
+
+def test_errors_never_carry_a_phone_number_in_clear(fake_daily):
+    fake_daily.fail_next("POST /rooms", 400, json={
+        "error": "invalid-request-error", "info": "sip.display_name '+15551230000' is not allowed"})
+    with pytest.raises(PermanentError) as exc:
+        create(dialin=True, caller_phone="+15551230000")
+    assert "+15551230000" not in exc.value.reason and "+15551230000" not in exc.value.body
+    assert "+1********00" in exc.value.reason

@@ -26,8 +26,9 @@ def test_one_session_reused_across_many_calls(fake_daily, fake_runner):
         run_shared(lambda s: start.start_bot(agent_request(), s))
     assert len(session_ids) == 1
     assert http.stats["sessions_created"] - created_before <= 1  # at most the first use
-    # keep-alive: sequential calls ride one connection per fake
-    assert len(fake_daily.connections) == 1
+    # keep-alive: sequential calls ride one connection per fake (Daily: two,
+    # as the domain-id fetch runs alongside the first room's request)
+    assert len(fake_daily.requests) == 11 and len(fake_daily.connections) <= 2
     assert len(fake_runner.connections) == 1
     assert len(fake_runner.started) == 10
 

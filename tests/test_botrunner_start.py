@@ -19,9 +19,7 @@ def start_bot(req):
 # --- targets and body ------------------------------------------------------------
 
 
-def test_local_target_gets_the_agent_request(fake_runner, fake_pipecat):
-    fake_runner  # noqa: B018 - ENV is set by the fixture requested last
-    from django.conf import settings
+def test_local_target_gets_the_agent_request(fake_pipecat, fake_runner, settings):
     settings.ENV = "development"
     req = agent_request("dial_in")
     assert start_bot(req) is None  # the runner answers null
@@ -49,8 +47,7 @@ def test_local_runner_started_with_dash_t_daily(fake_runner):
     assert len(fake_runner.started) == 1
 
 
-def test_production_target_bearer_and_body(fake_pipecat, fake_runner):
-    from django.conf import settings
+def test_production_target_bearer_and_body(fake_runner, fake_pipecat, settings):
     settings.ENV = "production"
     req = agent_request("dial_out")
     answer = start_bot(req)

@@ -13,6 +13,7 @@ import asyncio
 import fnmatch
 import json
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -219,6 +220,7 @@ class FakeServer:
             "json": parsed,
             "body": raw.decode("utf-8", "replace"),
             "peer": request.transport.get_extra_info("peername") if request.transport else None,
+            "at": time.monotonic(),
         }
         with self._lock:
             self.requests.append(record)

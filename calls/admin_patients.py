@@ -1,0 +1,183 @@
+"""Staff "Call patient" in the admin: a button on the patient's page and a bulk action.
+
+Both go through ``calls.services.place_call`` — the service behind
+``POST /api/start-call`` — so the same refusals apply; they show as admin
+messages. Only roles with ``PLACE_CALLS`` (staff, admin) see or use them.
+
+``patients`` must not import ``calls`` (dependencies point one way), so the
+patient admin is extended here and re-registered.
+"""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+
+from organizations import access
+from organizations.models import Workflow, WorkflowDirection
+from patients.admin import PatientAdmin
+from patients.models import Patient
+
+from . import services
+
+
+def dialout_workflows(organization_ids):
+    return (
+        Workflow.objects.filter(
+            organization_id__in=list(organization_ids),
+            is_active=True,
+            direction__in=[WorkflowDirection.DIAL_OUT, WorkflowDirection.BOTH],
+        )
+        .select_related("organization")
+        .order_by("organization__name", "name")
+    )
+
+
+class WorkflowChoiceField(forms.ModelChoiceField):
+    def __init__(self, *args, show_org: bool = False, **kwargs):
+        self.show_org = show_org
+        super().__init__(*args, **kwargs)
+
+    def label_from_instance(self, obj):
+        return f"{obj.name} — {obj.organization.name}" if self.show_org else obj.name
+
+
+class CallPatientForm(forms.Form):
+    def __init__(self, *args, workflows, show_org=False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["workflow"] = WorkflowChoiceField(
+            queryset=workflows, show_org=show_org, empty_label=None, label="Workflow"
+        )
+
+
+def _call_url(call) -> str:
+    return reverse("admin:calls_callsession_change", args=[call.pk])
+
+
+class PatientCallAdmin(PatientAdmin):
+    change_form_template = "admin/patients/patient/change_form.html"
+    actions = ["call_with_workflow"]
+
+    # --- permissions -------------------------------------------------------------
+
+    def has_place_call_permission(self, request, obj=None):
+        if obj is None:
+            return access.has_right(request.user, access.PLACE_CALLS)
+        return access.has_right(request.user, access.PLACE_CALLS, obj.organization_id)
+
+    # --- the "Call patient" button ---------------------------------------------------
+
+    def get_urls(self):
+        info = self.opts.app_label, self.opts.model_name
+        return [
+            path(
+                "<path:object_id>/call/",
+                self.admin_site.admin_view(self.call_patient_view),
+                name="%s_%s_call" % info,
+            ),
+        ] + super().get_urls()
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra_context = dict(extra_context or {})
+        obj = self.get_object(request, object_id)
+        extra_context["can_place_call"] = obj is not None and self.has_place_call_permission(request, obj)
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def call_patient_view(self, request, object_id):
+        patient = self.get_object(request, object_id)  # scoped to the user's organisations
+        if patient is None:
+            raise Http404("No such patient.")
+        if not self.has_place_call_permission(request, patient):
+            raise PermissionDenied
+        form = CallPatientForm(request.POST or None, workflows=dialout_workflows([patient.organization_id]))
+        if request.method == "POST" and form.is_valid():
+            try:
+                call = services.place_call(
+                    organization=patient.organization,
+                    workflow=form.cleaned_data["workflow"],
+                    patient=patient,
+                    requested_by_user=request.user,
+                )
+            except services.CallRefused as exc:
+                self.message_user(request, f"The call was not placed: {exc.message}", messages.ERROR)
+            else:
+                self.message_user(request, f"Calling {patient} with {call.workflow.name}.", messages.SUCCESS)
+                return HttpResponseRedirect(_call_url(call))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Call patient",
+            "subtitle": str(patient),
+            "opts": self.opts,
+            "original": patient,
+            "form": form,
+            "has_workflows": form.fields["workflow"].queryset.exists(),
+        }
+        return TemplateResponse(request, "admin/patients/patient/call_patient.html", context)
+
+    # --- the bulk action -------------------------------------------------------------
+
+    @admin.action(description="Call selected patients with workflow …", permissions=["place_call"])
+    def call_with_workflow(self, request, queryset):
+        queryset = queryset.select_related("organization")
+        allowed = set(access.org_ids_with(request.user, access.PLACE_CALLS))
+        org_ids = {p.organization_id for p in queryset} & allowed
+        workflows = dialout_workflows(org_ids)
+        form = CallPatientForm(
+            request.POST if request.POST.get("apply") else None,
+            workflows=workflows,
+            show_org=len(org_ids) > 1,
+        )
+        if request.POST.get("apply") and form.is_valid():
+            return self._call_selected(request, queryset, form.cleaned_data["workflow"], allowed)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Call selected patients",
+            "opts": self.opts,
+            "form": form,
+            "queryset": queryset,
+            "has_workflows": workflows.exists(),
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            "action_name": "call_with_workflow",
+        }
+        return TemplateResponse(request, "admin/patients/patient/call_selected.html", context)
+
+    def _call_selected(self, request, queryset, workflow, allowed):
+        placed, refused = [], []
+        for patient in queryset:
+            if patient.organization_id not in allowed:
+                refused.append(f"{patient}: you may not place calls for {patient.organization.name}.")
+                continue
+            if patient.organization_id != workflow.organization_id:
+                refused.append(f"{patient}: the workflow belongs to another organisation.")
+                continue
+            try:
+                placed.append(
+                    services.place_call(
+                        organization=patient.organization,
+                        workflow=workflow,
+                        patient=patient,
+                        requested_by_user=request.user,
+                    )
+                )
+            except services.CallRefused as exc:
+                refused.append(f"{patient}: {exc.message}")
+        if placed:
+            self.message_user(
+                request, f"Placed {len(placed)} call(s) with {workflow.name}.", messages.SUCCESS
+            )
+        for line in refused:
+            self.message_user(request, f"Not called — {line}", messages.ERROR)
+        if len(placed) == 1:
+            return HttpResponseRedirect(_call_url(placed[0]))
+        if placed:
+            return HttpResponseRedirect(reverse("admin:calls_callsession_changelist"))
+        return None  # back to the patient list, with the messages
+
+
+admin.site.unregister(Patient)
+admin.site.register(Patient, PatientCallAdmin)

@@ -1,0 +1,144 @@
+"""Live servers for tests that need real sockets: daphne (ASGI) and a Celery worker.
+
+Pitfalls handled (see stack-notes): the forked daphne child re-creates asgiref's
+single-thread executor and uses the test database's name; the worker subprocess
+is pointed at the test database through DATABASE_URL.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _child_setup():
+    """Runs in the forked daphne process before it serves."""
+    import asgiref.sync
+    from django.conf import settings
+    from django.db import connections
+
+    asgiref.sync.SyncToAsync.single_thread_executor = ThreadPoolExecutor(max_workers=1)
+    db = settings.DATABASES["default"]
+    db["NAME"] = db["TEST"]["NAME"]
+    for conn in connections.all(initialized_only=True):
+        conn.close()
+    connections["default"].settings_dict["NAME"] = db["NAME"]
+    # A shared HTTP loop from the parent does not survive fork; botrunner.http resets itself.
+
+
+class LiveASGIServer:
+    def __init__(self, port: int):
+        self.port = port
+        self.host = "127.0.0.1"
+        self.url = f"http://127.0.0.1:{port}"
+        self.ws_url = f"ws://127.0.0.1:{port}"
+
+
+def _make_app():
+    from channels.routing import get_default_application
+    from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
+
+    return ASGIStaticFilesHandler(get_default_application())
+
+
+@pytest.fixture
+def asgi_live_server(transactional_db, settings):
+    """daphne serving myrobot.asgi on a free port, on the test database.
+
+    Request the fakes (and change settings) *before* this fixture: the child
+    process is forked with the settings of that moment.
+    """
+    from daphne.testing import DaphneProcess
+
+    settings.PUBLIC_BASE_URL = "http://127.0.0.1:0"  # replaced below once the port is known
+    process = DaphneProcess(host="127.0.0.1", get_application=_make_app, setup=_child_setup)
+    process.start()
+    deadline = time.monotonic() + 20
+    while not process.ready.wait(timeout=0.5):
+        if not process.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("daphne did not start")
+    server = LiveASGIServer(process.port.value)
+    settings.PUBLIC_BASE_URL = server.url
+    try:
+        yield server
+    finally:
+        process.terminate()
+        process.join(5)
+
+
+def test_database_url() -> str:
+    """A DATABASE_URL for subprocesses that points at the test database."""
+    from django.conf import settings
+
+    db = settings.DATABASES["default"]
+    name = db["TEST"].get("NAME") or db["NAME"]
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{name}"
+    user = db.get("USER") or "postgres"
+    host = db.get("HOST") or "127.0.0.1"
+    port = db.get("PORT") or 5432
+    return f"postgres://{user}@{host}:{port}/{name}"
+
+
+@pytest.fixture
+def celery_worker(transactional_db, settings):
+    """A real Celery worker subprocess on Redis and the test database (needs REDIS_URL)."""
+    if not os.environ.get("REDIS_URL"):
+        pytest.skip("needs REDIS_URL: a real worker runs only with a broker")
+    from myrobot.celery import app
+
+    env = dict(os.environ)
+    env["DATABASE_URL"] = test_database_url()
+    env.pop("TEST_DATABASE_NAME", None)
+    for name in (
+        "DAILY_API_URL", "DAILY_API_KEY", "DAILY_MEETING_TOKEN_MODE", "ENV", "LOCAL_SERVER_URL",
+        "PIPECAT_API_URL", "PIPECAT_API_KEY", "PIPECAT_AGENT_NAME", "PUBLIC_BASE_URL", "SECRET_KEY",
+        "BOTRUNNER_START_TIMEOUT_S", "STALE_START_AFTER_S", "STALE_MARGIN_S",
+    ):
+        env[name] = str(getattr(settings, name))
+    queue = f"test-{os.getpid()}-{time.monotonic_ns()}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "myrobot", "worker", "--loglevel=INFO", "-Q", queue,
+         "--concurrency=8", "--without-gossip", "--without-mingle", "--without-heartbeat"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    app.conf.task_always_eager = False
+    old_queue = app.conf.task_default_queue
+    app.conf.task_default_queue = queue
+    lines: list[str] = []
+    deadline = time.monotonic() + 30
+    ready = False
+    while time.monotonic() < deadline and proc.poll() is None:
+        line = proc.stdout.readline()
+        lines.append(line)
+        if "ready." in line:
+            ready = True
+            break
+    if not ready:
+        proc.kill()
+        raise RuntimeError("Celery worker did not start:\n" + "".join(lines))
+    import threading
+
+    threading.Thread(target=lambda: [lines.append(l) for l in proc.stdout], daemon=True).start()
+
+    class Worker:
+        output = lines
+
+    try:
+        yield Worker
+    finally:
+        app.conf.task_default_queue = old_queue
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()

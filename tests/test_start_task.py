@@ -1,0 +1,208 @@
+"""calls.tasks.start_call against the fakes, over real HTTP, through the settings a user sets."""
+
+import jwt
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from botrunner.agent_request import AgentRequest
+from calls.models import CallEvent, CallSession
+from calls.tasks import start_call, status_url_for
+from tests import factories
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def dialout_call(org, patient):
+    org.dialout_caller_id = "caller-id-123"
+    org.save()
+    wf = factories.make_workflow(org, slug="reminder", direction="dial_out", max_duration_s=300)
+    return factories.make_call(org, wf, patient, direction="dial_out", to_number=patient.phone, from_number="caller-id-123")
+
+
+@pytest.fixture
+def dialin_call(org, patient):
+    wf = factories.make_workflow(org, slug="triage", direction="dial_in")
+    return factories.make_call(
+        org, wf, patient, direction="dial_in", from_number=patient.phone, to_number="+14155559999",
+        daily_call_id="call-123", daily_call_domain="domain-456",
+    )
+
+
+def reload(call):
+    return CallSession.objects.get(pk=call.pk)
+
+
+def kinds(call):
+    return list(CallEvent.objects.filter(call=call).values_list("kind", flat=True))
+
+
+def test_dialin_start(fake_daily, fake_runner, dialin_call, patient):
+    start_call(str(dialin_call.pk))
+
+    rooms = fake_daily.requests_to("POST /rooms")
+    assert len(rooms) == 1
+    props = rooms[0]["json"]["properties"]
+    assert props["sip"] == {"display_name": patient.phone, "video": False, "sip_mode": "dial-in", "num_endpoints": 1}
+    assert "enable_dialout" not in props
+    assert fake_daily.requests_to("POST /meeting-tokens") == []  # signed locally
+
+    assert len(fake_runner.started) == 1
+    start = fake_runner.requests_to("POST /start")[0]["json"]
+    assert start["createDailyRoom"] is False
+    body = start["body"]
+    req = AgentRequest.model_validate(body)
+    assert req.session_id == str(dialin_call.pk)
+    assert req.dialin_settings.call_id == "call-123" and req.dialin_settings.call_domain == "domain-456"
+    assert "dialout_settings" not in body
+    assert req.organization_slug == "clinic-a" and req.client_name == "Clinic A"
+    assert req.patient_data["first_name"] == "Ada" and req.patient_data["appointment"] == "Tuesday 10:30"
+    assert "phone" not in req.patient_data
+    assert req.workflow.slug == "triage" and req.workflow.instructions
+    assert req.status_url == status_url_for(dialin_call.pk)
+    call = reload(dialin_call)
+    assert req.room_url == call.daily_room_url
+    claims = fake_daily.verify_token(req.token)
+    assert claims["r"] == call.daily_room_name and claims["o"] is True
+    assert claims["d"] == fake_daily.domain_id
+    assert call.status == "starting" and call.bot_start_requested_at is not None
+    assert "bot_start_requested" in kinds(call)
+
+
+def test_dialout_start(fake_daily, fake_runner, dialout_call, patient):
+    start_call(str(dialout_call.pk))
+    props = fake_daily.requests_to("POST /rooms")[0]["json"]["properties"]
+    assert props["enable_dialout"] is True and "sip" not in props
+    body = fake_runner.started[0]
+    assert body["dialout_settings"] == {"phone_number": patient.phone, "caller_id": "caller-id-123"}
+    assert "dialin_settings" not in body
+
+
+def test_rest_token_mode(fake_daily, fake_runner, dialout_call, settings):
+    settings.DAILY_MEETING_TOKEN_MODE = "rest"
+    start_call(str(dialout_call.pk))
+    assert len(fake_daily.requests_to("POST /meeting-tokens")) == 1
+    assert fake_runner.started[0]["token"]
+
+
+def test_production_starts_on_pipecat_cloud_with_bearer(fake_daily, fake_runner, fake_pipecat, dialout_call):
+    start_call(str(dialout_call.pk))
+    assert fake_runner.requests == []
+    starts = fake_pipecat.requests_to("POST /v1/public/*/start")
+    assert len(starts) == 1
+    assert starts[0]["headers"]["Authorization"] == f"Bearer {fake_pipecat.api_key}"
+    assert starts[0]["json"]["createDailyRoom"] is False
+    assert starts[0]["json"]["body"]["session_id"] == str(dialout_call.pk)
+
+
+def test_missing_production_credentials_fail_the_call_with_the_variable_named(fake_daily, fake_pipecat, dialout_call, settings):
+    settings.PIPECAT_API_KEY = ""
+    start_call(str(dialout_call.pk))
+    call = reload(dialout_call)
+    assert call.status == "failed"
+    assert "PIPECAT_API_KEY" in call.error
+    assert fake_daily.requests_to("POST /rooms") == []
+
+
+def test_missing_daily_key_fails_the_call(fake_runner, dialout_call, settings):
+    settings.DAILY_API_KEY = ""
+    start_call(str(dialout_call.pk))
+    call = reload(dialout_call)
+    assert call.status == "failed" and "DAILY_API_KEY" in call.error
+
+
+def test_503_then_success(fake_daily, fake_runner, dialout_call):
+    fake_runner.fail_next("POST /start", 503)
+    start_call.delay(str(dialout_call.pk))  # eager: retries run inline
+    call = reload(dialout_call)
+    assert len(fake_runner.requests_to("POST /start")) == 2
+    assert len(fake_runner.started) == 1
+    assert call.status == "starting" and "start_retry" in kinds(call)
+    assert len(fake_daily.requests_to("POST /rooms")) == 2  # the retry found its room...
+    assert len(fake_daily.rooms) == 1  # ...and did not make a second one
+
+
+def test_400_is_not_retried_and_fails_with_reason_and_room_deleted(fake_daily, fake_pipecat, dialout_call):
+    fake_pipecat.fail_next("POST /v1/public/*/start", 400, json={"error": "Invalid body", "code": "400"})
+    start_call.delay(str(dialout_call.pk))
+    call = reload(dialout_call)
+    assert len(fake_pipecat.requests_to("POST /v1/public/*/start")) == 1
+    assert call.status == "failed" and call.error
+    assert call.daily_room_name not in fake_daily.rooms
+    assert fake_daily.requests_to("DELETE /rooms/*")
+
+
+@pytest.mark.parametrize("status", [502, 504])
+def test_ambiguous_answers_are_not_retried_and_the_call_stays_starting(fake_daily, fake_pipecat, dialout_call, status):
+    fake_pipecat.fail_next("POST /v1/public/*/start", status)
+    start_call.delay(str(dialout_call.pk))
+    call = reload(dialout_call)
+    assert len(fake_pipecat.requests_to("POST /v1/public/*/start")) == 1
+    assert call.status == "starting"
+    assert "bot_start_unconfirmed" in kinds(call)
+    # a redelivery of the same task does not start a second bot
+    start_call(str(dialout_call.pk))
+    assert len(fake_pipecat.requests_to("POST /v1/public/*/start")) == 1
+
+
+def test_timeout_after_sending_is_not_retried(fake_daily, fake_runner, dialout_call, settings):
+    settings.BOTRUNNER_START_TIMEOUT_S = 0.5
+    fake_runner.hang_s = 2
+    fake_runner.hang_next("POST /start")
+    start_call.delay(str(dialout_call.pk))
+    call = reload(dialout_call)
+    assert call.status == "starting"
+    assert "bot_start_unconfirmed" in kinds(call)
+    assert len(fake_runner.requests_to("POST /start")) == 1
+
+
+def test_connection_refused_is_retried_then_fails_clearly(fake_daily, dialout_call, settings):
+    settings.ENV = "development"
+    settings.LOCAL_SERVER_URL = "http://127.0.0.1:9"  # nothing listens there
+    start_call.delay(str(dialout_call.pk))
+    call = reload(dialout_call)
+    assert call.status == "failed"
+    assert "gave up after" in call.error
+    assert call.daily_room_name not in fake_daily.rooms
+
+
+def test_redelivery_makes_no_second_room_or_bot(fake_daily, fake_runner, dialout_call):
+    start_call(str(dialout_call.pk))
+    start_call(str(dialout_call.pk))
+    assert len(fake_daily.rooms) == 1
+    assert len(fake_runner.started) == 1
+
+
+def test_canceled_call_is_left_alone(fake_daily, fake_runner, dialout_call):
+    dialout_call.transition("canceled")
+    start_call(str(dialout_call.pk))
+    assert fake_daily.requests == [] and fake_runner.requests == []
+
+
+def test_one_query_loads_call_patient_org_and_workflow(fake_daily, fake_runner, dialout_call):
+    with CaptureQueriesContext(connection) as ctx:
+        start_call(str(dialout_call.pk))
+    selects = [q["sql"] for q in ctx.captured_queries if q["sql"].lstrip().upper().startswith("SELECT")]
+    loads = [s for s in selects if "calls_callsession" in s and "patients_patient" in s]
+    assert len(loads) == 1
+    assert "organizations_organization" in loads[0] and "organizations_workflow" in loads[0]
+    assert not any(s for s in selects if s.startswith('SELECT') and 'FROM "patients_patient"' in s)
+
+
+def test_429_backoff_then_start_with_a_real_worker(fake_daily, fake_pipecat, celery_worker, dialout_call):
+    """With Redis: a real worker retries after a countdown (eager mode ignores it)."""
+    import time
+
+    fake_pipecat.at_capacity(times=1)
+    start_call.delay(str(dialout_call.pk))
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not fake_pipecat.started:
+        time.sleep(0.1)
+    starts = fake_pipecat.requests_to("POST /v1/public/*/start")
+    assert len(starts) == 2, "".join(celery_worker.output[-40:])
+    gap = starts[1]["at"] - starts[0]["at"] if "at" in starts[0] else None
+    if gap is not None:
+        assert gap >= 1.5  # the countdown was honoured
+    assert len(fake_pipecat.started) == 1
+    assert "start_retry" in kinds(dialout_call)

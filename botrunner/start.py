@@ -151,10 +151,15 @@ async def start_bot(agent_request: AgentRequest, http: aiohttp.ClientSession) ->
     url, headers, label = _target()
     payload = start_payload(agent_request)
     try:
-        timeout = aiohttp.ClientTimeout(
-            total=float(getattr(settings, "BOTRUNNER_START_TIMEOUT_S", 15.0)), connect=5.0, sock_connect=5.0
-        )
-        async with http.post(url, json=payload, headers=headers, timeout=timeout) as resp:
+        # BOTRUNNER_START_TIMEOUT_S may only shorten the session's own timeout.
+        limit = float(getattr(settings, "BOTRUNNER_START_TIMEOUT_S", 0) or 0)
+        session_total = http.timeout.total
+        extra = {}
+        if limit and (session_total is None or limit < session_total):
+            extra["timeout"] = aiohttp.ClientTimeout(
+                total=limit, connect=http.timeout.connect, sock_connect=http.timeout.sock_connect
+            )
+        async with http.post(url, json=payload, headers=headers, **extra) as resp:
             status = resp.status
             text = await resp.text()
     except aiohttp.InvalidURL as e:

@@ -33,7 +33,9 @@ class CallSessionAdmin(OrgScopedAdmin):
     date_hierarchy = "created_at"
     inlines = [CallEventInline]
     fieldsets = [
-        (None, {"fields": ["id", "organization", "workflow", "direction", "status", "patient_display", "phone_display"]}),
+        (None, {"fields": [
+            "live_link", "id", "organization", "workflow", "direction", "status", "patient_display", "phone_display",
+        ]}),
         ("Timeline", {"fields": ["created_at", "started_at", "answered_at", "ended_at", "end_reason", "error"]}),
         ("Result", {"fields": ["outcome", "transcript_display", "dialout_attempts"]}),
         ("Daily", {"fields": ["daily_room_name", "daily_room_url", "daily_call_id", "daily_call_domain"]}),
@@ -45,7 +47,14 @@ class CallSessionAdmin(OrgScopedAdmin):
             return self._patient_text(request, obj)
 
         patient.short_description = "Patient"
-        return ["short_id", patient, "workflow", "direction", "status", "created_at", "end_reason"]
+        return ["short_id", patient, "workflow", "direction", "status", "created_at", "end_reason", "live_link"]
+
+    @admin.display(description="Live page")
+    def live_link(self, obj):
+        if obj is None or obj.pk is None:
+            return "—"
+        label = "Watch live" if not obj.is_final else "Open call page"
+        return format_html('<a href="{}">{}</a>', obj.get_absolute_url(), label)
 
     @admin.display(description="Call", ordering="created_at")
     def short_id(self, obj):

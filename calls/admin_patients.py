@@ -111,7 +111,7 @@ class PatientCallAdmin(PatientAdmin):
         context = {
             **self.admin_site.each_context(request),
             "title": "Call patient",
-            "subtitle": str(patient),
+            "subtitle": patient.full_name,  # the user may place calls here, so sees PHI
             "opts": self.opts,
             "original": patient,
             "form": form,
@@ -165,6 +165,9 @@ class PatientCallAdmin(PatientAdmin):
                     )
                 )
             except services.CallRefused as exc:
+                if exc.code == "not_configured":  # the same for every patient: say it once
+                    refused.append(exc.message)
+                    break
                 refused.append(f"{patient}: {exc.message}")
         if placed:
             self.message_user(

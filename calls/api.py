@@ -16,7 +16,7 @@ from typing import Any, Literal
 from asgiref.sync import sync_to_async
 from django.urls import reverse
 from ninja import Header, Query, Router, Schema
-from pydantic import ConfigDict, Field, ValidationError, model_validator
+from pydantic import ConfigDict, Field, ValidationError
 
 from myrobot.errors import ApiError
 from myrobot.pagination import Page, PageParams, paginate
@@ -150,12 +150,6 @@ class StartCallIn(Schema):
     phone_number: str | None = Field(None, max_length=32, description="E.164 number to call instead of the patient's.")
     caller_id: str | None = Field(None, max_length=32, description="Daily caller id; default: the organisation's.")
 
-    @model_validator(mode="after")
-    def _one_patient_reference(self):
-        if (self.patient_id is None) == (self.external_id is None):
-            raise ValueError("Give exactly one of patient_id and external_id.")
-        return self
-
 
 class StartCallOut(Schema):
     session_id: str
@@ -175,6 +169,9 @@ def start_call(
     idempotency_key: str | None = Header(None, alias="Idempotency-Key", max_length=200),
 ):
     """Place a dial-out call. The same `Idempotency-Key` (per organisation, 24 h) returns the same session."""
+    if (payload.patient_id is None) == (payload.external_id is None):
+        message = "Give exactly one of patient_id and external_id."
+        raise ApiError(422, message, [{"field": "patient_id", "message": message}])
     org = request.organization
     workflow = Workflow.objects.filter(organization=org, slug=payload.workflow).first()
     if workflow is None:

@@ -56,7 +56,7 @@ def serialize_call(call: CallSession) -> dict:
         "status": call.status,
         "status_display": call.get_status_display(),
         "direction": call.direction,
-        "workflow": {"slug": call.workflow.slug, "name": call.workflow.name},
+        "workflow": {"id": call.workflow_id, "slug": call.workflow.slug, "name": call.workflow.name},
         "patient": patient,
         "created_at": _iso(call.created_at),
         "started_at": _iso(call.started_at),

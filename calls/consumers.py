@@ -12,6 +12,7 @@ from organizations import access
 
 from .broadcast import call_group, load_call, org_group, send_call_messages, serialize_call, serialize_event
 from .events import BadMessage, apply_bot_message, token_matches
+from .shaping import shape_call_for, shape_event_for  # noqa: F401 - also used by tests and views
 
 log = logging.getLogger(__name__)
 
@@ -82,26 +83,6 @@ class BotStatusConsumer(AsyncJsonWebsocketConsumer):
             log.exception("could not schedule deletion of room %s", room_name)
 
 
-def shape_call_for(user, call: dict) -> dict:
-    """Viewers get the patient masked (DESIGN.md "Roles")."""
-    sees = access.sees_phi(user, call["organization_id"])
-    patient = call.get("patient") or {}
-    shaped = {k: v for k, v in call.items() if k not in ("patient", "error")}
-    shaped["patient"] = {
-        "id": patient.get("id"),
-        "name": patient.get("name") if sees else patient.get("masked_name"),
-        "phone": patient.get("phone") if sees else patient.get("masked_phone"),
-    }
-    shaped["error"] = call.get("error", "")
-    return shaped
-
-
-def shape_event_for(user, organization_id, event: dict) -> dict | None:
-    if event.get("event") == "transcript" and not access.sees_phi(user, organization_id):
-        return None  # viewers get no transcript lines
-    return event
-
-
 class _BrowserConsumer(AsyncJsonWebsocketConsumer):
     """Session-authenticated; `groups_to_join` decides what the user may hear."""
 
@@ -119,6 +100,11 @@ class _BrowserConsumer(AsyncJsonWebsocketConsumer):
         for group in groups:
             await self.channel_layer.group_add(group, self.channel_name)
         await self.accept()
+        # What the page may have missed between its render and this socket (or
+        # while a dropped socket reconnected): the current state, once. Updates
+        # from the groups queue behind it, and pages ignore what they already have.
+        for message in await database_sync_to_async(self.snapshot)():
+            await self.send_json(message)
 
     async def disconnect(self, code):
         for group in getattr(self, "joined", []):
@@ -127,8 +113,12 @@ class _BrowserConsumer(AsyncJsonWebsocketConsumer):
     async def groups_to_join(self) -> list[str] | None:
         raise NotImplementedError
 
-    async def receive_json(self, content, **kwargs):
-        pass  # browsers only listen
+    def snapshot(self) -> list[dict]:
+        """Messages sent right after accepting (sync, runs in a DB thread)."""
+        return []
+
+    async def receive(self, text_data=None, bytes_data=None, **kwargs):
+        pass  # browsers only listen (and junk they send must not crash the socket)
 
     async def call_update(self, message):
         call = message["call"]
@@ -157,8 +147,16 @@ class _BrowserConsumer(AsyncJsonWebsocketConsumer):
 class CallListConsumer(_BrowserConsumer):
     """/ws/calls/ — every call of the user's organisations."""
 
+    SNAPSHOT_LIMIT = 200
+
     async def groups_to_join(self):
         return [org_group(org_id) for org_id in self.roles]
+
+    def snapshot(self):
+        from .selectors import unfinished_calls
+
+        calls = unfinished_calls(self.roles)[: self.SNAPSHOT_LIMIT]
+        return [{"type": "call.update", "call": shape_call_for(self.user, serialize_call(c))} for c in calls]
 
 
 class CallDetailConsumer(_BrowserConsumer):
@@ -169,4 +167,18 @@ class CallDetailConsumer(_BrowserConsumer):
         call = await database_sync_to_async(load_call)(session_id)
         if call is None or call.organization_id not in self.roles:
             return None
+        self.session_id = session_id
         return [call_group(session_id)]
+
+    def snapshot(self):
+        from .selectors import call_events
+
+        call = load_call(self.session_id)
+        if call is None:
+            return []
+        messages = [{"type": "call.update", "call": shape_call_for(self.user, serialize_call(call))}]
+        for event in call_events(call):
+            shaped = shape_event_for(self.user, call.organization_id, serialize_event(event))
+            if shaped is not None:
+                messages.append({"type": "call.event", "session_id": self.session_id, "event": shaped})
+        return messages

@@ -132,11 +132,7 @@ def _start_on_commit(call: CallSession) -> None:
 
 def _existing_for_key(organization, idempotency_key: str, request_fingerprint: str) -> CallSession | None:
     """The live session for this key, or None; a key older than 24 h is released."""
-    existing = (
-        CallSession.objects.filter(organization=organization, idempotency_key=idempotency_key)
-        .only("pk", "created_at", "request_fingerprint", "status", "organization_id")
-        .first()
-    )
+    existing = CallSession.objects.filter(organization=organization, idempotency_key=idempotency_key).first()
     if existing is None:
         return None
     if existing.created_at < timezone.now() - IDEMPOTENCY_TTL:
@@ -149,7 +145,7 @@ def _existing_for_key(organization, idempotency_key: str, request_fingerprint: s
             "This Idempotency-Key was already used with a different request body; use a new key for a new call.",
             field="Idempotency-Key",
         )
-    return CallSession.objects.get(pk=existing.pk)
+    return existing
 
 
 def place_call(

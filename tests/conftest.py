@@ -39,7 +39,7 @@ def pytest_configure(config):
     if db["ENGINE"].endswith("sqlite3"):
         test["NAME"] = os.environ.get("TEST_DATABASE_NAME") or f"/tmp/myrobot-test-{os.getpid()}.sqlite3"
     else:
-        test["NAME"] = os.environ.get("TEST_DATABASE_NAME") or "test_myrobot"
+        test["NAME"] = os.environ.get("TEST_DATABASE_NAME") or f"test_myrobot_{os.getpid()}"
 
 
 @pytest.fixture(autouse=True)

@@ -318,6 +318,14 @@ class Call:
     async def on_dialout_warning(self, data: Any) -> None:
         self.report("dialout_warning", safe_daily_data(data))
 
+    async def on_idle_timeout(self) -> None:
+        """Nothing said for a while. Ringing (dial-out retries) is not idleness; anything else ends the call."""
+        if self.dialout is not None and not self.dialout.answered and not self.dialout.finished:
+            logger.info("idle while dialling: keep waiting")
+            return
+        logger.info("idle timeout: ending the call")
+        await self.end(None)
+
     # -- conversation -------------------------------------------------------
 
     async def maybe_greet(self) -> None:
@@ -437,7 +445,10 @@ class Call:
             self.report("error", {"message": self.fatal_error, "fatal": True})
             return
         self.end_reason = reason
-        self.report("ended", {"reason": reason})
+        data: dict[str, Any] = {"reason": reason}
+        if reason == "dialout_failed" and self.dialout is not None:
+            data["error"] = self.dialout.failure_summary()  # shown to staff on the failed call
+        self.report("ended", data)
 
     def _cancel_timer(self) -> None:
         timer, self._timer = self._timer, None
@@ -596,8 +607,13 @@ def build_pipeline(transport: DailyTransport, call: Call, runner_args: Any = Non
         params=PipelineParams(enable_metrics=False),
         enable_rtvi=False,
         idle_timeout_secs=getattr(runner_args, "pipeline_idle_timeout_secs", 300),
+        cancel_on_idle_timeout=False,  # the call decides (see Call.on_idle_timeout)
     )
     call.worker = worker
+
+    @worker.event_handler("on_idle_timeout")
+    async def on_idle_timeout(worker):
+        await call.on_idle_timeout()
 
     @user_aggregator.event_handler("on_user_turn_stopped")
     async def on_user_turn_stopped(aggregator, strategy, message):

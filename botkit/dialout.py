@@ -82,6 +82,7 @@ class DialoutManager:
         self.answered = False
         self.finished = False          # gave up (or the call ended): no more dialling
         self.gave_up_reason: str | None = None
+        self.last_error: str = ""
         self._failed: set[int] = set()
         self._session_ids: dict[str, int] = {}  # Daily session id -> attempt
         self._lock = asyncio.Lock()
@@ -157,6 +158,7 @@ class DialoutManager:
 
     async def _attempt_failed(self, attempt: int, data: dict[str, Any]) -> None:
         self._reporter.send("dialout_error", {"attempt": attempt, **data})
+        self.last_error = str(data.get("errorMsg") or data.get("error") or data.get("message") or "")
         async with self._lock:
             if (
                 self.finished
@@ -174,6 +176,11 @@ class DialoutManager:
         await self._sleep(self.backoff_for(attempt))
         if not (self.finished or self.answered):
             await self._dial()
+
+    def failure_summary(self) -> str:
+        """For a person: why the dialling ended without a conversation."""
+        text = f"dial-out failed after {self.attempt} attempt(s)"
+        return f"{text}: {self.last_error}" if self.last_error else text
 
     async def _give_up(self, reason: str) -> None:
         if self.finished:

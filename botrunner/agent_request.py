@@ -38,7 +38,8 @@ class WorkflowConfig(BaseModel):
 
 
 class AgentRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Ignore unknown fields: a newer server must not break a bot image deployed earlier.
+    model_config = ConfigDict(extra="ignore")
 
     room_url: str
     token: str

@@ -67,18 +67,30 @@ class CallSessionAdmin(OrgScopedAdmin):
         return "Unknown caller"
 
     def get_readonly_fields(self, request, obj=None):
-        return [f for fs in self.fieldsets for f in fs[1]["fields"]] + ["patient_masked"]
+        return [f for fs in self.fieldsets for f in fs[1]["fields"]] + ["patient_masked", "outcome_result", "error_masked"]
 
     def get_fieldsets(self, request, obj=None):
         if obj is not None and not access.sees_phi(request.user, obj.organization_id):
             return [
                 (name, {"fields": [
-                    "patient_masked" if f == "patient_display" else f
-                    for f in opts["fields"] if f != "transcript_display"
+                    self.VIEWER_FIELDS.get(f, f) for f in opts["fields"] if f != "transcript_display"
                 ]})
                 for name, opts in self.fieldsets
             ]
         return self.fieldsets
+
+    # What a viewer gets instead (DESIGN.md "Roles"): no name, phone or free text from the call.
+    VIEWER_FIELDS = {"patient_display": "patient_masked", "outcome": "outcome_result", "error": "error_masked"}
+
+    @admin.display(description="Outcome")
+    def outcome_result(self, obj):
+        return (obj.outcome or {}).get("result") or "—"
+
+    @admin.display(description="Error")
+    def error_masked(self, obj):
+        from .shaping import scrub_text
+
+        return scrub_text(obj.error) if obj.error else "—"
 
     def get_inlines(self, request, obj):
         if obj is not None and not access.sees_phi(request.user, obj.organization_id):

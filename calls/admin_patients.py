@@ -56,7 +56,8 @@ class CallPatientForm(forms.Form):
 
 
 def _call_url(call) -> str:
-    return reverse("admin:calls_callsession_change", args=[call.pk])
+    """The call's live page (calls.views.call_detail)."""
+    return reverse("calls:detail", kwargs={"session_id": call.pk})
 
 
 class PatientCallAdmin(PatientAdmin):
@@ -178,7 +179,9 @@ class PatientCallAdmin(PatientAdmin):
         if len(placed) == 1:
             return HttpResponseRedirect(_call_url(placed[0]))
         if placed:
-            return HttpResponseRedirect(reverse("admin:calls_callsession_changelist"))
+            # The live list, filtered to the calls just placed.
+            ids = ",".join(str(call.pk) for call in placed)
+            return HttpResponseRedirect(f"{reverse('calls:live')}?ids={ids}")
         return None  # back to the patient list, with the messages
 
 

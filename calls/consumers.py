@@ -176,9 +176,11 @@ class CallDetailConsumer(_BrowserConsumer):
         call = load_call(self.session_id)
         if call is None:
             return []
-        messages = [{"type": "call.update", "call": shape_call_for(self.user, serialize_call(call))}]
+        # Events first, then the call: the order live broadcasts use.
+        messages = []
         for event in call_events(call):
             shaped = shape_event_for(self.user, call.organization_id, serialize_event(event))
             if shaped is not None:
                 messages.append({"type": "call.event", "session_id": self.session_id, "event": shaped})
+        messages.append({"type": "call.update", "call": shape_call_for(self.user, serialize_call(call))})
         return messages

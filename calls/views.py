@@ -25,6 +25,7 @@ from organizations import access
 from organizations.models import Direction
 
 from . import selectors
+from .services import CallRefused, cancel_call
 from .broadcast import serialize_call, serialize_event
 from .models import CallStatus
 from .shaping import event_key, shape_call, shape_event
@@ -257,8 +258,6 @@ def cancel(request, session_id):
     call = _visible_call(request, session_id)
     if not access.has_right(request.user, access.PLACE_CALLS, call.organization_id):
         raise PermissionDenied("Only staff and admins may end calls.")
-    from .services import CallRefused, cancel_call
-
     was = call.status
     try:
         cancel_call(call, by_user=request.user)

@@ -66,7 +66,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "myrobot.middleware.AsyncWhiteNoiseMiddleware",  # async-capable WhiteNoise (bench/RESULTS.md)
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -101,7 +101,14 @@ if DATABASE_URL:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
     if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
         # Under ASGI every request would open a connection; a pool keeps them warm.
-        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = env_bool("DATABASE_POOL", True)
+        # psycopg's default pool holds 4 connections: a Celery worker with 32
+        # threads (or a busy server) then waits for one (bench/RESULTS.md).
+        if env_bool("DATABASE_POOL", True):
+            DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+                "min_size": int(os.environ.get("DATABASE_POOL_MIN_SIZE", "2")),
+                "max_size": int(os.environ.get("DATABASE_POOL_MAX_SIZE", "20")),
+                "timeout": float(os.environ.get("DATABASE_POOL_TIMEOUT_S", "10")),
+            }
 else:
     DATABASES = {
         "default": {

@@ -64,7 +64,7 @@ def test_button_places_the_call_through_the_service(
         resp = client.post(call_url(patient), {"workflow": workflow.pk})
     call = CallSession.objects.get()
     assert resp.status_code == 302
-    assert resp["Location"] == f"/admin/calls/callsession/{call.pk}/change/"
+    assert resp["Location"] == f"/calls/{call.pk}/"  # the call's live page
     assert call.requested_by_user == staff and call.direction == "dial_out" and call.patient == patient
     [start] = fake_runner.requests_to("POST /start")
     assert start["json"]["body"]["session_id"] == str(call.pk)
@@ -127,8 +127,11 @@ def test_bulk_action_asks_for_the_workflow_then_calls_each(
 
     with django_capture_on_commit_callbacks(execute=True):
         resp = bulk(client, patients, apply="yes", workflow=workflow.pk)
-    assert resp.status_code == 302 and resp["Location"] == "/admin/calls/callsession/"
     assert CallSession.objects.count() == 2
+    # the live list, filtered to the calls just placed
+    placed_ids = {str(c.pk) for c in CallSession.objects.all()}
+    assert resp.status_code == 302 and resp["Location"].startswith("/calls/live/?ids=")
+    assert set(resp["Location"].split("?ids=", 1)[1].split(",")) == placed_ids
     assert {c.patient_id for c in CallSession.objects.all()} == {patients[0].pk, patients[1].pk}
     assert all(c.requested_by_user == staff for c in CallSession.objects.all())
     started = {r["json"]["body"]["session_id"] for r in fake_runner.requests_to("POST /start")}
@@ -144,7 +147,7 @@ def test_bulk_action_for_one_patient_lands_on_the_call(
     client.force_login(staff)
     resp = bulk(client, [patient], apply="yes", workflow=workflow.pk)
     call = CallSession.objects.get()
-    assert resp["Location"] == f"/admin/calls/callsession/{call.pk}/change/"
+    assert resp["Location"] == f"/calls/{call.pk}/"  # the call's live page
 
 
 def test_bulk_action_is_not_offered_to_viewers(client, org, patient, workflow, fake_daily, fake_runner):

@@ -124,7 +124,24 @@ def _start_on_commit(call: CallSession) -> None:
     from .tasks import start_call
 
     session_id = str(call.pk)
+    transaction.on_commit(lambda: _announce(call))
     transaction.on_commit(lambda: start_call.delay(session_id))
+
+
+def _announce(call: CallSession) -> None:
+    """Open live lists show the new call at once, even before a worker picks it up.
+
+    Sent before the start is enqueued: an eager start would otherwise report
+    `starting` before this `queued`.
+    """
+    from asgiref.sync import async_to_sync
+
+    from .broadcast import send_call_messages, serialize_call
+
+    try:
+        async_to_sync(send_call_messages)(serialize_call(call), [])
+    except Exception:  # noqa: BLE001 - a page missing an update must never stop a call
+        log.exception("could not announce call %s", call.pk)
 
 
 # --- dial-out ----------------------------------------------------------------------

@@ -8,6 +8,7 @@ is pointed at the test database through DATABASE_URL.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -59,15 +60,18 @@ def asgi_live_server(transactional_db, settings):
     """
     from daphne.testing import DaphneProcess
 
-    settings.PUBLIC_BASE_URL = "http://127.0.0.1:0"  # replaced below once the port is known
-    process = DaphneProcess(host="127.0.0.1", get_application=_make_app, setup=_child_setup)
+    # Pick the port before forking, so the child hands bots the right status URL.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings.PUBLIC_BASE_URL = f"http://127.0.0.1:{port}"
+    process = DaphneProcess(host="127.0.0.1", get_application=_make_app, setup=_child_setup, port=port)
     process.start()
     deadline = time.monotonic() + 20
     while not process.ready.wait(timeout=0.5):
         if not process.is_alive() or time.monotonic() > deadline:
             raise RuntimeError("daphne did not start")
     server = LiveASGIServer(process.port.value)
-    settings.PUBLIC_BASE_URL = server.url
     try:
         yield server
     finally:

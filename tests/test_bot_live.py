@@ -6,7 +6,7 @@ import asyncio
 import hashlib
 
 import pytest
-from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async as sync_to_async  # closes its DB connections
 
 from botkit.reporter import StatusReporter
 from calls.models import CallEvent, CallSession

@@ -20,7 +20,6 @@ import base64
 import json
 import re
 import time
-from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
@@ -123,11 +122,8 @@ class Bot:
     """Plays the bot: the status socket from the start body, DESIGN.md messages."""
 
     def __init__(self, live, start_body: dict):
-        path = urlsplit(start_body["status_url"]).path
-        assert path == f"/ws/bot/{start_body['session_id']}/"
-        # The daphne child is forked before its port is known, so PUBLIC_BASE_URL
-        # (and with it status_url's host) is a placeholder there: keep the path.
-        self.url = live.ws_url + path
+        assert start_body["status_url"] == f"{live.ws_url}/ws/bot/{start_body['session_id']}/"
+        self.url = start_body["status_url"]  # exactly what the bot is told
         self.token = start_body["status_token"]
         self.seq = 0
 

@@ -25,7 +25,7 @@ def patient(org):
     return factories.make_patient(org, phone="+14155550123", first_name="Ada", last_name="Lovelace")
 
 
-from tests.live import asgi_live_server, celery_worker  # noqa: E402,F401
+from tests.live import asgi_live_server, celery_worker, live_server_port  # noqa: E402,F401
 
 
 def pytest_configure(config):

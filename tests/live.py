@@ -21,6 +21,17 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def _drop_connections_before_fork():
+    """A forked child must not share the parent's database sockets (or pool):
+    two processes on one PostgreSQL connection corrupt each other's results."""
+    from django.db import connections
+
+    for conn in connections.all():
+        conn.close()
+        if hasattr(conn, "close_pool"):
+            conn.close_pool()
+
+
 def _child_setup():
     """Runs in the forked daphne process before it serves."""
     import asgiref.sync
@@ -30,8 +41,6 @@ def _child_setup():
     asgiref.sync.SyncToAsync.single_thread_executor = ThreadPoolExecutor(max_workers=1)
     db = settings.DATABASES["default"]
     db["NAME"] = db["TEST"]["NAME"]
-    for conn in connections.all(initialized_only=True):
-        conn.close()
     connections["default"].settings_dict["NAME"] = db["NAME"]
     # A shared HTTP loop from the parent does not survive fork; botrunner.http resets itself.
 
@@ -52,19 +61,31 @@ def _make_app():
 
 
 @pytest.fixture
-def asgi_live_server(transactional_db, settings):
-    """daphne serving myrobot.asgi on a free port, on the test database.
-
-    Request the fakes (and change settings) *before* this fixture: the child
-    process is forked with the settings of that moment.
-    """
-    from daphne.testing import DaphneProcess
-
-    # Pick the port before forking, so the child hands bots the right status URL.
+def live_server_port(settings) -> int:
+    """The live server's port, chosen before any child process starts, so the
+    daphne child and a worker both hand bots the right PUBLIC_BASE_URL."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     settings.PUBLIC_BASE_URL = f"http://127.0.0.1:{port}"
+    return port
+
+
+@pytest.fixture
+def asgi_live_server(request, transactional_db, settings, live_server_port):
+    """daphne serving myrobot.asgi on a free port, on the test database.
+
+    Request the fakes (and change settings) *before* this fixture: the child
+    process is forked with the settings of that moment. A `celery_worker` in
+    the same test is started first, so the child enqueues to it instead of
+    running tasks inline.
+    """
+    from daphne.testing import DaphneProcess
+
+    if "celery_worker" in request.fixturenames:
+        request.getfixturevalue("celery_worker")
+    port = live_server_port
+    _drop_connections_before_fork()
     process = DaphneProcess(host="127.0.0.1", get_application=_make_app, setup=_child_setup, port=port)
     process.start()
     deadline = time.monotonic() + 20
@@ -94,7 +115,7 @@ def test_database_url() -> str:
 
 
 @pytest.fixture
-def celery_worker(transactional_db, settings):
+def celery_worker(transactional_db, settings, live_server_port):
     """A real Celery worker subprocess on Redis and the test database (needs REDIS_URL)."""
     if not os.environ.get("REDIS_URL"):
         pytest.skip("needs REDIS_URL: a real worker runs only with a broker")

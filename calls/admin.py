@@ -160,4 +160,43 @@ class CallSessionAdmin(OrgScopedAdmin):
 
 
 # "Call patient" on the patient's admin page, and the bulk action.
+@admin.register(CallEvent)
+class CallEventAdmin(OrgScopedAdmin):
+    """A read-only log across calls, for engineers chasing a problem.
+
+    Viewers see no transcript lines or outcome details here either.
+    """
+
+    org_field = "call__organization"
+    list_display = ["at", "call_link", "seq", "kind"]
+    list_filter = ["kind", "call__organization"]
+    search_fields = ["call__id"]
+    list_select_related = ["call"]
+    date_hierarchy = "at"
+    fields = ["call", "at", "seq", "kind", "data"]
+    readonly_fields = fields
+
+    def get_queryset(self, request):
+        qs = super().get_queryset(request)
+        if request.user.is_superuser:
+            return qs
+        viewer_orgs = [
+            org_id for org_id in access.roles_for(request.user) if not access.sees_phi(request.user, org_id)
+        ]
+        return qs.exclude(call__organization__in=viewer_orgs, kind__in=["transcript", "outcome"])
+
+    @admin.display(description="Call")
+    def call_link(self, obj):
+        return format_html('<a href="{}">{}</a>', obj.call.get_absolute_url(), str(obj.call_id)[:8])
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 from . import admin_patients  # noqa: E402,F401

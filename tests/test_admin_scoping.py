@@ -174,3 +174,23 @@ def test_viewer_call_page_hides_transcript(client, two_orgs):
     login(client, factories.make_user(org=two_orgs["a"], role="staff"))
     body = client.get(f"/admin/calls/callsession/{ca.pk}/change/").content.decode()
     assert "my secret symptom" in body
+
+
+def test_call_event_log_is_scoped_and_hides_transcripts_from_viewers(client, two_orgs):
+    from calls.models import CallEvent
+    from django.utils import timezone
+
+    ca, cb = two_orgs["ca"], two_orgs["cb"]
+    CallEvent.objects.create(call=ca, at=timezone.now(), kind="transcript", seq=1, data={"role": "user", "text": "north secret"})
+    CallEvent.objects.create(call=ca, at=timezone.now(), kind="joined", seq=2, data={})
+    CallEvent.objects.create(call=cb, at=timezone.now(), kind="joined", seq=1, data={})
+    login(client, factories.make_user(org=two_orgs["a"], role="staff"))
+    body = client.get("/admin/calls/callevent/").content.decode()
+    assert str(ca.pk)[:8] in body and str(cb.pk)[:8] not in body
+    assert "transcript" in body
+    client.logout()
+    login(client, factories.make_user(org=two_orgs["a"], role="viewer"))
+    body = client.get("/admin/calls/callevent/?kind=transcript").content.decode()
+    assert "0 call events" in body or "north secret" not in body
+    ev = CallEvent.objects.get(kind="transcript")
+    assert client.get(f"/admin/calls/callevent/{ev.pk}/change/").status_code == 302

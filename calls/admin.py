@@ -29,7 +29,7 @@ class CallSessionAdmin(OrgScopedAdmin):
     write_right = access.PLACE_CALLS
     list_filter = ["status", "direction", "workflow", "organization", "created_at"]
     search_fields = ["id", "patient__external_id", "daily_call_id"]
-    list_select_related = ["organization", "workflow", "patient"]
+    list_select_related = ["organization", "workflow__organization", "patient"]  # str(workflow) names its organisation
     date_hierarchy = "created_at"
     inlines = [CallEventInline]
     fieldsets = [

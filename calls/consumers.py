@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
@@ -12,6 +13,7 @@ from organizations import access
 
 from .broadcast import call_group, load_call, org_group, send_call_messages, serialize_call, serialize_event
 from .events import BadMessage, apply_bot_message, token_matches
+from .models import CallSession
 from .shaping import shape_call_for, shape_event_for  # noqa: F401 - also used by tests and views
 
 log = logging.getLogger(__name__)
@@ -26,7 +28,29 @@ def _bearer(scope) -> str:
     return ""
 
 
-class BotStatusConsumer(AsyncJsonWebsocketConsumer):
+class _DispatchWithoutDbHop:
+    """Channels closes stale DB connections before dispatching every message
+    (``aclose_old_connections``): a hop to the one thread all sockets share for
+    sync work, per message and per socket — with ten pages open, twenty hops
+    per bot event, queued behind the bots' database writes (the event → browser
+    latency in bench/RESULTS.md). These consumers reach the database only
+    through ``database_sync_to_async``, which closes stale connections itself.
+    """
+
+    async def dispatch(self, message):
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError("No handler for message type %s" % message["type"])
+        await handler(message)
+
+
+def _db(func):
+    """``database_sync_to_async`` on a pool thread: one socket's writes do not
+    queue behind another's (each socket still handles its messages in order)."""
+    return database_sync_to_async(func, thread_sensitive=False)
+
+
+class BotStatusConsumer(_DispatchWithoutDbHop, AsyncJsonWebsocketConsumer):
     """/ws/bot/<session_id>/ — one bot reporting one call, authenticated by its token."""
 
     async def connect(self):
@@ -39,7 +63,7 @@ class BotStatusConsumer(AsyncJsonWebsocketConsumer):
 
     async def receive_json(self, content, **kwargs):
         try:
-            applied = await database_sync_to_async(self._apply)(content)
+            applied = await _db(self._apply)(content)
         except BadMessage as exc:
             log.warning("bot message for call %s ignored: %s", self.call_id, exc)
             return
@@ -56,8 +80,25 @@ class BotStatusConsumer(AsyncJsonWebsocketConsumer):
             return None
         for note in applied.notes:
             log.info("call %s: %s", self.call_id, note)
-        call = load_call(self.call_id)
+        call = self._load_call()
         return serialize_call(call), serialize_event(applied.event), applied.became_final, applied.room_name
+
+    def _load_call(self):
+        """The call with its organisation, workflow and patient. Those do not
+        change during a call: after the first message only the call's own row is
+        read (the joined read was the biggest query per bot event)."""
+        related = getattr(self, "_related", None)
+        if related is not None:
+            call = CallSession.objects.filter(pk=self.call_id).first()
+            organization, workflow, patient = related
+            if (call is not None and call.organization_id == organization.pk and call.workflow_id == workflow.pk
+                    and call.patient_id == (patient.pk if patient is not None else None)):
+                call.organization, call.workflow, call.patient = organization, workflow, patient
+                return call
+        call = load_call(self.call_id)
+        if call is not None:
+            self._related = (call.organization, call.workflow, call.patient)
+        return call
 
     async def decode_json(self, text_data):
         try:
@@ -83,7 +124,7 @@ class BotStatusConsumer(AsyncJsonWebsocketConsumer):
             log.exception("could not schedule deletion of room %s", room_name)
 
 
-class _BrowserConsumer(AsyncJsonWebsocketConsumer):
+class _BrowserConsumer(_DispatchWithoutDbHop, AsyncJsonWebsocketConsumer):
     """Session-authenticated; `groups_to_join` decides what the user may hear."""
 
     async def connect(self):

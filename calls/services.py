@@ -121,27 +121,52 @@ def _check_workflow(organization, workflow, *, dialin: bool) -> None:
 
 
 def _start_on_commit(call: CallSession) -> None:
-    from .tasks import start_call
+    from .tasks import room_hint, start_call
 
     session_id = str(call.pk)
-    transaction.on_commit(lambda: _announce(call))
-    transaction.on_commit(lambda: start_call.delay(session_id))
+    # The room's parameters travel with the task: the worker asks Daily for the
+    # room before it reads the call (the caller's hold time, bench/RESULTS.md).
+    room = room_hint(call)
+    if start_call.app.conf.task_always_eager:
+        transaction.on_commit(lambda: _announce(call))
+        transaction.on_commit(lambda: start_call.delay(session_id, room))
+    else:
+        # With a worker the start is enqueued first (the announcement does not
+        # wait for anything, and the worker's own updates come a Daily round trip later).
+        transaction.on_commit(lambda: start_call.delay(session_id, room))
+        transaction.on_commit(lambda: _announce(call))
 
 
 def _announce(call: CallSession) -> None:
     """Open live lists show the new call at once, even before a worker picks it up.
 
-    Sent before the start is enqueued: an eager start would otherwise report
-    `starting` before this `queued`.
+    Sent before an eager start (which would otherwise report `starting` before
+    this `queued`); with a worker, right after the start is enqueued.
     """
     from asgiref.sync import async_to_sync
 
     from .broadcast import send_call_messages, serialize_call
+    from .tasks import start_call
 
     try:
-        async_to_sync(send_call_messages)(serialize_call(call), [])
+        payload = serialize_call(call)
+        if start_call.app.conf.task_always_eager:
+            async_to_sync(send_call_messages)(payload, [])
+        else:
+            # A worker starts the call, tens of milliseconds from now. Waiting here
+            # for the channel layer (a hop back to the server's busy event loop)
+            # was most of a webhook's time under load (bench/RESULTS.md): send it
+            # from the process's background loop instead.
+            from botrunner import http
+
+            http.submit(send_call_messages(payload, [])).add_done_callback(_log_announce_failure)
     except Exception:  # noqa: BLE001 - a page missing an update must never stop a call
         log.exception("could not announce call %s", call.pk)
+
+
+def _log_announce_failure(future) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.warning("could not announce a new call: %s", future.exception())
 
 
 # --- dial-out ----------------------------------------------------------------------

@@ -26,20 +26,28 @@ def is_legal(current: str, target: str) -> bool:
 
 
 def transition(
-    call_id, to: str, *, reason: str = "", error: str = "", data=None, at=None, broadcast: bool = True
+    call_id, to: str, *, reason: str = "", error: str = "", data=None, at=None, broadcast: bool = True,
+    expected: str | None = None,
 ) -> bool:
     """Move the call to `to`. Returns False (and changes nothing) when illegal.
 
     With `broadcast`, open browser pages hear of the move once it commits
-    (the bot consumer passes False and broadcasts its own batch).
+    (the bot consumer passes False and broadcasts its own batch). `expected`:
+    the status the caller just read, tried first without reading it again (the
+    conditional update still decides; on a miss the status is read as usual).
     """
     to = str(to)
     if to not in TRANSITIONS:
         raise ValueError(f"unknown call status {to!r}")
     at = at or timezone.now()
-    for _ in range(5):
-        current = CallSession.objects.filter(pk=call_id).values_list("status", flat=True).first()
+    for attempt in range(5):
+        if attempt == 0 and expected is not None:
+            current = str(expected)
+        else:
+            current = CallSession.objects.filter(pk=call_id).values_list("status", flat=True).first()
         if current is None or not is_legal(current, to):
+            if attempt == 0 and expected is not None:
+                continue  # the caller's reading does not allow it: read the status itself
             return False
         updates: dict = {"status": to}
         if to == CallStatus.STARTING:

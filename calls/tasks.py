@@ -20,7 +20,8 @@ from botrunner import agent_request, daily, http
 from botrunner.errors import AmbiguousStartError, BotRunnerError, PermanentError, TransientError
 from botrunner.start import check_start_config, start_bot
 
-from .models import CallEvent, CallSession, CallStatus
+from . import broadcast
+from .models import FINAL_STATUSES, CallEvent, CallSession, CallStatus
 from .state import transition
 
 log = logging.getLogger(__name__)
@@ -77,17 +78,28 @@ def _with_session(fn, *args, **kwargs):
     return lambda: _with_session_coro(fn, *args, **kwargs)
 
 
-async def _room_and_token(call: CallSession):
+def room_hint(call: CallSession) -> dict:
+    """What creating the call's room needs, sent along with the task so that the
+    task can ask Daily before it reads the database (``start_call``)."""
+    dialin = call.direction == "dial_in"
+    return {
+        "dialin": dialin,
+        "caller_phone": call.from_number if dialin else None,
+        "max_duration_s": call.workflow.max_duration_s,
+    }
+
+
+async def _make_room_and_token(session_id: str, *, dialin: bool, caller_phone, max_duration_s: int):
     session = await http.get_session()
     room = await daily.create_room(
-        session,
-        session_id=str(call.pk),
-        dialin=call.direction == "dial_in",
-        caller_phone=call.from_number if call.direction == "dial_in" else None,
-        max_duration_s=call.workflow.max_duration_s,
+        session, session_id=session_id, dialin=dialin, caller_phone=caller_phone, max_duration_s=max_duration_s,
     )
     token = await daily.meeting_token(session, room)
     return room, token
+
+
+async def _room_and_token(call: CallSession):
+    return await _make_room_and_token(str(call.pk), **room_hint(call))
 
 
 async def _start(req):
@@ -113,29 +125,96 @@ def _retry_or_fail(task, call: CallSession, exc: BotRunnerError, what: str) -> N
 
 
 @shared_task(bind=True, max_retries=MAX_START_RETRIES, acks_late=True, ignore_result=True)
-def start_call(self, call_session_id: str) -> None:
-    """queued → starting → room, token, AgentRequest, start_bot."""
+def start_call(self, call_session_id: str, room: dict | None = None) -> None:
+    """queued → starting → room, token, AgentRequest, start_bot.
+
+    The caller's hold time on dial-in is this task: only what the start needs
+    sits on it. Browser updates are sent when the task ends (``deferred``),
+    and the Daily room's round trip overlaps the database work: with ``room``
+    (``room_hint()``, given by the services that enqueue a start) it is asked
+    for before the call is even read.
+    """
+    with broadcast.deferred(background=not self.request.is_eager):
+        _start_call(self, call_session_id, room)
+
+
+def _drop_room(call: CallSession | None, room_future) -> None:
+    """The call ended (e.g. canceled) while its room was being made: delete the room.
+
+    Only for a missing or final call: a call another delivery is starting keeps its room.
+    """
+    try:
+        room, _token = room_future.result()
+    except Exception:  # noqa: BLE001 - nothing was made, or the failure no longer matters
+        return
+    if call is not None:
+        call.refresh_from_db(fields=["status"])
+        if call.status not in FINAL_STATUSES:
+            return
+        call.daily_room_name = room.name
+        delete_call_room(call)
+        return
+    try:
+        http.run(_with_session(daily.delete_room, room.name))
+    except Exception:  # noqa: BLE001
+        log.warning("could not delete room %s made for a call that does not exist", room.name)
+
+
+def _valid_hint(hint) -> dict | None:
+    """The room hint's three fields, or None when it is not one (then the room is
+    made from the call as read from the database)."""
+    if not isinstance(hint, dict):
+        return None
+    try:
+        return {
+            "dialin": bool(hint["dialin"]),
+            "caller_phone": str(hint["caller_phone"]) if hint.get("caller_phone") else None,
+            "max_duration_s": int(hint["max_duration_s"]),
+        }
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _start_call(self, call_session_id: str, hint: dict | None = None) -> None:
+    problems = check_start_config()
+    room_future = None
+    hint = _valid_hint(hint)
+    if hint is not None and not problems:
+        # The Daily round trip starts first; everything below overlaps it. The
+        # room's name is fixed by the call, so a second delivery finds it, and a
+        # room made for a call that turns out to be over is deleted (_drop_room).
+        room_future = http.submit(lambda: _make_room_and_token(str(call_session_id), **hint))
     call = CallSession.objects.select_related("organization", "workflow", "patient").filter(pk=call_session_id).first()
     if call is None:
         log.warning("start_call: no call %s", call_session_id)
+        if room_future is not None:
+            _drop_room(None, room_future)
         return
+    if call.status not in (CallStatus.QUEUED, CallStatus.STARTING) or call.bot_start_requested_at is not None:
+        # Canceled, failed, or the bot already reported; or a previous delivery
+        # sent the start (a second one could ring twice): nothing to do.
+        if room_future is not None:
+            _drop_room(call, room_future)
+        return
+
+    if room_future is None and not problems:
+        room_future = http.submit(lambda: _room_and_token(call))
     if call.status == CallStatus.QUEUED:
-        if not transition(call.pk, CallStatus.STARTING):
+        if not transition(call.pk, CallStatus.STARTING, expected=CallStatus.QUEUED):
             call.refresh_from_db(fields=["status"])
         else:
             call.status = CallStatus.STARTING
     if call.status != CallStatus.STARTING:
-        return  # canceled, failed, or the bot already reported: nothing to do
-    if call.bot_start_requested_at is not None:
-        return  # a previous delivery sent the start; a second one could ring twice
+        if room_future is not None:
+            _drop_room(call, room_future)
+        return  # canceled meanwhile, or another delivery moved it on
 
-    problems = check_start_config()
     if problems:
         _fail(call, " ".join(problems), delete_room=False)
         return
 
     try:
-        room, token = http.run(lambda: _room_and_token(call))
+        room, token = room_future.result()
     except TransientError as exc:
         return _retry_or_fail(self, call, exc, "create the Daily room")
     except BotRunnerError as exc:

@@ -64,15 +64,18 @@ INSTALLED_APPS = [
     "calls",
 ]
 
+# Django's middleware (and WhiteNoise), subclassed so that under ASGI their hooks
+# run on the event loop instead of a thread hop each (myrobot/middleware.py,
+# bench/RESULTS.md); same behaviour, same order.
 MIDDLEWARE = [
-    "django.middleware.security.SecurityMiddleware",
-    "myrobot.middleware.AsyncWhiteNoiseMiddleware",  # async-capable WhiteNoise (bench/RESULTS.md)
-    "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.common.CommonMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "myrobot.middleware.InlineSecurityMiddleware",
+    "myrobot.middleware.AsyncWhiteNoiseMiddleware",
+    "myrobot.middleware.InlineSessionMiddleware",
+    "myrobot.middleware.InlineCommonMiddleware",
+    "myrobot.middleware.InlineCsrfViewMiddleware",
+    "myrobot.middleware.InlineAuthenticationMiddleware",
+    "myrobot.middleware.InlineMessageMiddleware",
+    "myrobot.middleware.InlineXFrameOptionsMiddleware",
 ]
 
 ROOT_URLCONF = "myrobot.urls"

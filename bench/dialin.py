@@ -29,7 +29,7 @@ import time
 import uuid
 from typing import Any
 
-from bench import harness
+from bench import harness, trace
 from bench.harness import Config, Fakes, ReferenceRunner, Result, Stack
 
 ORG_SLUG = "bench-dialin"
@@ -123,6 +123,8 @@ def measure(label: str, make, args, starts, stack: Stack | None = None, name: st
     started = starts()
     holds = [(started[r.key] - r.sent) * 1000 for r in ok if r.key in started and r.key not in before]
     errors = [r for r in results if not r.ok]
+    samples = [[r.key, r.sent, r.done, r.body.get("session_id") if isinstance(r.body, dict) else None,
+                started.get(r.key)] for r in results]
     phases: dict[str, Any] = {}
     if rooms is not None:
         # Where the hold goes: sent → the room request reached Daily (webhook, queue,
@@ -150,8 +152,8 @@ def measure(label: str, make, args, starts, stack: Stack | None = None, name: st
         "missing_starts": len(keys - set(started)) if wait_starts else 0,
         "error_samples": [{"status": r.status, "error": r.error, "body": r.body} for r in errors[:5]],
         "phases": phases,
-        "samples": [[r.key, r.sent, r.done, (r.body or {}).get("session_id") if isinstance(r.body, dict) else None,
-                     started.get(r.key)] for r in results] if getattr(args, "dump_requests", False) else None,
+        "samples": samples if getattr(args, "dump_requests", False) else None,
+        "trace": trace.analyze(samples, stack.cfg.trace) if stack is not None and stack.cfg.trace else None,
         "profiles": [str(p) for p in profiler.reports],
         "cpu": cpu.report(),
     }
@@ -239,6 +241,10 @@ def render(data: dict[str, Any], what: str = "webhook") -> str:
                      f"{harness.fmt(b['p50'])}/{harness.fmt(b['p99'])}")
         if r.get("cpu"):
             note += f"\n{harness.cpu_line(r['cpu'])}  (measured window; includes the wait for the last starts)"
+        if r.get("trace"):
+            note += f"\nwhere the hold goes ({r['label']}, --trace; ms from the previous step):\n"
+            note += harness.table(["step", "what", "p50", "p90"],
+                                  [[t["step"], t["what"], t["p50"], t["p90"]] for t in r["trace"]])
         for prof in r.get("profiles") or []:
             note += f"\nprofile: {prof}"
         for sample in r["error_samples"]:

@@ -68,7 +68,8 @@ class Config:
     worker_args: list[str] = field(default_factory=list)
     log_dir: Path = OUT / "logs"
     quiet: bool = False
-    profile: bool = False
+    profile: str = ""  # "", "active", "cpu" or "wall" (see --profile)
+    trace: str = ""  # a file for bench/trace.py's timestamps ("" = no trace)
     worker: bool = True
     isolate: str = ""
 
@@ -141,14 +142,20 @@ def add_stack_args(parser: argparse.ArgumentParser) -> None:
                         "that share a Redis with others (the smoke tests)")
     g.add_argument("--no-worker", dest="worker", action="store_false",
                    help="diagnosis: start no Celery worker (starts stay queued; only the server is measured)")
-    g.add_argument("--profile", action="store_true",
-                   help="sample the server and worker with py-spy during the measured load "
-                        "(pip install py-spy); flamegraphs and a top-frames summary go to bench/out/profile-*")
+    g.add_argument("--profile", nargs="?", const="active", default="", choices=["active", "cpu", "wall"],
+                   help="sample the server and worker with py-spy during the measured load (pip install py-spy): "
+                        "'active' (default) threads not idle, 'cpu' only the thread holding the GIL, 'wall' all "
+                        "threads; raw stacks (for speedscope.app) and a top-frames summary go to bench/out/profile-*")
+    g.add_argument("--trace", action="store_true",
+                   help="run server (daphne) and worker under bench/trace.py, which timestamps each step of the start path; "
+                        "the dial-in/dial-out benchmarks then print where the hold time goes")
 
 
 def config_from(args: argparse.Namespace) -> Config:
     OUT.mkdir(parents=True, exist_ok=True)
+    trace = str(OUT / f"trace-{os.getpid()}.jsonl") if getattr(args, "trace", False) else ""
     common = dict(server=args.server, worker_args=list(args.worker_args), quiet=args.quiet, profile=args.profile,
+                  trace=trace,
                   worker=args.worker, log_dir=Path(args.log_dir), isolate=args.isolate)
     if args.embedded:
         if args.server_workers != 1:
@@ -418,7 +425,7 @@ class Stack:
         return self
 
     def _start_server(self) -> None:
-        wrap = os.environ.get("BENCH_WRAP")  # diagnosis: a script that patches and runs the module
+        wrap = self._wrap()
         if self.cfg.server == "daphne":
             cmd = [PY, wrap, "daphne"] if wrap else [PY, "-m", "daphne"]
             cmd += [ "-b", "127.0.0.1", "-p", str(self.port), "myrobot.asgi:application"]
@@ -430,8 +437,15 @@ class Stack:
         self.procs.append(self.server)
         self.server.wait_for(lambda: http_get(self.url + "/healthz")[0] == 200, 60, "healthy /healthz")
 
+    def _wrap(self) -> str | None:
+        """A script that patches the process and runs the module (``--trace``)."""
+        if self.cfg.trace:
+            self.env["BENCH_TRACE"] = self.cfg.trace
+            return str(ROOT / "bench" / "trace.py")
+        return os.environ.get("BENCH_WRAP") or None  # diagnosis: any such script
+
     def _start_worker(self) -> None:
-        wrap = os.environ.get("BENCH_WRAP")
+        wrap = self._wrap()
         cmd = ([PY, wrap, "celery"] if wrap else [PY, "-m", "celery"]) + [
             "-A", "myrobot", "worker", "--loglevel=INFO", *self.cfg.worker_args]
         self.worker = Proc("worker", cmd, self.env, self.cfg.log_dir)
@@ -488,9 +502,9 @@ class ReferenceRunner:
 class Profiler:
     """py-spy on the stack's processes while a block runs (``with Profiler(stack, "dialin"):``).
 
-    Writes ``bench/out/profile-<name>-<process>.svg`` (flamegraph) and
-    ``….txt``: the frames most often on the stack (inclusive) and on top
-    (self), from the raw samples, idle threads excluded.
+    Writes ``bench/out/profile-<name>-<process>.raw`` (py-spy's collapsed
+    stacks: open them in speedscope.app) and ``….txt``: the frames most often
+    on the stack (inclusive) and on top (self).
     """
 
     def __init__(self, stack: "Stack | None", name: str, rate: int = 250) -> None:
@@ -514,7 +528,11 @@ class Profiler:
             base = OUT / f"profile-{self.name}-{proc.name}"
             raw = base.with_suffix(".raw")
             cmd = [spy, "record", "-p", str(proc.popen.pid), "-r", str(self.rate), "-f", "raw", "-o", str(raw),
-                   "--nonblocking", "-s", *(["--gil"] if os.environ.get("BENCH_PROFILE_GIL") else []), *(["--idle"] if os.environ.get("BENCH_PROFILE_IDLE") else [])]
+                   "--nonblocking", "-s"]
+            if self.stack.cfg.profile == "cpu":
+                cmd.append("--gil")
+            elif self.stack.cfg.profile == "wall":
+                cmd.append("--idle")
             self.spies.append((proc.name, subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), base))
         time.sleep(1.0)  # py-spy attaches
         return self
@@ -530,7 +548,6 @@ class Profiler:
             raw = base.with_suffix(".raw")
             if raw.exists():
                 self.reports.append(summarize_profile(raw, base.with_suffix(".txt")))
-                _flamegraph(raw, base.with_suffix(".svg"))
 
 
 def summarize_profile(raw: Path, out: Path, top: int = 40) -> Path:
@@ -548,7 +565,7 @@ def summarize_profile(raw: Path, out: Path, top: int = 40) -> Path:
         for f in set(frames):
             inclusive[f] = inclusive.get(f, 0) + n
         self_counts[frames[-1]] = self_counts.get(frames[-1], 0) + n
-    lines = [f"{raw.name}: {total} samples (active threads only)", "", "inclusive % | frame"]
+    lines = [f"{raw.name}: {total} samples", "", "inclusive % | frame"]
     for f, n in sorted(inclusive.items(), key=lambda kv: -kv[1])[:top]:
         lines.append(f"{100 * n / max(total, 1):6.1f}% | {f}")
     lines += ["", "self % | frame"]
@@ -556,19 +573,6 @@ def summarize_profile(raw: Path, out: Path, top: int = 40) -> Path:
         lines.append(f"{100 * n / max(total, 1):6.1f}% | {f}")
     out.write_text("\n".join(lines) + "\n")
     return out
-
-
-def _flamegraph(raw: Path, svg: Path) -> None:
-    """An SVG flamegraph from the raw stacks, when py-spy's own renderer is not at hand (best effort)."""
-    try:
-        import shutil
-
-        fg = shutil.which("flamegraph.pl")
-        if fg:
-            with open(svg, "w") as fh:
-                subprocess.run([fg, str(raw)], stdout=fh, check=False)
-    except Exception:  # noqa: BLE001
-        pass
 
 
 class CpuMeter:

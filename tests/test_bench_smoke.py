@@ -80,11 +80,13 @@ def test_dialin_with_the_reference_row(stack_args):
     assert ref["daily_requests"]["POST /meeting-tokens"] >= 4  # Pipecat's configure() asks Daily for it
 
 
-def test_dialout(stack_args):
+def test_dialout_traced(stack_args):
     data = run_bench("dialout", stack_args, "-n", "4", "-c", "2", "--warmup", "1", "--settle-s", "30",
-                     "--no-reference")
+                     "--no-reference", "--trace")
     (row,) = data["rows"]
     assert row["errors"] == 0 and row["missing_starts"] == 0 and row["hold_ms"]["n"] == 4
+    steps = {t["step"] for t in row["trace"]}  # bench/trace.py saw the start path in server and worker
+    assert {"delay_out", "task_in", "room_send", "room_back", "runner"} <= steps
 
 
 def test_status(stack_args):

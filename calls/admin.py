@@ -27,7 +27,8 @@ class CallEventInline(admin.TabularInline):
 @admin.register(CallSession)
 class CallSessionAdmin(OrgScopedAdmin):
     write_right = access.PLACE_CALLS
-    list_filter = ["status", "direction", "workflow", "organization", "created_at"]
+    # Related filters list only what the user may see (their organisations' objects).
+    list_filter = ["status", "direction", ("workflow", admin.RelatedOnlyFieldListFilter), ("organization", admin.RelatedOnlyFieldListFilter), "created_at"]
     search_fields = ["id", "patient__external_id", "daily_call_id"]
     list_select_related = ["organization", "workflow__organization", "patient"]  # str(workflow) names its organisation
     date_hierarchy = "created_at"
@@ -169,7 +170,7 @@ class CallEventAdmin(OrgScopedAdmin):
 
     org_field = "call__organization"
     list_display = ["at", "call_link", "seq", "kind"]
-    list_filter = ["kind", "call__organization"]
+    list_filter = ["kind"]
     search_fields = ["call__id"]
     list_select_related = ["call"]
     date_hierarchy = "at"

@@ -71,7 +71,7 @@ class OrganizationAdmin(OrgScopedAdmin):
 class OrganizationMembershipAdmin(OrgScopedAdmin):
     read_right = access.MANAGE
     list_display = ["user", "organization", "role", "created_at"]
-    list_filter = ["role", "organization"]
+    list_filter = ["role", ("organization", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["user__username", "user__email", "organization__name"]
     autocomplete_fields = []
     list_select_related = ["user", "organization"]
@@ -88,7 +88,7 @@ class ApiKeyAdmin(OrgScopedAdmin):
     read_right = access.MANAGE
     form = ApiKeyForm
     list_display = ["name", "prefix", "organization", "created_at", "last_used_at", "revoked_at"]
-    list_filter = ["organization", ("revoked_at", admin.EmptyFieldListFilter)]
+    list_filter = [("organization", admin.RelatedOnlyFieldListFilter), ("revoked_at", admin.EmptyFieldListFilter)]
     search_fields = ["name", "prefix"]
     readonly_fields = ["prefix", "created_at", "last_used_at", "revoked_at", "created_by"]
     list_select_related = ["organization"]
@@ -132,7 +132,7 @@ class ApiKeyAdmin(OrgScopedAdmin):
 class WorkflowAdmin(OrgScopedAdmin):
     write_right = access.WRITE_WORKFLOWS
     list_display = ["name", "slug", "organization", "direction", "is_active", "max_duration_s", "updated_at"]
-    list_filter = ["direction", "is_active", "organization"]
+    list_filter = ["direction", "is_active", ("organization", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["name", "slug"]
     list_select_related = ["organization"]
     fieldsets = [

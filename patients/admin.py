@@ -11,7 +11,7 @@ PHI_FIELDS = ("first_name", "last_name", "date_of_birth", "phone", "data")
 @admin.register(Patient)
 class PatientAdmin(OrgScopedAdmin):
     write_right = access.WRITE_PATIENTS
-    list_filter = ["organization", "consent_to_call", "do_not_call", "preferred_language"]
+    list_filter = [("organization", admin.RelatedOnlyFieldListFilter), "consent_to_call", "do_not_call", "preferred_language"]
     search_fields = ["first_name", "last_name", "external_id", "phone"]
     list_select_related = ["organization"]
     fieldsets = [

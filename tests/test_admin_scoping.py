@@ -194,3 +194,11 @@ def test_call_event_log_is_scoped_and_hides_transcripts_from_viewers(client, two
     assert "0 call events" in body or "north secret" not in body
     ev = CallEvent.objects.get(kind="transcript")
     assert client.get(f"/admin/calls/callevent/{ev.pk}/change/").status_code == 302
+
+
+def test_list_filters_name_only_the_users_own_organisations_and_workflows(client, two_orgs):
+    login(client, factories.make_user(org=two_orgs["a"], role="staff"))
+    for url in ["/admin/calls/callsession/", "/admin/patients/patient/", "/admin/organizations/workflow/"]:
+        body = client.get(url).content.decode()
+        assert "South Clinic" not in body, url
+        assert "Remind B" not in body, url

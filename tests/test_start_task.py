@@ -206,3 +206,47 @@ def test_429_backoff_then_start_with_a_real_worker(fake_daily, fake_pipecat, cel
         assert gap >= 1.5  # the countdown was honoured
     assert len(fake_pipecat.started) == 1
     assert "start_retry" in kinds(dialout_call)
+
+
+# --- the room hint: the worker asks Daily for the room before it reads the call ---------
+
+
+def test_room_hint_starts_the_call_with_one_room(fake_daily, fake_runner, dialin_call):
+    from calls.tasks import room_hint
+
+    start_call(str(dialin_call.pk), room=room_hint(dialin_call))
+    assert len(fake_daily.rooms) == 1 and len(fake_runner.started) == 1
+    props = fake_daily.requests_to("POST /rooms")[0]["json"]["properties"]
+    assert props["sip"]["sip_mode"] == "dial-in"
+
+
+def test_an_invalid_room_hint_is_ignored(fake_daily, fake_runner, dialout_call):
+    start_call(str(dialout_call.pk), room={"nonsense": True})
+    assert len(fake_daily.rooms) == 1 and len(fake_runner.started) == 1
+
+
+def test_room_made_for_a_call_canceled_meanwhile_is_deleted(fake_daily, fake_runner, dialout_call):
+    from calls.tasks import room_hint
+
+    hint = room_hint(dialout_call)
+    dialout_call.transition("canceled")
+    start_call(str(dialout_call.pk), room=hint)
+    assert fake_runner.requests == []
+    assert fake_daily.rooms == {}
+    assert reload(dialout_call).status == "canceled"
+
+
+def test_room_made_for_a_missing_call_is_deleted(fake_daily, fake_runner):
+    import uuid
+
+    start_call(str(uuid.uuid4()), room={"dialin": False, "caller_phone": None, "max_duration_s": 60})
+    assert fake_runner.requests == [] and fake_daily.rooms == {}
+
+
+def test_redelivery_with_a_hint_keeps_the_room_and_starts_no_second_bot(fake_daily, fake_runner, dialout_call):
+    from calls.tasks import room_hint
+
+    start_call(str(dialout_call.pk), room=room_hint(dialout_call))
+    start_call(str(dialout_call.pk), room=room_hint(dialout_call))
+    assert len(fake_runner.started) == 1
+    assert len(fake_daily.rooms) == 1

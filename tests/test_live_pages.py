@@ -305,7 +305,7 @@ async def _socket(user, path, origin=b"http://127.0.0.1"):
     return comm, connected
 
 
-async def _drain(comm, timeout=0.3) -> list[dict]:
+async def _drain(comm, timeout=1.0) -> list[dict]:
     out = []
     # receive_nothing peeks without cancelling the application (a timed-out receive would)
     while not await comm.receive_nothing(timeout=timeout):

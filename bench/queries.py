@@ -24,7 +24,6 @@ from datetime import timedelta
 from typing import Any
 
 from bench import harness
-from bench.harness import Config
 
 PAGES = [
     ("admin patient list", "/admin/patients/patient/", "session"),

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from django.db import connection
 
-from calls import services, webhooks
+from calls import services
 from calls.models import CallEvent, CallSession
 from tests import factories
 from tests.api_fixtures import *  # noqa: F401,F403

@@ -72,13 +72,15 @@ async def test_wrong_or_missing_token_is_refused_before_accept():
 
 
 async def test_token_of_another_call_is_refused():
-    call = await make_started_call()
+    call = await make_started_call()  # its token is TOKEN
     other = await make_started_call()
-    comm = WebsocketCommunicator(
-        application, f"/ws/bot/{other.pk}/", headers=[(b"authorization", b"Bearer wrong-" + TOKEN.encode())]
+    await database_sync_to_async(CallSession.objects.filter(pk=other.pk).update)(
+        status_token_hash=hashlib.sha256(b"the-other-calls-token").hexdigest()
     )
-    connected, _ = await comm.connect()
+    _, connected, _ = await connect(other, TOKEN)
     assert not connected
+    _, connected, _ = await connect(call, TOKEN)
+    assert connected
 
 
 async def test_a_final_call_refuses_its_token():

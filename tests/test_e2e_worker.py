@@ -8,7 +8,6 @@ import uuid
 from datetime import datetime, timezone
 
 import aiohttp
-import pytest
 
 from calls.models import CallSession
 from tests import factories

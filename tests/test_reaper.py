@@ -1,6 +1,5 @@
 """Nothing stays non-final forever: the reaper fails calls that stopped reporting."""
 
-from datetime import timedelta
 
 import pytest
 import time_machine

@@ -1,6 +1,5 @@
 """calls.tasks.start_call against the fakes, over real HTTP, through the settings a user sets."""
 
-import jwt
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 from channels.consumer import get_handler_name
@@ -11,11 +12,15 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from organizations import access
 
 from .broadcast import call_group, load_call, org_group, send_call_messages, serialize_call, serialize_event
-from .events import BadMessage, apply_bot_message, token_matches
+from .events import BadMessage, apply_bot_message, record_invalid_message, token_matches
 from .models import CallSession
 from .shaping import shape_call_for, shape_event_for  # noqa: F401 - also used by tests and views
 
 log = logging.getLogger(__name__)
+
+
+def _not_json(constant):
+    raise ValueError(f"{constant} is not JSON")
 
 
 def _bearer(scope) -> str:
@@ -60,11 +65,29 @@ class BotStatusConsumer(_DispatchWithoutDbHop, AsyncJsonWebsocketConsumer):
             return
         await self.accept()
 
+    async def receive(self, text_data=None, bytes_data=None, **kwargs):
+        """Every frame is answered by nothing and never closes the socket: a
+        message the server cannot store becomes an ``invalid_message`` event, so
+        the messages after it (the outcome, ``ended``) still land."""
+        if text_data is None:
+            await self._invalid("a binary frame: messages are JSON text")
+            return
+        try:
+            content = json.loads(text_data, parse_constant=_not_json)
+        except (ValueError, RecursionError):
+            await self._invalid("not valid JSON")
+            return
+        await self.receive_json(content)
+
     async def receive_json(self, content, **kwargs):
         try:
             applied = await _db(self._apply)(content)
         except BadMessage as exc:
-            log.warning("bot message for call %s ignored: %s", self.call_id, exc)
+            await self._invalid(str(exc), content)
+            return
+        except Exception as exc:  # noqa: BLE001 - e.g. the database refusing a value
+            log.exception("bot message for call %s could not be stored", self.call_id)
+            await self._invalid(f"the server could not store it ({exc.__class__.__name__})", content)
             return
         if applied is None:
             return  # a replayed seq: already stored and acted on
@@ -72,6 +95,21 @@ class BotStatusConsumer(_DispatchWithoutDbHop, AsyncJsonWebsocketConsumer):
         await send_call_messages(call_payload, [event_payload])
         if became_final and room_name:
             self._delete_room_later(room_name)
+
+    async def _invalid(self, reason: str, content=None) -> None:
+        log.warning("bot message for call %s not stored: %s", self.call_id, reason)
+        try:
+            call_payload, event_payload = await _db(self._record_invalid)(reason, content)
+        except Exception:  # noqa: BLE001 - the socket must stay open whatever happens
+            log.exception("could not record an invalid message for call %s", self.call_id)
+            return
+        if call_payload is not None:
+            await send_call_messages(call_payload, [event_payload])
+
+    def _record_invalid(self, reason, content):
+        event = record_invalid_message(self.call_id, reason, content)
+        call = self._load_call()
+        return (serialize_call(call) if call else None), serialize_event(event)
 
     def _apply(self, content):
         applied = apply_bot_message(self.call_id, content)
@@ -98,12 +136,6 @@ class BotStatusConsumer(_DispatchWithoutDbHop, AsyncJsonWebsocketConsumer):
         if call is not None:
             self._related = (call.organization, call.workflow, call.patient)
         return call
-
-    async def decode_json(self, text_data):
-        try:
-            return await super().decode_json(text_data)
-        except ValueError:
-            return None
 
     def _delete_room_later(self, room_name: str) -> None:
         """The call is over: delete its room without holding up the socket."""

@@ -175,7 +175,21 @@ class CallEventAdmin(OrgScopedAdmin):
     list_select_related = ["call"]
     date_hierarchy = "at"
     fields = ["call", "at", "seq", "kind", "data"]
-    readonly_fields = fields
+    readonly_fields = fields + ["viewer_data"]
+
+    def get_fields(self, request, obj=None):
+        if obj is not None and not access.sees_phi(request.user, obj.call.organization_id):
+            return ["call", "at", "seq", "kind", "viewer_data"]
+        return self.fields
+
+    @admin.display(description="Data")
+    def viewer_data(self, obj):
+        """What a viewer's live page shows of this event (calls.shaping's allow-list)."""
+        import json
+
+        from .shaping import viewer_event_data
+
+        return json.dumps(viewer_event_data(obj.kind, obj.data), sort_keys=True)
 
     def get_queryset(self, request):
         qs = super().get_queryset(request)

@@ -1,5 +1,6 @@
 from django import forms
 from django.contrib import admin, messages
+from django.db.models import Q
 
 from . import access
 from .admin_scoping import OrgScopedAdmin
@@ -75,6 +76,19 @@ class OrganizationMembershipAdmin(OrgScopedAdmin):
     search_fields = ["user__username", "user__email", "organization__name"]
     autocomplete_fields = []
     list_select_related = ["user", "organization"]
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        """An organisation admin picks from their organisations' members and from
+        accounts with no organisation yet, not from every user of the deployment."""
+        if db_field.name == "user" and not request.user.is_superuser:
+            from django.contrib.auth import get_user_model
+
+            managed = access.org_ids_with(request.user, access.MANAGE)
+            kwargs["queryset"] = get_user_model().objects.filter(
+                Q(memberships__organization_id__in=managed) | Q(memberships__isnull=True),
+                is_superuser=False,
+            ).distinct().order_by("username")
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
 
 class ApiKeyForm(forms.ModelForm):

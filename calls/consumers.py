@@ -54,6 +54,14 @@ def _db(func):
     return database_sync_to_async(func, thread_sensitive=False)
 
 
+class RefusedSocket(AsyncJsonWebsocketConsumer):
+    """No such socket: closed before accept, so the client sees HTTP 403."""
+
+    async def connect(self):
+        log.info("socket refused: no route for %s", self.scope.get("path", "")[:200])
+        await self.close()
+
+
 class BotStatusConsumer(_DispatchWithoutDbHop, AsyncJsonWebsocketConsumer):
     """/ws/bot/<session_id>/ — one bot reporting one call, authenticated by its token."""
 

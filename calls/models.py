@@ -95,9 +95,11 @@ class CallSession(models.Model):
     class Meta:
         ordering = ["-created_at"]
         constraints = [
+            # Per organisation: another organisation's webhook reusing a callId
+            # must never be matched to this call (calls.services.accept_dialin).
             models.UniqueConstraint(
-                fields=["daily_call_domain", "daily_call_id"],
-                name="unique_dialin_call",
+                fields=["organization", "daily_call_domain", "daily_call_id"],
+                name="unique_dialin_call_per_org",
                 condition=models.Q(daily_call_id__isnull=False),
             ),
             models.UniqueConstraint(
@@ -109,6 +111,9 @@ class CallSession(models.Model):
         indexes = [
             models.Index(fields=["organization", "-created_at"], name="call_org_created"),
             models.Index(fields=["organization", "status"], name="call_org_status"),
+            # The dial-in webhook's look-up of a callId across organisations.
+            models.Index(fields=["daily_call_id", "daily_call_domain"], name="call_daily_call_id",
+                         condition=models.Q(daily_call_id__isnull=False)),
         ]
 
     def __str__(self) -> str:

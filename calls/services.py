@@ -17,6 +17,7 @@ invalid                422     a required field is missing (dial-in ids)
 workflow_inactive      409     the workflow is switched off
 workflow_not_dialout   409     placing a call with a dial-in-only workflow
 workflow_not_dialin    409     a dial-in to a dial-out-only workflow
+dialin_call_conflict   409     a dial-in reusing another organisation's callId
 do_not_call            409     the patient is marked do-not-call
 no_consent             409     the patient has not consented to calls
 idempotency_conflict   409     Idempotency-Key reused with another body
@@ -63,6 +64,7 @@ STATUS_BY_CODE = {
     "workflow_inactive": 409,
     "workflow_not_dialout": 409,
     "workflow_not_dialin": 409,
+    "dialin_call_conflict": 409,
     "do_not_call": 409,
     "no_consent": 409,
     "idempotency_conflict": 409,
@@ -319,6 +321,14 @@ def accept_dialin(
     if not call_id or not call_domain:
         raise CallRefused("invalid", "callId and callDomain are required.", field="callId" if not call_id else "callDomain")
     _check_deployment()
+    if (
+        CallSession.objects.filter(daily_call_domain=call_domain, daily_call_id=call_id)
+        .exclude(organization=organization)
+        .exists()
+    ):
+        # Daily's callId names one call: another organisation reusing it is
+        # refused, and never told anything about the first one's call.
+        raise CallRefused("dialin_call_conflict", "This callId is already used by another call.", field="callId")
 
     caller = _clean_number(from_number)
     call = CallSession(
@@ -337,7 +347,9 @@ def accept_dialin(
             call.save(force_insert=True)
             _start_on_commit(call)
     except IntegrityError:
-        existing = CallSession.objects.filter(daily_call_domain=call_domain, daily_call_id=call_id).first()
+        existing = CallSession.objects.filter(
+            organization=organization, daily_call_domain=call_domain, daily_call_id=call_id
+        ).first()
         if existing is None:
             raise
         log.info("dial-in %s delivered again: same call %s", call_id, existing.pk)

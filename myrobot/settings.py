@@ -69,6 +69,7 @@ INSTALLED_APPS = [
 # bench/RESULTS.md); same behaviour, same order.
 MIDDLEWARE = [
     "myrobot.middleware.InlineSecurityMiddleware",
+    "myrobot.api_guard.ApiEnvelopeMiddleware",
     "myrobot.middleware.AsyncWhiteNoiseMiddleware",
     "myrobot.middleware.InlineSessionMiddleware",
     "myrobot.middleware.InlineCommonMiddleware",
@@ -174,6 +175,9 @@ DIALIN_WEBHOOK_MAX_SKEW_S = int(os.environ.get("DIALIN_WEBHOOK_MAX_SKEW_S", "300
 # How long a call may stay `starting` with no word from its bot.
 STALE_START_AFTER_S = int(os.environ.get("STALE_START_AFTER_S", "120"))
 STALE_MARGIN_S = int(os.environ.get("STALE_MARGIN_S", "300"))
+
+# A request body over 1 MB is refused (413 in the API's envelope, myrobot.api_guard).
+DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
 
 # --- Auth, i18n, static ----------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [

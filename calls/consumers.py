@@ -11,6 +11,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from organizations import access
 
+from .access_changes import user_group
 from .broadcast import call_group, load_call, org_group, send_call_messages, serialize_call, serialize_event
 from .events import BadMessage, apply_bot_message, record_invalid_message, token_matches
 from .models import CallSession
@@ -176,8 +177,9 @@ class _BrowserConsumer(_DispatchWithoutDbHop, AsyncJsonWebsocketConsumer):
         if groups is None:
             await self.close()
             return
-        self.joined = groups
-        for group in groups:
+        # Told when the user's memberships change (calls.access_changes).
+        self.joined = [user_group(self.user.pk), *groups]
+        for group in self.joined:
             await self.channel_layer.group_add(group, self.channel_name)
         await self.accept()
         # What the page may have missed between its render and this socket (or
@@ -192,6 +194,39 @@ class _BrowserConsumer(_DispatchWithoutDbHop, AsyncJsonWebsocketConsumer):
 
     async def groups_to_join(self) -> list[str] | None:
         raise NotImplementedError
+
+    async def access_changed(self, message):
+        """A membership, role, user or organisation changed: re-read what this
+        user may hear; close the socket when it is nothing any more, else
+        reshape (messages from now on are shaped for the new roles)."""
+        user = await database_sync_to_async(self._fresh_user)()
+        roles = await database_sync_to_async(access.roles_for)(user) if user is not None else {}
+        if user is None or not user.is_active or not user.is_staff or not roles:
+            await self._lose_access()
+            return
+        self.user, self.roles = user, roles
+        groups = await self.groups_to_join()
+        if groups is None:
+            await self._lose_access()
+            return
+        wanted = [user_group(user.pk), *groups]
+        for group in set(self.joined) - set(wanted):
+            await self.channel_layer.group_discard(group, self.channel_name)
+        for group in set(wanted) - set(self.joined):
+            await self.channel_layer.group_add(group, self.channel_name)
+        self.joined = wanted
+
+    async def _lose_access(self):
+        for group in self.joined:
+            await self.channel_layer.group_discard(group, self.channel_name)
+        self.joined = []
+        self.roles = {}
+        await self.close(code=ACCESS_LOST_CLOSE_CODE)
+
+    def _fresh_user(self):
+        from django.contrib.auth import get_user_model
+
+        return get_user_model().objects.filter(pk=self.user.pk).first()
 
     def snapshot(self) -> list[dict]:
         """Messages sent right after accepting (sync, runs in a DB thread)."""
@@ -222,6 +257,10 @@ class _BrowserConsumer(_DispatchWithoutDbHop, AsyncJsonWebsocketConsumer):
             call = await database_sync_to_async(load_call)(session_id)
             cache[session_id] = call.organization_id if call else None
         return cache[session_id]
+
+
+#: Close code when a user lost access while the socket was open (4000-4999: the application's).
+ACCESS_LOST_CLOSE_CODE = 4403
 
 
 class CallListConsumer(_BrowserConsumer):

@@ -1,13 +1,13 @@
 from channels.auth import AuthMiddlewareStack
-from channels.security.websocket import AllowedHostsOriginValidator
 from django.urls import path, re_path
 
 from . import consumers
+from .origin import SameOriginValidator
 
 
 def browser(consumer):
-    """Browser sockets: session auth, and an Origin from our allowed hosts."""
-    return AllowedHostsOriginValidator(AuthMiddlewareStack(consumer))
+    """Browser sockets: session auth, and an Origin of the same scheme, host and port."""
+    return SameOriginValidator(AuthMiddlewareStack(consumer))
 
 
 websocket_urlpatterns = [

@@ -171,7 +171,11 @@
         try { msg = JSON.parse(e.data); } catch (err) { return; }
         try { onMessage(msg); } catch (err) { if (window.console) console.error(err); }
       };
-      ws.onclose = function () {
+      ws.onclose = function (e) {
+        if (e.code === 4403) {  // access removed while the page was open (calls/consumers.py)
+          setState("closed", "Access changed: reload the page");
+          return;
+        }
         setState("closed", "Reconnecting…");
         setTimeout(open, delay);
         delay = Math.min(delay * 2, 15000);

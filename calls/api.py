@@ -19,7 +19,7 @@ from ninja import Header, Query, Router, Schema
 from pydantic import ConfigDict, Field, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
 
-from myrobot.errors import ApiError
+from myrobot.errors import ApiError, errors
 from myrobot.pagination import Page, PageParams, paginate
 from myrobot.validation import Int64, StrictSchema, loads_strict
 from organizations.auth import api_key_auth
@@ -116,7 +116,7 @@ def _handle_dialin(org_slug: str, workflow_slug: str, body: bytes, headers) -> d
 
 @router.post(
     "/dialin-webhook/{org_slug}/{workflow_slug}",
-    response={200: DialinOut},
+    response={200: DialinOut, **errors(400, 401, 404, 409, 413, 422, 503)},
     auth=None,
     exclude_none=True,
     url_name="dialin_webhook",
@@ -164,7 +164,12 @@ def _fingerprint(payload: Schema) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-@router.post("/start-call", response={202: StartCallOut}, auth=api_key_auth, url_name="start_call")
+@router.post(
+    "/start-call",
+    response={202: StartCallOut, **errors(400, 401, 404, 409, 413, 422, 503)},
+    auth=api_key_auth,
+    url_name="start_call",
+)
 def start_call(
     request,
     payload: StartCallIn,
@@ -306,7 +311,7 @@ class CallFilters(PageParams, StrictSchema):
             raise PydanticCustomError("datetime_range", "is outside the years 1 to 9999 in UTC")
 
 
-@router.get("/calls", response=Page[CallOut], auth=api_key_auth, url_name="list_calls")
+@router.get("/calls", response={200: Page[CallOut], **errors(401, 422)}, auth=api_key_auth, url_name="list_calls")
 def list_calls(request, filters: Query[CallFilters]):
     """The organisation's calls, newest first."""
     qs = CallSession.objects.filter(organization=request.organization).select_related("workflow", "patient")
@@ -328,13 +333,20 @@ def list_calls(request, filters: Query[CallFilters]):
     return {"items": [_call_out(c) for c in page["items"]], "count": page["count"]}
 
 
-@router.get("/calls/{session_id}", response=CallDetailOut, auth=api_key_auth, url_name="get_call")
+@router.get(
+    "/calls/{session_id}", response={200: CallDetailOut, **errors(401, 404)}, auth=api_key_auth, url_name="get_call"
+)
 def get_call(request, session_id: str):
     """One call: status, timestamps, end reason, outcome, transcript and events."""
     return _call_detail(_get_call(request, session_id))
 
 
-@router.post("/calls/{session_id}/cancel", response=CallDetailOut, auth=api_key_auth, url_name="cancel_call")
+@router.post(
+    "/calls/{session_id}/cancel",
+    response={200: CallDetailOut, **errors(401, 404, 409)},
+    auth=api_key_auth,
+    url_name="cancel_call",
+)
 def cancel_call(request, session_id: str):
     """Cancel a call that has not ended: it is marked `canceled` and its Daily room deleted."""
     call = _get_call(request, session_id)

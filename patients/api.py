@@ -17,7 +17,7 @@ from ninja import Path, Query, Router, Schema
 from pydantic import Field, field_validator
 from pydantic_core import PydanticCustomError
 
-from myrobot.errors import ApiError
+from myrobot.errors import ApiError, errors
 from myrobot.pagination import Page, PageParams, paginate
 from myrobot.validation import INT64_MAX, StrictSchema, storable_problem
 from organizations.auth import api_key_auth
@@ -162,7 +162,7 @@ def _save(patient: Patient, **kwargs) -> None:
         )
 
 
-@router.get("/patients", response=Page[PatientOut], url_name="list_patients")
+@router.get("/patients", response={200: Page[PatientOut], **errors(401, 422)}, url_name="list_patients")
 def list_patients(request, filters: Query[PatientFilters]):
     qs = Patient.objects.filter(organization=request.organization).order_by("pk")
     if filters.external_id is not None:
@@ -170,7 +170,7 @@ def list_patients(request, filters: Query[PatientFilters]):
     return paginate(qs, filters)
 
 
-@router.post("/patients", response={201: PatientOut}, url_name="create_patient")
+@router.post("/patients", response={201: PatientOut, **errors(400, 401, 409, 413, 422)}, url_name="create_patient")
 def create_patient(request, payload: PatientIn):
     patient = Patient(organization=request.organization, **payload.dict())
     _save(patient, force_insert=True)
@@ -178,7 +178,7 @@ def create_patient(request, payload: PatientIn):
 
 
 # Registered before /patients/{patient_id} so that its URL pattern wins.
-@router.post("/patients/lookup", response=Page[PatientOut], url_name="lookup_patients")
+@router.post("/patients/lookup", response={200: Page[PatientOut], **errors(400, 401, 413, 422)}, url_name="lookup_patients")
 def lookup_patients(request, payload: LookupIn):
     """Patients of the organisation with this phone number (several may share one)."""
     qs = Patient.objects.filter(organization=request.organization, phone=payload.phone).order_by("pk")
@@ -188,7 +188,7 @@ def lookup_patients(request, payload: LookupIn):
 
 @router.put(
     "/patients/by-external-id/{external_id}",
-    response={200: PatientOut, 201: PatientOut},
+    response={200: PatientOut, 201: PatientOut, **errors(400, 401, 409, 413, 422)},
     url_name="upsert_patient",
 )
 def upsert_patient(request, payload: PatientIn, external_id: str = Path(..., max_length=100)):
@@ -211,12 +211,15 @@ def upsert_patient(request, payload: PatientIn, external_id: str = Path(..., max
     return (201 if created else 200), patient
 
 
-@router.get("/patients/{patient_id}", response=PatientOut, url_name="get_patient")
+@router.get("/patients/{patient_id}", response={200: PatientOut, **errors(401, 404, 422)}, url_name="get_patient")
 def get_patient(request, patient_id: int = Path(..., ge=-INT64_MAX - 1, le=INT64_MAX)):
     return _get(request, patient_id)
 
 
-@router.put("/patients/{patient_id}", response=PatientOut, url_name="replace_patient")
+@router.put(
+    "/patients/{patient_id}", response={200: PatientOut, **errors(400, 401, 404, 409, 413, 422)},
+    url_name="replace_patient",
+)
 def replace_patient(request, payload: PatientIn, patient_id: int = Path(..., ge=-INT64_MAX - 1, le=INT64_MAX)):
     patient = _get(request, patient_id)
     for name, value in payload.dict().items():
@@ -225,7 +228,10 @@ def replace_patient(request, payload: PatientIn, patient_id: int = Path(..., ge=
     return patient
 
 
-@router.patch("/patients/{patient_id}", response=PatientOut, url_name="update_patient")
+@router.patch(
+    "/patients/{patient_id}", response={200: PatientOut, **errors(400, 401, 404, 409, 413, 422)},
+    url_name="update_patient",
+)
 def update_patient(request, payload: PatientPatch, patient_id: int = Path(..., ge=-INT64_MAX - 1, le=INT64_MAX)):
     patient = _get(request, patient_id)
     # An explicit null fails validation for every field but the nullable ones.
@@ -236,7 +242,9 @@ def update_patient(request, payload: PatientPatch, patient_id: int = Path(..., g
     return patient
 
 
-@router.delete("/patients/{patient_id}", response={204: None}, url_name="delete_patient")
+@router.delete(
+    "/patients/{patient_id}", response={204: None, **errors(401, 404, 422)}, url_name="delete_patient"
+)
 def delete_patient(request, patient_id: int = Path(..., ge=-INT64_MAX - 1, le=INT64_MAX)):
     """Delete the patient; their calls are kept, without the patient."""
     _get(request, patient_id).delete()

@@ -88,7 +88,7 @@ MIDDLEWARE = [
     "myrobot.middleware.InlineAuthenticationMiddleware",
     "myrobot.middleware.InlineMessageMiddleware",
     "myrobot.middleware.InlineXFrameOptionsMiddleware",
-    "csp.middleware.CSPMiddleware",
+    "myrobot.csp.AsyncCSPMiddleware",
     # Last, as django-axes asks: turns a locked-out login into its lockout answer.
     "axes.middleware.AxesMiddleware",
 ]

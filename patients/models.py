@@ -59,6 +59,12 @@ class Patient(models.Model):
             self.external_id = None
         if not isinstance(self.data, dict):
             errors["data"] = ["A JSON object."]
+        else:
+            from myrobot.validation import storable_problem
+
+            problem = storable_problem(self.data)
+            if problem:  # e.g. "\u0000" typed into the admin's JSON: PostgreSQL would refuse it
+                errors["data"] = [f"The data {problem}."]
         if errors:
             raise ValidationError(errors)
 

@@ -221,3 +221,38 @@ def test_another_organisation_reusing_a_call_id_gets_409(client, dialin, fake_da
     # the first organisation's redelivery still gets its own call
     again = send_webhook(client, dialin, body)
     assert again.status_code == 200 and again.json()["session_id"] == session_id
+
+
+# --- the schema documents the errors -----------------------------------------------------
+
+def test_openapi_documents_every_error_each_route_answers(client):
+    spec = client.get("/api/openapi.json").json()
+    ops = {(m.upper(), path): op for path, item in spec["paths"].items() for m, op in item.items()}
+    expected = {
+        ("GET", "/api/patients"): {"401", "422"},
+        ("POST", "/api/patients"): {"400", "401", "409", "413", "422"},
+        ("PUT", "/api/patients/by-external-id/{external_id}"): {"400", "401", "413", "422"},
+        ("GET", "/api/patients/{patient_id}"): {"401", "404", "422"},
+        ("PATCH", "/api/patients/{patient_id}"): {"400", "401", "404", "409", "413", "422"},
+        ("POST", "/api/start-call"): {"400", "401", "404", "409", "413", "422", "503"},
+        ("GET", "/api/calls"): {"401", "422"},
+        ("GET", "/api/calls/{session_id}"): {"401", "404"},
+        ("POST", "/api/calls/{session_id}/cancel"): {"401", "404", "409"},
+        ("POST", "/api/dialin-webhook/{org_slug}/{workflow_slug}"): {"400", "401", "404", "409", "413", "422", "503"},
+        ("GET", "/api/workflows"): {"401", "422"},
+    }
+    for key, statuses in expected.items():
+        documented = set(ops[key]["responses"])
+        assert statuses <= documented, (key, statuses - documented)
+        error_schema = ops[key]["responses"][sorted(statuses)[0]]["content"]["application/json"]["schema"]
+        assert error_schema["$ref"].endswith("/ErrorOut")
+
+
+def test_admin_patient_form_refuses_nul_in_data(client, org):
+    client.force_login(factories.make_user(org=org, role="staff"))
+    resp = client.post("/admin/patients/patient/add/", {
+        "organization": org.pk, "first_name": "Ada", "last_name": "L", "phone": "+14155550123",
+        "preferred_language": "en", "timezone": "", "data": '{"x": "a\\u0000b"}', "consent_to_call": "on",
+    })
+    assert resp.status_code == 200 and "NUL" in resp.content.decode()
+    assert Patient.objects.count() == 0

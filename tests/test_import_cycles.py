@@ -142,6 +142,35 @@ def test_no_import_cycles_in_app_code():
     assert cycle is None, "import cycle: " + " → ".join(cycle)
 
 
+def function_level_imports(modules: dict[str, pathlib.Path]):
+    """(module, line, source line) of each import of one of our modules inside a function."""
+    app_roots = {name.split(".")[0] for name in modules}
+    for name, path in modules.items():
+        source = path.read_text()
+        lines = source.splitlines()
+        for fn in ast.walk(ast.parse(source)):
+            if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for node in _import_nodes(fn):
+                if isinstance(node, ast.Import):
+                    targets = [alias.name for alias in node.names]
+                else:
+                    targets = [_resolve(name, path, node)]
+                if any(t.split(".")[0] in app_roots for t in targets):
+                    yield name, node.lineno, lines, node
+
+
+def test_function_level_imports_of_our_modules_say_why():
+    """An import inside a function hides a dependency: allowed only with a comment
+    (on the line or just above) saying why it cannot sit at the top."""
+    silent = set()
+    for name, lineno, lines, node in function_level_imports(app_modules()):
+        here, above = lines[lineno - 1], lines[lineno - 2] if lineno > 1 else ""
+        if "#" not in here and not above.strip().startswith("#"):
+            silent.add(f"{name}:{lineno}: {ast.unparse(node)}")
+    assert not silent, "function-level imports without a reason:\n" + "\n".join(sorted(silent))
+
+
 def test_a_function_level_import_that_closes_a_circle_is_found():
     """The checker itself: a circle through an import inside a function fails it."""
     graph = {"calls.reaper": {"calls.models"}, "calls.tasks": {"calls.reaper"}, "calls.models": set()}

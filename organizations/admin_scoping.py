@@ -9,6 +9,7 @@ from django.contrib.admin.exceptions import DisallowedModelAdminLookup
 from django.contrib.admin.views.main import ChangeList
 
 from . import access
+from .models import Organization
 
 
 class DeclaredFiltersChangeList(ChangeList):
@@ -77,8 +78,6 @@ class OrgScopedAdmin(admin.ModelAdmin):
         return self.has_change_permission(request, obj)
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
-        from .models import Organization
-
         if db_field.related_model is Organization and not request.user.is_superuser:
             kwargs["queryset"] = Organization.objects.filter(
                 pk__in=access.org_ids_with(request.user, self.write_right)

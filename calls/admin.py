@@ -1,3 +1,5 @@
+import json
+
 from django.contrib import admin, messages
 from django.utils.html import format_html
 
@@ -7,7 +9,7 @@ from organizations.masking import mask_phone
 
 from . import services
 from .models import CallEvent, CallSession
-from .shaping import scrub_text
+from .shaping import scrub_text, viewer_event_data
 
 
 class CallEventInline(admin.TabularInline):
@@ -184,10 +186,6 @@ class CallEventAdmin(OrgScopedAdmin):
     @admin.display(description="Data")
     def viewer_data(self, obj):
         """What a viewer's live page shows of this event (calls.shaping's allow-list)."""
-        import json
-
-        from .shaping import viewer_event_data
-
         return json.dumps(viewer_event_data(obj.kind, obj.data), sort_keys=True)
 
     def get_queryset(self, request):

@@ -8,6 +8,7 @@ import logging
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.contrib.auth import get_user_model
 
 from botrunner import daily, http
 from organizations import access
@@ -224,8 +225,6 @@ class _BrowserConsumer(_DispatchWithoutDbHop, AsyncJsonWebsocketConsumer):
         await self.close(code=ACCESS_LOST_CLOSE_CODE)
 
     def _fresh_user(self):
-        from django.contrib.auth import get_user_model
-
         return get_user_model().objects.filter(pk=self.user.pk).first()
 
     def snapshot(self) -> list[dict]:

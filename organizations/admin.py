@@ -1,5 +1,6 @@
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
 from django.db.models import Q
 
 from . import access
@@ -81,8 +82,6 @@ class OrganizationMembershipAdmin(OrgScopedAdmin):
         """An organisation admin picks from their organisations' members and from
         accounts with no organisation yet, not from every user of the deployment."""
         if db_field.name == "user" and not request.user.is_superuser:
-            from django.contrib.auth import get_user_model
-
             managed = access.org_ids_with(request.user, access.MANAGE)
             kwargs["queryset"] = get_user_model().objects.filter(
                 Q(memberships__organization_id__in=managed) | Q(memberships__isnull=True),

@@ -11,9 +11,6 @@ from datetime import datetime, timezone as dt_tz
 
 import pytest
 from channels.db import database_sync_to_async
-from channels.layers import get_channel_layer
-
-from calls.broadcast import call_group
 from tests.test_bot_consumer import connect, events_of, make_started_call, msg, reload
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -34,15 +31,15 @@ BAD_FRAMES = [
 ]
 
 
-async def _until_ended(channel):
-    """The sentinel: the `ended` event's broadcast (bounded, so a lost call fails the test)."""
-    layer = get_channel_layer()
+async def _until_ended(call):
+    """The sentinel: the `ended` message stored (bounded, so a lost call fails the test).
+
+    Polled in the database rather than heard on the channel layer: a test's own
+    receive on the process's shared Redis layer would hold its per-process lock."""
 
     async def wait():
-        while True:
-            message = await layer.receive(channel)
-            if message["type"] == "call.event" and message["event"]["event"] == "ended":
-                return
+        while not await events_of(call, kind="ended"):
+            await asyncio.sleep(0.02)
 
     await asyncio.wait_for(wait(), timeout=10)
 
@@ -50,16 +47,13 @@ async def _until_ended(channel):
 @pytest.mark.parametrize("name,frame,reason", BAD_FRAMES, ids=[b[0] for b in BAD_FRAMES])
 async def test_a_bad_message_is_recorded_and_the_call_still_ends(name, frame, reason):
     call = await make_started_call()
-    layer = get_channel_layer()
-    channel = await layer.new_channel()
-    await layer.group_add(call_group(call.pk), channel)
     comm, connected, _ = await connect(call)
     assert connected
     await comm.send_to(**frame)
     await comm.send_json_to(msg(1, "dialout_answered"))
     await comm.send_json_to(msg(2, "outcome", result="confirmed", notes="ok", data={}))
     await comm.send_json_to(msg(3, "ended", reason="completed"))
-    await _until_ended(channel)
+    await _until_ended(call)
 
     call = await reload(call)
     assert call.status == "completed"
@@ -72,16 +66,13 @@ async def test_a_bad_message_is_recorded_and_the_call_still_ends(name, frame, re
 
 async def test_nul_characters_are_stripped_and_stored():
     call = await make_started_call()
-    layer = get_channel_layer()
-    channel = await layer.new_channel()
-    await layer.group_add(call_group(call.pk), channel)
     comm, connected, _ = await connect(call)
     assert connected
     await comm.send_json_to(msg(1, "dialout_answered"))
     await comm.send_json_to(msg(2, "transcript", role="user", text="yes\x00 please"))
     await comm.send_json_to(msg(3, "outcome", result="confirmed", notes="no\x00te", data={"k\x00": "v\x00"}))
     await comm.send_json_to(msg(4, "ended", reason="completed"))
-    await _until_ended(channel)
+    await _until_ended(call)
 
     call = await reload(call)
     assert call.status == "completed"
@@ -94,9 +85,6 @@ async def test_nul_characters_are_stripped_and_stored():
 async def test_replayed_bad_message_after_reconnect_does_not_block_the_rest():
     """The bot resends everything since its last connect: the bad one first."""
     call = await make_started_call()
-    layer = get_channel_layer()
-    channel = await layer.new_channel()
-    await layer.group_add(call_group(call.pk), channel)
     bad = json.dumps({"seq": 2, "event": "transcript", "at": "2024-02-30T10:00:00Z", "data": {"text": "x"}})
     first, connected, _ = await connect(call)
     await first.send_json_to(msg(1, "dialout_answered"))
@@ -107,7 +95,7 @@ async def test_replayed_bad_message_after_reconnect_does_not_block_the_rest():
     await second.send_json_to(msg(1, "dialout_answered"))
     await second.send_to(text_data=bad)
     await second.send_json_to(msg(3, "ended", reason="completed"))
-    await _until_ended(channel)
+    await _until_ended(call)
     assert (await reload(call)).status == "completed"
     await second.disconnect()
     stored = await database_sync_to_async(lambda: [e.data for e in call.events.filter(kind="invalid_message")])()

@@ -61,6 +61,8 @@ def _db(func):
 class RefusedSocket(AsyncJsonWebsocketConsumer):
     """No such socket: closed before accept, so the client sees HTTP 403."""
 
+    channel_layer_alias = None  # it hears nothing: no channel-layer receive to set up
+
     async def connect(self):
         log.info("socket refused: no route for %s", self.scope.get("path", "")[:200])
         await self.close()

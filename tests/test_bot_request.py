@@ -16,7 +16,7 @@ if ROOT not in sys.path:
 
 import bot  # noqa: E402
 from botkit import phi, prompt  # noqa: E402
-from botkit.testing import StatusServer  # noqa: E402
+from tests.status_server import StatusServer  # noqa: E402
 from botrunner.agent_request import build  # noqa: E402
 
 
@@ -164,7 +164,7 @@ def test_bot_and_botkit_import_no_django():
     import subprocess
 
     code = (
-        "import sys, bot, botkit.reporter, botkit.dialout, botkit.prompt, botkit.phi, botkit.testing; "
+        "import sys, bot, botkit.reporter, botkit.dialout, botkit.prompt, botkit.phi; "
         "assert 'django' not in sys.modules, 'django imported'"
     )
     env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}

@@ -21,7 +21,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from botkit.testing import StatusServer  # noqa: E402
+from tests.status_server import StatusServer  # noqa: E402
 
 FIRST, LAST, DOB = "Zebulon", "Quixotically", "1931-02-03"
 PHONE = "+15558675309"

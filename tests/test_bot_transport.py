@@ -22,7 +22,7 @@ if ROOT not in sys.path:
 
 import bot  # noqa: E402
 from botkit.reporter import StatusReporter  # noqa: E402
-from botkit.testing import StatusServer  # noqa: E402
+from tests.status_server import StatusServer  # noqa: E402
 from botrunner.agent_request import AgentRequest  # noqa: E402
 from pipecat.frames.frames import EndFrame, LLMRunFrame, TTSSpeakFrame  # noqa: E402
 from pipecat.transports.daily.transport import DailyTransport  # noqa: E402

@@ -53,6 +53,7 @@ from pipecat.frames.frames import (  # noqa: E402
     LLMRunFrame,
     TTSSpeakFrame,
 )
+from pipecat.observers.service_metrics_observer import ServiceLatencyKind, ServiceMetricsObserver  # noqa: E402
 from pipecat.observers.user_bot_latency_observer import UserBotLatencyObserver  # noqa: E402
 from pipecat.pipeline.pipeline import Pipeline  # noqa: E402
 from pipecat.pipeline.worker import PipelineParams, PipelineWorker  # noqa: E402
@@ -261,6 +262,7 @@ class Call:
         self.fatal_error: str | None = None
         self.outcome: dict[str, Any] | None = None
         self.turn_latencies_ms: list[int] = []
+        self._pending_metrics: dict[str, int] = {}
         self._finished = False
         self._timers: dict[str, asyncio.Task] = {}
 
@@ -454,20 +456,19 @@ class Call:
             data={"error": f"{source}: {message}"[:500]},
         )
 
-    def on_latency(self, breakdown: Any) -> None:
-        """One user→bot turn measured by pipecat's latency observer: a ``metrics`` event."""
-        data: dict[str, int] = {}
-        for ttfb in getattr(breakdown, "ttfb", None) or []:
-            name = str(ttfb.processor).upper()
-            key = "stt_ms" if "STT" in name else "llm_ttfb_ms" if "LLM" in name else "tts_ttfb_ms" if "TTS" in name else None
-            if key and key not in data:
-                data[key] = round(ttfb.duration_secs * 1000)
-        total = getattr(breakdown, "total_secs", 0) or 0
-        if total > 0:
-            data["turn_ms"] = round(total * 1000)
-            self.turn_latencies_ms.append(data["turn_ms"])
-        if data:
-            self.report("metrics", data)
+    def on_service_ttfb(self, processor: str, seconds: float) -> None:
+        """A service's time to first byte (pipecat's ServiceMetricsObserver): kept for the turn's event."""
+        name = str(processor).upper()
+        key = "stt_ms" if "STT" in name else "llm_ttfb_ms" if "LLM" in name else "tts_ttfb_ms" if "TTS" in name else None
+        if key and seconds > 0:
+            self._pending_metrics[key] = round(seconds * 1000)
+
+    def on_turn_latency(self, seconds: float) -> None:
+        """User stopped → bot started speaking (pipecat's UserBotLatencyObserver): one ``metrics`` event."""
+        turn_ms = round(seconds * 1000)
+        self.turn_latencies_ms.append(turn_ms)
+        data, self._pending_metrics = {**self._pending_metrics, "turn_ms": turn_ms}, {}
+        self.report("metrics", data)
 
     # -- conversation -------------------------------------------------------
 
@@ -672,6 +673,9 @@ class Call:
         self._cancel_timers()
         if self.dialout is not None:
             self.dialout.stop()
+        if self._pending_metrics:  # measured after the last turn's event
+            self.report("metrics", self._pending_metrics)
+            self._pending_metrics = {}
         if self.fatal_error is not None:
             return
         reason = self.end_reason or self.default_end_reason()
@@ -870,11 +874,11 @@ def build_pipeline(
         processors.append(detector.gate())
     processors += [transport.output(), assistant_aggregator]
 
-    latency = UserBotLatencyObserver()
+    latency, service_metrics = UserBotLatencyObserver(), ServiceMetricsObserver()
     worker = PipelineWorker(
         Pipeline(processors),
         params=PipelineParams(enable_metrics=True, enable_usage_metrics=True),
-        observers=[latency],
+        observers=[latency, service_metrics],
         enable_rtvi=False,
         idle_timeout_secs=getattr(runner_args, "pipeline_idle_timeout_secs", 300),
         cancel_on_idle_timeout=False,  # the call decides (see Call.on_idle_timeout)
@@ -891,9 +895,14 @@ def build_pipeline(
         if getattr(frame, "processor", None) in services_that_end_the_call:
             await call.on_service_error(frame)
 
-    @latency.event_handler("on_latency_breakdown")
-    async def on_latency_breakdown(observer, breakdown):
-        call.on_latency(breakdown)
+    @latency.event_handler("on_latency_measured")
+    async def on_latency_measured(observer, seconds):
+        call.on_turn_latency(seconds)
+
+    @service_metrics.event_handler("on_service_latency")
+    async def on_service_latency(observer, record):
+        if record.kind == ServiceLatencyKind.TTFB:
+            call.on_service_ttfb(record.processor, record.seconds)
 
     @user_aggregator.event_handler("on_user_turn_started")
     async def on_user_turn_started(aggregator, strategy):

@@ -7,6 +7,7 @@ from organizations.masking import mask_phone
 
 from . import services
 from .models import CallEvent, CallSession
+from .shaping import scrub_text
 
 
 class CallEventInline(admin.TabularInline):
@@ -89,8 +90,6 @@ class CallSessionAdmin(OrgScopedAdmin):
 
     @admin.display(description="Error")
     def error_masked(self, obj):
-        from .shaping import scrub_text
-
         return scrub_text(obj.error) if obj.error else "—"
 
     def get_inlines(self, request, obj):

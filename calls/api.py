@@ -150,7 +150,10 @@ class StartCallIn(StrictSchema):
     external_id: str | None = Field(None, max_length=100, description="The EHR's patient id (or give patient_id).")
     workflow: str = Field(..., min_length=1, max_length=64, description="A workflow slug (GET /api/workflows).")
     phone_number: str | None = Field(None, max_length=32, description="E.164 number to call instead of the patient's.")
-    caller_id: str | None = Field(None, max_length=32, description="Daily caller id; default: the organisation's.")
+    caller_id: str | None = Field(
+        None, max_length=64,
+        description="Caller id: an E.164 number or Daily's phone-number id (a UUID); default: the organisation's.",
+    )
 
 
 class StartCallOut(Schema):

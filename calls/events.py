@@ -30,6 +30,14 @@ ENDED_REASON_STATUS = {
     "dialout_failed": CallStatus.FAILED,
     "max_duration": CallStatus.COMPLETED,
     "canceled": CallStatus.CANCELED,
+    # Bot call control: kept as the end reason, so the call policy can schedule a later attempt.
+    "declined": CallStatus.NO_ANSWER,
+    "transferred": CallStatus.COMPLETED,
+    "silence": CallStatus.COMPLETED,
+    # Daily ended the meeting under the bot (the server's Cancel deleted the room, or it expired).
+    "remote_ended": CallStatus.CANCELED,
+    # An LLM or TTS error mid-call: failed, with the bot's error text.
+    "service_error": CallStatus.FAILED,
 }
 
 EVENT_STATUS = {
@@ -170,9 +178,11 @@ def apply_bot_message(call_id, msg) -> Applied | None:
                 "data": data.get("data") or {},
             }
         elif name == "ended":
-            reason = str(data.get("reason") or "completed")
+            reason = str(data.get("reason") or "completed")[:64]
             target = ENDED_REASON_STATUS.get(reason, CallStatus.FAILED)
             kwargs["reason"] = reason
+            if reason == "remote_ended" and was_final:
+                target = None  # e.g. already canceled by staff: nothing to change
             if target == CallStatus.FAILED:
                 kwargs["error"] = str(data.get("error") or f"The bot ended the call: {reason}.")
         elif name == "error" and data.get("fatal"):

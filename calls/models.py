@@ -57,7 +57,7 @@ class CallSession(models.Model):
 
     # Dial-out: to_number is the patient, from_number the caller id.
     # Dial-in: from_number is the caller, to_number the organisation's number.
-    from_number = models.CharField(max_length=32, blank=True)
+    from_number = models.CharField(max_length=64, blank=True)  # dial-out: the caller id (E.164 or a UUID)
     to_number = models.CharField(max_length=32, blank=True)
 
     daily_room_name = models.CharField(max_length=128, blank=True)

@@ -49,6 +49,7 @@ from botrunner import http
 from botrunner.start import check_start_config
 from organizations.masking import mask_phone
 from organizations.models import Direction
+from organizations.validators import is_caller_id
 from patients.models import Patient
 from patients.phone import normalize_phone, try_normalize_phone
 
@@ -67,6 +68,7 @@ STATUS_BY_CODE = {
     "workflow_not_found": 404,
     "patient_not_found": 404,
     "invalid_phone": 422,
+    "invalid_caller_id": 422,
     "invalid": 422,
     "workflow_inactive": 409,
     "workflow_not_dialout": 409,
@@ -239,13 +241,19 @@ def place_call(
     _check_deployment()
 
     caller_id = (caller_id or "").strip() or organization.dialout_caller_id or ""
+    if caller_id and not is_caller_id(caller_id):
+        raise CallRefused(
+            "invalid_caller_id",
+            "caller_id must be an E.164 number or a Daily phone-number id (a UUID).",
+            field="caller_id",
+        )
     call = CallSession(
         organization=organization,
         workflow=workflow,
         patient=patient,
         direction=Direction.DIAL_OUT,
         status=CallStatus.QUEUED,
-        from_number=caller_id[:32],
+        from_number=caller_id,
         to_number=to_number,
         requested_by_user=requested_by_user,
         requested_by_api_key=requested_by_api_key,

@@ -20,6 +20,7 @@ _PHI_KEYS = frozenset(
         "phone", "phone_number", "phoneNumber", "from_phone", "to_phone", "from_number", "to_number",
         "caller", "callee", "sipFrom", "sipTo", "sip_from", "sip_to", "sipHeaders", "sip_headers",
         "patient", "patient_data", "data", "transcript",
+        "digits",  # keypad entries (a date of birth, a PIN): never shown to viewers
     }
 )
 # Something that looks like a phone number inside a string (E.164 or dialled digits).

@@ -18,7 +18,8 @@ class OrganizationForm(forms.ModelForm):
 
     class Meta:
         model = Organization
-        fields = ["name", "slug", "timezone", "is_active", "dialout_caller_id", "dialin_webhook_secret"]
+        fields = ["name", "slug", "timezone", "is_active", "dialout_caller_id", "callback_number",
+                  "dialin_webhook_secret"]
 
     def clean_dialin_webhook_secret(self):
         value = self.cleaned_data.get("dialin_webhook_secret", "").strip()
@@ -150,6 +151,8 @@ class WorkflowAdmin(OrgScopedAdmin):
     list_select_related = ["organization"]
     fieldsets = [
         (None, {"fields": ["organization", "name", "slug", "direction", "is_active"]}),
-        ("Conversation", {"fields": ["instructions", "first_message", "voice", "speaks_first"]}),
+        ("Conversation", {"fields": ["instructions", "first_message", "voice", "language", "speaks_first"]}),
+        ("Call control", {"fields": ["voicemail_message", "leave_voicemail", "transfer_number",
+                                     "silence_timeout_s", "ring_timeout_s"]}),
         ("Limits and results", {"fields": ["max_duration_s", "max_dialout_attempts", "outcome_results", "config"]}),
     ]

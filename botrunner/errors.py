@@ -8,20 +8,9 @@ must never carry what we sent (patient data) — only what the API answered.
 
 from __future__ import annotations
 
-import re
+from masking import mask_phones
 
 BODY_LIMIT = 1000
-_PHONE = re.compile(r"\+\d[\d\s().-]{5,}\d")
-
-
-def mask_phones(text: str) -> str:
-    """Hide E.164-looking numbers (a remote error may echo the caller's):
-    keep the country-code digit and the last two."""
-    def mask(m: re.Match) -> str:
-        digits = re.sub(r"\D", "", m.group())
-        return "+" + digits[:1] + "*" * (len(digits) - 3) + digits[-2:]
-
-    return _PHONE.sub(mask, text or "")
 
 
 class BotRunnerError(Exception):

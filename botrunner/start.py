@@ -79,11 +79,6 @@ def _target() -> tuple[str, dict[str, str], str]:
     return f"{base}/start", {}, f"the local bot runner at {base}"
 
 
-def start_url() -> str:
-    """Where ``start_bot`` would post (for events and diagnostics)."""
-    return _target()[0]
-
-
 def start_payload(agent_request: AgentRequest) -> dict[str, Any]:
     """The JSON sent to either target.
 

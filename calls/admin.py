@@ -3,7 +3,7 @@ from django.utils.html import format_html
 
 from organizations import access
 from organizations.admin_scoping import OrgScopedAdmin
-from organizations.masking import mask_phone
+from masking import mask_phone, mask_phones
 
 from . import services
 from .models import CallEvent, CallSession
@@ -89,9 +89,7 @@ class CallSessionAdmin(OrgScopedAdmin):
 
     @admin.display(description="Error")
     def error_masked(self, obj):
-        from .shaping import scrub_text
-
-        return scrub_text(obj.error) if obj.error else "—"
+        return mask_phones(obj.error) if obj.error else "—"
 
     def get_inlines(self, request, obj):
         if obj is not None and not access.sees_phi(request.user, obj.organization_id):

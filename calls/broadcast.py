@@ -14,6 +14,8 @@ from contextlib import contextmanager
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
+from masking import mask_phone
+
 from .models import CallEvent, CallSession
 
 log = logging.getLogger(__name__)
@@ -44,8 +46,6 @@ def serialize_call(call: CallSession) -> dict:
             "masked_phone": p.masked_phone,
         }
     else:
-        from organizations.masking import mask_phone
-
         patient = {
             "id": None,
             "name": "Unknown caller",

@@ -4,7 +4,7 @@ from django.conf import settings
 from django.db import models
 from django.urls import reverse
 
-from organizations.masking import mask_phone
+from masking import mask_phone
 from organizations.models import ApiKey, Direction, Organization, Workflow
 from patients.models import Patient
 
@@ -41,10 +41,6 @@ TRANSITIONS: dict[str, frozenset] = {
     CallStatus.BUSY: frozenset(),
     CallStatus.CANCELED: frozenset(),
 }
-
-
-def allowed_sources(target: str) -> list[str]:
-    return [str(src) for src, targets in TRANSITIONS.items() if target in targets]
 
 
 class CallSession(models.Model):

@@ -42,7 +42,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from organizations.masking import mask_phone
+from masking import mask_phone
 from organizations.models import Direction
 from patients.models import Patient
 from patients.phone import normalize_phone, try_normalize_phone

@@ -8,10 +8,8 @@ the outcome only its result (DESIGN.md "Roles").
 
 from __future__ import annotations
 
-import re
-
 from organizations import access
-from organizations.masking import mask_phone
+from masking import mask_phones
 
 # Event data keys that may carry a person's details or free text from the call.
 _PHI_KEYS = frozenset(
@@ -22,19 +20,6 @@ _PHI_KEYS = frozenset(
         "patient", "patient_data", "data", "transcript",
     }
 )
-# Something that looks like a phone number inside a string (E.164 or dialled digits).
-_PHONE_RE = re.compile(r"(?:sip:)?\+?\d[\d\s().\-]{5,}\d")
-
-
-def _mask_match(match: re.Match) -> str:
-    digits = re.sub(r"\D", "", match.group(0))
-    return mask_phone(("+" if "+" in match.group(0) else "") + digits)
-
-
-def scrub_text(value: str) -> str:
-    return _PHONE_RE.sub(_mask_match, value)
-
-
 def scrub(value, depth: int = 0):
     """Viewer-safe copy of event data: PHI keys dropped, phone-like strings masked."""
     if depth > 6:
@@ -44,7 +29,7 @@ def scrub(value, depth: int = 0):
     if isinstance(value, list):
         return [scrub(v, depth + 1) for v in value[:50]]
     if isinstance(value, str):
-        return scrub_text(value)
+        return mask_phones(value)
     return value
 
 
@@ -58,7 +43,7 @@ def shape_call(call: dict, sees: bool) -> dict:
         "phone": patient.get("phone") if sees else patient.get("masked_phone"),
     }
     error = call.get("error") or ""
-    shaped["error"] = error if sees else scrub_text(error)
+    shaped["error"] = error if sees else mask_phones(error)
     outcome = call.get("outcome")
     if outcome and not sees:
         outcome = {"result": outcome.get("result") if isinstance(outcome, dict) else None}

@@ -1,7 +1,7 @@
 from django.core.exceptions import ValidationError
 from django.db import models
 
-from organizations.masking import mask_name, mask_phone
+from masking import mask_name, mask_phone
 from organizations.models import Organization, validate_timezone
 
 from .phone import normalize_phone
@@ -42,7 +42,7 @@ class Patient(models.Model):
 
     @property
     def masked_name(self) -> str:
-        return mask_name(self.first_name, self.last_name)
+        return mask_name(self.first_name, self.last_name) or "Unknown patient"
 
     @property
     def masked_phone(self) -> str:

@@ -1,9 +1,9 @@
 from django.contrib import admin, messages
 from django.utils.html import format_html
 
+from masking import mask_phone, mask_phones
 from organizations import access
 from organizations.admin_scoping import OrgScopedAdmin
-from masking import mask_phone, mask_phones
 
 from . import services
 from .models import CallEvent, CallSession

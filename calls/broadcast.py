@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
+from botrunner import http
 from masking import mask_phone
 
 from .models import CallEvent, CallSession
@@ -149,8 +150,6 @@ def broadcast_call_sync(call_id, events: list[CallEvent] | None = None, *, backg
             return
         payload, event_payloads = serialize_call(call), [serialize_event(e) for e in events or []]
         if background:
-            from botrunner import http
-
             http.submit(send_call_messages(payload, event_payloads)).add_done_callback(_log_failure)
         else:
             async_to_sync(send_call_messages)(payload, event_payloads)

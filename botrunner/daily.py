@@ -37,7 +37,6 @@ from .errors import MissingCredentialsError, PermanentError, TransientError
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_API_URL = "https://api.daily.co/v1"
 ROOM_NAME_PREFIX = "mr-"
 _VALID_NAME = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
@@ -57,7 +56,7 @@ class Room:
 
 
 def _api_url() -> str:
-    return (getattr(settings, "DAILY_API_URL", "") or DEFAULT_API_URL).rstrip("/")
+    return settings.DAILY_API_URL.rstrip("/")  # its default: myrobot/settings.py
 
 
 def _api_key() -> str:

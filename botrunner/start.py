@@ -28,11 +28,8 @@ from .errors import AmbiguousStartError, MissingCredentialsError, PermanentError
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_PIPECAT_API_URL = "https://api.pipecat.daily.co"
-DEFAULT_LOCAL_SERVER_URL = "http://localhost:7860"
-
-
 def is_production() -> bool:
+    """Pipecat Cloud and its checks (read at call time: tests switch ENV)."""
     return (getattr(settings, "ENV", "development") or "development").lower() == "production"
 
 
@@ -72,10 +69,10 @@ def _target() -> tuple[str, dict[str, str], str]:
                 "PIPECAT_AGENT_NAME is not set on the server: with ENV=production it must name "
                 "the deployed Pipecat Cloud agent.",
             )
-        base = (getattr(settings, "PIPECAT_API_URL", "") or DEFAULT_PIPECAT_API_URL).rstrip("/")
+        base = settings.PIPECAT_API_URL.rstrip("/")  # default: myrobot/settings.py
         url = f"{base}/v1/public/{quote(agent, safe='')}/start"
         return url, {"Authorization": f"Bearer {key}"}, f"Pipecat Cloud agent '{agent}'"
-    base = (getattr(settings, "LOCAL_SERVER_URL", "") or DEFAULT_LOCAL_SERVER_URL).rstrip("/")
+    base = settings.LOCAL_SERVER_URL.rstrip("/")
     return f"{base}/start", {}, f"the local bot runner at {base}"
 
 

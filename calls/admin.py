@@ -1,5 +1,5 @@
 from django.contrib import admin, messages
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from masking import mask_phone, mask_phones
 from organizations import access
@@ -117,10 +117,9 @@ class CallSessionAdmin(OrgScopedAdmin):
             return "—"
         return format_html(
             "<div>{}</div>",
-            format_html("".join(
-                format_html("<p><strong>{}:</strong> {}</p>", line.get("role", "?"), line.get("text", ""))
-                for line in lines
-            )),
+            format_html_join(
+                "", "<p><strong>{}:</strong> {}</p>", ((line.get("role", "?"), line.get("text", "")) for line in lines)
+            ),
         )
 
     actions = ["cancel_calls"]

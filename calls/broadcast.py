@@ -56,6 +56,7 @@ def serialize_call(call: CallSession) -> dict:
         }
     return {
         "session_id": str(call.pk),
+        "url": call.get_absolute_url(),
         "organization_id": call.organization_id,
         "status": call.status,
         "status_display": call.get_status_display(),

@@ -31,7 +31,7 @@ from django.utils import timezone
 
 from botrunner import agent_request, daily, http
 from botrunner.errors import AmbiguousStartError, BotRunnerError, TransientError
-from botrunner.start import check_start_config, start_bot
+from botrunner.start import check_start_config, is_production, start_bot
 
 from .models import FINAL_STATUSES, CallEvent, CallSession, CallStatus
 from .state import transition
@@ -196,7 +196,7 @@ def send_start(call: CallSession, room: daily.Room, token: str, raw_status_token
     except BotRunnerError as exc:
         fail_start(call, exc.reason)
         return
-    data = {"target": "pipecat_cloud" if settings.ENV == "production" else "local_runner"}
+    data = {"target": "pipecat_cloud" if is_production() else "local_runner"}
     if isinstance(answer, dict) and answer.get("sessionId"):
         data["pipecat_session_id"] = answer["sessionId"]
     record(call.pk, "bot_start_requested", data)

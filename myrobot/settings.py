@@ -28,13 +28,12 @@ def env_list(name: str, default: list[str]) -> list[str]:
 
 
 ENV = os.environ.get("ENV", "development").strip().lower() or "development"
-IS_PRODUCTION = ENV == "production"
 
 DEBUG = env_bool("DEBUG", False)
 
 SECRET_KEY = os.environ.get("SECRET_KEY", "")
 if not SECRET_KEY:
-    if IS_PRODUCTION:
+    if ENV == "production":
         raise ImproperlyConfigured("SECRET_KEY must be set when ENV=production.")
     SECRET_KEY = "dev-insecure-secret-key-change-me-for-anything-real"
 
@@ -157,11 +156,11 @@ CELERY_BEAT_SCHEDULE = {
 
 # --- Daily / Pipecat -------------------------------------------------------
 DAILY_API_KEY = os.environ.get("DAILY_API_KEY", "")
-DAILY_API_URL = os.environ.get("DAILY_API_URL", "https://api.daily.co/v1").rstrip("/")
+DAILY_API_URL = (os.environ.get("DAILY_API_URL") or "https://api.daily.co/v1").rstrip("/")
 DAILY_MEETING_TOKEN_MODE = os.environ.get("DAILY_MEETING_TOKEN_MODE", "local")
 DAILY_ROOM_EXPIRY_MARGIN_S = int(os.environ.get("DAILY_ROOM_EXPIRY_MARGIN_S", "300"))
-LOCAL_SERVER_URL = os.environ.get("LOCAL_SERVER_URL", "http://localhost:7860").rstrip("/")
-PIPECAT_API_URL = os.environ.get("PIPECAT_API_URL", "https://api.pipecat.daily.co").rstrip("/")
+LOCAL_SERVER_URL = (os.environ.get("LOCAL_SERVER_URL") or "http://localhost:7860").rstrip("/")
+PIPECAT_API_URL = (os.environ.get("PIPECAT_API_URL") or "https://api.pipecat.daily.co").rstrip("/")
 PIPECAT_API_KEY = os.environ.get("PIPECAT_API_KEY", "")
 PIPECAT_AGENT_NAME = os.environ.get("PIPECAT_AGENT_NAME", "")
 # How long to wait for the runner / Pipecat Cloud to answer a start (a timeout is ambiguous: not retried).
@@ -179,7 +178,7 @@ STALE_MARGIN_S = int(os.environ.get("STALE_MARGIN_S", "300"))
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
 ]
-LOGIN_URL = "/admin/login/"
+LOGIN_URL = "admin:login"
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True

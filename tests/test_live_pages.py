@@ -16,6 +16,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
+from django.shortcuts import resolve_url
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
@@ -84,13 +85,13 @@ def page(client, url, status=200) -> str:
 def test_login_required(client, world, url):
     url = f"/calls/{world['ca'].pk}/" if url == "detail" else url
     resp = client.get(url)
-    assert resp.status_code == 302 and resp["Location"].startswith(settings.LOGIN_URL)
+    assert resp.status_code == 302 and resp["Location"].startswith(resolve_url(settings.LOGIN_URL))
     # a logged-in user without is_staff is sent to the (admin) login too
     user = factories.make_user("not-staff", org=world["a"], role="staff")
     user.is_staff = False
     user.save()
     resp = as_user(user).get(url)
-    assert resp.status_code == 302 and resp["Location"].startswith(settings.LOGIN_URL)
+    assert resp.status_code == 302 and resp["Location"].startswith(resolve_url(settings.LOGIN_URL))
 
 
 def test_root_redirects_to_live_list(client):

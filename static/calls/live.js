@@ -242,7 +242,7 @@
       row.dataset.direction = call.direction;
       row.dataset.created = call.created_at || "";
       var link = field(row, "link");
-      link.setAttribute("href", "/calls/" + call.session_id + "/");
+      link.setAttribute("href", call.url);
       setText(link, call.session_id.slice(0, 8));
       setStatusBadge(field(row, "status"), call.status);
       setText(field(row, "patient"), (call.patient && call.patient.name) || "");

@@ -1,5 +1,7 @@
 """Demo data for a first look: one clinic, two workflows, a few patients, two users.
 
+In `calls`, the app that may import both `organizations` and `patients`.
+
 Idempotent: running it again changes nothing that exists.
 """
 

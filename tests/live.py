@@ -41,7 +41,7 @@ def _child_setup():
     db = settings.DATABASES["default"]
     db["NAME"] = db["TEST"]["NAME"]
     connections["default"].settings_dict["NAME"] = db["NAME"]
-    # A shared HTTP loop from the parent does not survive fork; botrunner.http resets itself.
+    # A shared HTTP loop from the parent does not survive fork; background.py resets itself.
 
 
 class LiveASGIServer:

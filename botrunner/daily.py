@@ -62,11 +62,7 @@ def _api_url() -> str:
 def _api_key() -> str:
     key = getattr(settings, "DAILY_API_KEY", "") or ""
     if not key:
-        raise MissingCredentialsError(
-            "DAILY_API_KEY",
-            "DAILY_API_KEY is not set on the server, so no Daily room can be made: "
-            "set the DAILY_API_KEY environment variable (Daily dashboard → Developers).",
-        )
+        raise MissingCredentialsError("DAILY_API_KEY")
     return key
 
 

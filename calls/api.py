@@ -4,7 +4,6 @@ Handlers are thin: they resolve objects in the key's organisation (another
 organisation's object is a 404), call ``calls.services`` and shape the answer.
 """
 
-from __future__ import annotations
 
 import datetime as dt
 import hashlib
@@ -15,11 +14,11 @@ from typing import Any, Literal
 
 from asgiref.sync import sync_to_async
 from django.urls import reverse
-from ninja import Header, Query, Router, Schema
+from ninja import Header, Query, Router, Schema, Status
+from ninja.pagination import paginate
 from pydantic import ConfigDict, Field, ValidationError
 
 from myrobot.errors import ApiError
-from myrobot.pagination import Page, PageParams, paginate
 from organizations.auth import api_key_auth
 from organizations.models import Workflow
 from patients.models import Patient
@@ -200,7 +199,7 @@ def start_call(
         raise _refusal(exc)
     call.refresh_from_db(fields=["status"])
     poll_url = request.build_absolute_uri(reverse("api:get_call", kwargs={"session_id": str(call.pk)}))
-    return 202, {"session_id": str(call.pk), "status": call.status, "poll_url": poll_url}
+    return Status(202, {"session_id": str(call.pk), "status": call.status, "poll_url": poll_url})
 
 
 # --- reading and canceling calls ------------------------------------------------------
@@ -223,6 +222,23 @@ class CallOut(Schema):
     error: str
     outcome: dict[str, Any] | None
 
+    # Read straight from a CallSession (with its workflow and patient selected).
+    @staticmethod
+    def resolve_session_id(call: CallSession) -> str:
+        return str(call.pk)
+
+    @staticmethod
+    def resolve_workflow(call: CallSession) -> str:
+        return call.workflow.slug
+
+    @staticmethod
+    def resolve_patient_external_id(call: CallSession) -> str | None:
+        return call.patient.external_id if call.patient_id else None
+
+    @staticmethod
+    def resolve_outcome(call: CallSession) -> dict | None:
+        return call.outcome if isinstance(call.outcome, dict) else None
+
 
 class CallEventOut(Schema):
     seq: int | None
@@ -235,35 +251,16 @@ class CallDetailOut(CallOut):
     transcript: list[dict[str, Any]]
     events: list[CallEventOut]
 
+    @staticmethod
+    def resolve_transcript(call: CallSession) -> list[dict]:
+        return [line for line in (call.transcript or []) if isinstance(line, dict)]
 
-def _call_out(call: CallSession) -> dict:
-    return {
-        "session_id": str(call.pk),
-        "status": call.status,
-        "direction": call.direction,
-        "workflow": call.workflow.slug,
-        "patient_id": call.patient_id,
-        "patient_external_id": call.patient.external_id if call.patient_id else None,
-        "from_number": call.from_number,
-        "to_number": call.to_number,
-        "created_at": call.created_at,
-        "started_at": call.started_at,
-        "answered_at": call.answered_at,
-        "ended_at": call.ended_at,
-        "end_reason": call.end_reason,
-        "error": call.error,
-        "outcome": call.outcome if isinstance(call.outcome, dict) else None,
-    }
-
-
-def _call_detail(call: CallSession) -> dict:
-    out = _call_out(call)
-    out["transcript"] = [line for line in (call.transcript or []) if isinstance(line, dict)]
-    out["events"] = [
-        {"seq": e.seq, "kind": e.kind, "at": e.at, "data": e.data if isinstance(e.data, dict) else {"value": e.data}}
-        for e in call.events.order_by("at", "id")
-    ]
-    return out
+    @staticmethod
+    def resolve_events(call: CallSession) -> list[dict]:
+        return [
+            {"seq": e.seq, "kind": e.kind, "at": e.at, "data": e.data if isinstance(e.data, dict) else {"value": e.data}}
+            for e in call.events.order_by("at", "id")
+        ]
 
 
 def _get_call(request, session_id: str) -> CallSession:
@@ -281,7 +278,7 @@ def _get_call(request, session_id: str) -> CallSession:
     return call
 
 
-class CallFilters(PageParams):
+class CallFilters(Schema):
     status: Literal[tuple(CallStatus.values)] | None = None  # type: ignore[valid-type]
     direction: Literal["dial_in", "dial_out"] | None = None
     patient_id: int | None = None
@@ -291,7 +288,8 @@ class CallFilters(PageParams):
     created_before: dt.datetime | None = None
 
 
-@router.get("/calls", response=Page[CallOut], auth=api_key_auth, url_name="list_calls")
+@router.get("/calls", response=list[CallOut], auth=api_key_auth, url_name="list_calls")
+@paginate
 def list_calls(request, filters: Query[CallFilters]):
     """The organisation's calls, newest first."""
     qs = CallSession.objects.filter(organization=request.organization).select_related("workflow", "patient")
@@ -309,14 +307,13 @@ def list_calls(request, filters: Query[CallFilters]):
         qs = qs.filter(created_at__gte=filters.created_after)
     if filters.created_before:
         qs = qs.filter(created_at__lt=filters.created_before)
-    page = paginate(qs.order_by("-created_at", "pk"), filters)
-    return {"items": [_call_out(c) for c in page["items"]], "count": page["count"]}
+    return qs.order_by("-created_at", "pk")
 
 
 @router.get("/calls/{session_id}", response=CallDetailOut, auth=api_key_auth, url_name="get_call")
 def get_call(request, session_id: str):
     """One call: status, timestamps, end reason, outcome, transcript and events."""
-    return _call_detail(_get_call(request, session_id))
+    return _get_call(request, session_id)
 
 
 @router.post("/calls/{session_id}/cancel", response=CallDetailOut, auth=api_key_auth, url_name="cancel_call")
@@ -327,4 +324,4 @@ def cancel_call(request, session_id: str):
         services.cancel_call(call, by_api_key=request.api_key)
     except services.CallRefused as exc:
         raise _refusal(exc)
-    return _call_detail(call)
+    return call

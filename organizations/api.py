@@ -1,9 +1,8 @@
 """GET /api/workflows: what an integrator may start (and where Daily posts dial-ins)."""
 
 from django.urls import reverse
-from ninja import Query, Router, Schema
-
-from myrobot.pagination import Page, PageParams, paginate
+from ninja import Router, Schema
+from ninja.pagination import paginate
 
 from .auth import api_key_auth
 from .models import Workflow
@@ -22,30 +21,21 @@ class WorkflowOut(Schema):
     outcome_results: list[str]
     dialin_webhook_url: str | None = None
 
+    @staticmethod
+    def resolve_outcome_results(wf: Workflow) -> list[str]:
+        return list(wf.outcome_results or [])
 
-@router.get("/workflows", response=Page[WorkflowOut], auth=api_key_auth, url_name="list_workflows")
-def list_workflows(request, page: Query[PageParams]):
-    """The organisation's workflows; use a `slug` as `workflow` in `POST /api/start-call`."""
-    org = request.organization
-    result = paginate(Workflow.objects.filter(organization=org).order_by("name", "pk"), page)
-    items = []
-    for wf in result["items"]:
-        url = None
-        if wf.takes_dialin:
-            url = request.build_absolute_uri(
-                reverse("api:dialin_webhook", kwargs={"org_slug": org.slug, "workflow_slug": wf.slug})
-            )
-        items.append(
-            {
-                "slug": wf.slug,
-                "name": wf.name,
-                "direction": wf.direction,
-                "is_active": wf.is_active,
-                "takes_dialin": wf.takes_dialin,
-                "dials_out": wf.dials_out,
-                "max_duration_s": wf.max_duration_s,
-                "outcome_results": list(wf.outcome_results or []),
-                "dialin_webhook_url": url,
-            }
+    @staticmethod
+    def resolve_dialin_webhook_url(wf: Workflow, context) -> str | None:
+        if not wf.takes_dialin:
+            return None
+        return context["request"].build_absolute_uri(
+            reverse("api:dialin_webhook", kwargs={"org_slug": wf.organization.slug, "workflow_slug": wf.slug})
         )
-    return {"items": items, "count": result["count"]}
+
+
+@router.get("/workflows", response=list[WorkflowOut], auth=api_key_auth, url_name="list_workflows")
+@paginate
+def list_workflows(request):
+    """The organisation's workflows; use a `slug` as `workflow` in `POST /api/start-call`."""
+    return Workflow.objects.filter(organization=request.organization).select_related("organization").order_by("name", "pk")

@@ -4,19 +4,18 @@ Phone numbers never travel in URLs (they would land in access logs): a lookup
 by phone is `POST /api/patients/lookup` with the number in the body.
 """
 
-from __future__ import annotations
 
 import datetime as dt
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
-from ninja import Query, Router, Schema
+from ninja import Query, Router, Schema, Status
+from ninja.pagination import paginate
 from pydantic import Field, field_validator
 from pydantic_core import PydanticCustomError
 
 from myrobot.errors import ApiError
-from myrobot.pagination import Page, PageParams, paginate
 from organizations.auth import api_key_auth
 from organizations.models import validate_timezone
 
@@ -101,7 +100,14 @@ class LookupIn(Schema):
     _check_phone = field_validator("phone")(_phone)
 
 
-class PatientFilters(PageParams):
+class LookupOut(Schema):
+    """Every match (at most 100), in the list envelope the paginated lists use."""
+
+    items: list[PatientOut]
+    count: int
+
+
+class PatientFilters(Schema):
     external_id: str | None = None
 
 
@@ -125,23 +131,24 @@ def _save(patient: Patient, **kwargs) -> None:
         )
 
 
-@router.get("/patients", response=Page[PatientOut], url_name="list_patients")
+@router.get("/patients", response=list[PatientOut], url_name="list_patients")
+@paginate
 def list_patients(request, filters: Query[PatientFilters]):
     qs = Patient.objects.filter(organization=request.organization).order_by("pk")
     if filters.external_id is not None:
         qs = qs.filter(external_id=filters.external_id)
-    return paginate(qs, filters)
+    return qs
 
 
 @router.post("/patients", response={201: PatientOut}, url_name="create_patient")
 def create_patient(request, payload: PatientIn):
     patient = Patient(organization=request.organization, **payload.dict())
     _save(patient, force_insert=True)
-    return 201, patient
+    return Status(201, patient)
 
 
 # Registered before /patients/{patient_id} so that its URL pattern wins.
-@router.post("/patients/lookup", response=Page[PatientOut], url_name="lookup_patients")
+@router.post("/patients/lookup", response=LookupOut, url_name="lookup_patients")
 def lookup_patients(request, payload: LookupIn):
     """Patients of the organisation with this phone number (several may share one)."""
     qs = Patient.objects.filter(organization=request.organization, phone=payload.phone).order_by("pk")
@@ -168,7 +175,7 @@ def upsert_patient(request, external_id: str, payload: PatientIn):
         patient, created = Patient.objects.update_or_create(
             organization=request.organization, external_id=external_id, defaults=values
         )
-    return (201 if created else 200), patient
+    return Status(201 if created else 200, patient)
 
 
 @router.get("/patients/{patient_id}", response=PatientOut, url_name="get_patient")
@@ -200,4 +207,4 @@ def update_patient(request, patient_id: int, payload: PatientPatch):
 def delete_patient(request, patient_id: int):
     """Delete the patient; their calls are kept, without the patient."""
     _get(request, patient_id).delete()
-    return 204, None
+    return Status(204, None)

@@ -80,7 +80,7 @@ class CallSessionAdmin(OrgScopedAdmin):
             ]
         return self.fieldsets
 
-    # What a viewer gets instead (DESIGN.md "Roles"): no name, phone or free text from the call.
+    # What a viewer gets instead: no name, phone or free text from the call.
     VIEWER_FIELDS = {"patient_display": "patient_masked", "outcome": "outcome_result", "error": "error_masked"}
 
     @admin.display(description="Outcome")

@@ -1,4 +1,4 @@
-"""What browsers hear about calls: DESIGN.md's `call.update` / `call.event` messages.
+"""What browsers hear about calls: the `call.update` / `call.event` messages.
 
 Sent on the channel-layer groups `call.<session id>` and `org.<organization id>`;
 browser consumers shape each message for their recipient's role before sending.

@@ -28,7 +28,7 @@ FINAL_STATUSES = frozenset(
 ACTIVE_STATUSES = frozenset(set(CallStatus.values) - {str(s) for s in FINAL_STATUSES})
 _ANY_END = {CallStatus.FAILED, CallStatus.NO_ANSWER, CallStatus.BUSY, CallStatus.CANCELED}
 
-# status -> statuses it may move to (DESIGN.md "Call states").
+# status -> statuses it may move to (docs/architecture.md, "Call states").
 TRANSITIONS: dict[str, frozenset] = {
     CallStatus.QUEUED: frozenset({CallStatus.STARTING, *_ANY_END}),
     CallStatus.STARTING: frozenset({CallStatus.RINGING, CallStatus.WAITING, CallStatus.IN_PROGRESS, *_ANY_END}),

@@ -2,7 +2,7 @@
 
 Every way into a call goes through here — the admin's "Call patient", the
 REST API's start-call and Daily's dial-in webhook — so the rules hold in one
-place (DESIGN.md "One flow, two directions"). A refusal is a ``CallRefused``
+place (docs/architecture.md, "The flow"). A refusal is a ``CallRefused``
 whose ``code`` tells the caller what kind of refusal it is; ``status`` is the
 HTTP status the API answers with:
 

@@ -3,7 +3,7 @@
 Pages (``calls.views``) and browser sockets (``calls.consumers``) both go through
 here, so a viewer's page and a viewer's socket carry the same thing: the patient
 masked, no transcript lines, no phone numbers or free text in event data, and of
-the outcome only its result (DESIGN.md "Roles").
+the outcome only its result.
 """
 
 from __future__ import annotations

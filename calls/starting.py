@@ -12,7 +12,7 @@
 5. ``claim_start`` — only one delivery of the task may send the start; it
    stores the room and the hash of a fresh status token.
 6. ``send_start`` — build the AgentRequest and call ``start_bot``; retried only
-   when no bot can have started (DESIGN's rule: never ring a patient twice).
+   when no bot can have started (the rule: never ring a patient twice).
 
 Nothing here knows Celery: a retry is a ``RetryStart`` raised to the task
 (``calls.tasks.start_call``), which re-runs the start after its delay.

@@ -1,6 +1,6 @@
 """Settings: everything from the environment, with defaults that run on a laptop.
 
-See DESIGN.md "Settings and defaults". ENV only selects where bots start (and
+See docs/operations.md, "Settings". ENV only selects where bots start (and
 makes SECRET_KEY required); TLS-related switches have their own variables.
 """
 

@@ -1,6 +1,6 @@
 """Live servers for tests that need real sockets: daphne (ASGI) and a Celery worker.
 
-Pitfalls handled (see stack-notes): the forked daphne child re-creates asgiref's
+Pitfalls handled: the forked daphne child re-creates asgiref's
 single-thread executor and uses the test database's name; the worker subprocess
 is pointed at the test database through DATABASE_URL.
 """

@@ -11,3 +11,4 @@ COPY ./bot.py bot.py
 COPY ./botkit/ botkit/
 COPY ./botrunner/__init__.py botrunner/__init__.py
 COPY ./botrunner/agent_request.py botrunner/agent_request.py
+COPY ./masking.py masking.py

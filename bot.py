@@ -3,8 +3,8 @@
 Everything the bot knows comes in the ``AgentRequest`` (``runner_args.body``,
 see ``botrunner/agent_request.py``); it never imports Django or reads a database,
 because in production it runs on Pipecat Cloud. What happens is reported back to
-the server over a WebSocket (``botkit.reporter.StatusReporter``; DESIGN.md "Bot
-<-> server status protocol").
+the server over a WebSocket (``botkit.reporter.StatusReporter``; docs/architecture.md,
+"Status protocol").
 
 Run locally with ``python bot.py``: Pipecat's development runner on
 http://localhost:7860 with the Daily transport (``LOCAL_SERVER_URL``); the server

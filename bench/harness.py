@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import math
 import os
 import platform
 import signal
@@ -34,8 +33,10 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Iterable, Sequence
+from typing import Any, Awaitable, Callable, Iterable
 from urllib.parse import urlsplit, urlunsplit
+
+import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"
@@ -502,9 +503,9 @@ class ReferenceRunner:
 class Profiler:
     """py-spy on the stack's processes while a block runs (``with Profiler(stack, "dialin"):``).
 
-    Writes ``bench/out/profile-<name>-<process>.raw`` (py-spy's collapsed
-    stacks: open them in speedscope.app) and ``….txt``: the frames most often
-    on the stack (inclusive) and on top (self).
+    Writes ``bench/out/profile-<name>-<process>.speedscope.json`` (open it in
+    speedscope.app: its "left heavy" and "sandwich" views list the frames most
+    often on the stack and on top).
     """
 
     def __init__(self, stack: "Stack | None", name: str, rate: int = 250) -> None:
@@ -512,7 +513,7 @@ class Profiler:
         self.stack = stack
         self.name = name
         self.rate = rate
-        self.spies: list[tuple[str, subprocess.Popen, Path]] = []
+        self.spies: list[tuple[subprocess.Popen, Path]] = []
         self.reports: list[Path] = []
 
     def __enter__(self) -> "Profiler":
@@ -525,62 +526,36 @@ class Profiler:
             raise SystemExit("--profile needs py-spy: pip install py-spy")
         assert self.stack is not None
         for proc in self.stack.procs:
-            base = OUT / f"profile-{self.name}-{proc.name}"
-            raw = base.with_suffix(".raw")
-            cmd = [spy, "record", "-p", str(proc.popen.pid), "-r", str(self.rate), "-f", "raw", "-o", str(raw),
-                   "--nonblocking", "-s"]
+            out = OUT / f"profile-{self.name}-{proc.name}.speedscope.json"
+            cmd = [spy, "record", "-p", str(proc.popen.pid), "-r", str(self.rate), "-f", "speedscope",
+                   "-o", str(out), "--nonblocking", "-s"]
             if self.stack.cfg.profile == "cpu":
                 cmd.append("--gil")
             elif self.stack.cfg.profile == "wall":
                 cmd.append("--idle")
-            self.spies.append((proc.name, subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), base))
+            self.spies.append((subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), out))
         time.sleep(1.0)  # py-spy attaches
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        for name, popen, base in self.spies:
+        for popen, _out in self.spies:
             popen.send_signal(signal.SIGINT)
-        for name, popen, base in self.spies:
+        for popen, out in self.spies:
             try:
                 popen.wait(30)
             except subprocess.TimeoutExpired:
                 popen.kill()
-            raw = base.with_suffix(".raw")
-            if raw.exists():
-                self.reports.append(summarize_profile(raw, base.with_suffix(".txt")))
-
-
-def summarize_profile(raw: Path, out: Path, top: int = 40) -> Path:
-    """Inclusive and self sample counts per frame from py-spy's collapsed stacks."""
-    inclusive: dict[str, int] = {}
-    self_counts: dict[str, int] = {}
-    total = 0
-    for line in raw.read_text(errors="replace").splitlines():
-        stack, _, count = line.rpartition(" ")
-        if not stack or not count.isdigit():
-            continue
-        n = int(count)
-        frames = stack.split(";")
-        total += n
-        for f in set(frames):
-            inclusive[f] = inclusive.get(f, 0) + n
-        self_counts[frames[-1]] = self_counts.get(frames[-1], 0) + n
-    lines = [f"{raw.name}: {total} samples", "", "inclusive % | frame"]
-    for f, n in sorted(inclusive.items(), key=lambda kv: -kv[1])[:top]:
-        lines.append(f"{100 * n / max(total, 1):6.1f}% | {f}")
-    lines += ["", "self % | frame"]
-    for f, n in sorted(self_counts.items(), key=lambda kv: -kv[1])[:top]:
-        lines.append(f"{100 * n / max(total, 1):6.1f}% | {f}")
-    out.write_text("\n".join(lines) + "\n")
-    return out
+            if out.exists():
+                self.reports.append(out)
 
 
 class CpuMeter:
-    """CPU seconds used by each part of the machine while a block runs (Linux /proc).
+    """CPU seconds used by each part of the machine while a block runs (psutil).
 
     Groups: the stack's processes (with their children), the fakes, PostgreSQL
-    and Redis (by process name, wherever they run on this machine), and this
-    load generator. Shows where a 2-core machine's time goes.
+    and Redis (by process name, wherever they run on this machine), this load
+    generator, and ``other`` (everything else: a busy neighbour distorts a
+    2-core benchmark, so the report shows it).
     """
 
     def __init__(self, stack: "Stack | None" = None, fakes: "Fakes | None" = None,
@@ -593,65 +568,49 @@ class CpuMeter:
             self.groups["fakes"] = [fakes.proc.popen.pid]
         for name, pid in (extra or {}).items():
             self.groups[name] = [pid]
-        self.groups["loadgen"] = [os.getpid()]
-        self.tick = os.sysconf("SC_CLK_TCK")
         self.result: dict[str, float] = {}
         self.wall = 0.0
 
     @staticmethod
-    def _stat(pid: int) -> tuple[str, int, int, int] | None:
+    def _cpu_s(proc: psutil.Process) -> float:
         try:
-            raw = Path(f"/proc/{pid}/stat").read_text()
-        except OSError:
-            return None
-        comm = raw[raw.index("(") + 1: raw.rindex(")")]
-        fields = raw[raw.rindex(")") + 2:].split()
-        # fields[1] = ppid; [11] utime, [12] stime, [13] cutime, [14] cstime
-        return comm, int(fields[1]), int(fields[11]) + int(fields[12]), int(fields[13]) + int(fields[14])
+            t = proc.cpu_times()
+        except psutil.Error:
+            return 0.0
+        return t.user + t.system
 
-    def _snapshot(self) -> dict[str, int]:
-        procs = {}
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                st = self._stat(int(entry.name))
-                if st:
-                    procs[int(entry.name)] = st
-        children: dict[int, list[int]] = {}
-        for pid, (_c, ppid, _t, _ct) in procs.items():
-            children.setdefault(ppid, []).append(pid)
+    def _tree_s(self, pid: int) -> float:
+        try:
+            root = psutil.Process(pid)
+            procs = [root, *root.children(recursive=True)]
+        except psutil.Error:
+            return 0.0
+        return sum(self._cpu_s(p) for p in procs)
 
-        def tree(pid: int) -> int:
-            total, todo, seen = 0, [pid], set()
-            while todo:
-                p = todo.pop()
-                if p in seen or p not in procs:
-                    continue
-                seen.add(p)
-                total += procs[p][2]
-                todo.extend(children.get(p, []))
-            return total
-
-        out = {name: sum(tree(p) for p in pids) for name, pids in self.groups.items() if name != "loadgen"}
-        out["loadgen"] = procs.get(os.getpid(), ("", 0, 0, 0))[2]  # this process only, not its children
-        out["postgres"] = sum(t + (ct if ppid == 1 or procs.get(ppid, ("",))[0] != "postgres" else 0)
-                              for c, ppid, t, ct in procs.values() if c == "postgres")
-        out["redis"] = sum(t for c, _p, t, _ct in procs.values() if c.startswith("redis-server"))
+    def _snapshot(self) -> dict[str, float]:
+        out = {name: sum(self._tree_s(pid) for pid in pids) for name, pids in self.groups.items()}
+        out["loadgen"] = self._cpu_s(psutil.Process())  # this process only, not its children
+        out["postgres"] = out["redis"] = 0.0
+        for proc in psutil.process_iter(["name"]):
+            name = proc.info["name"] or ""
+            if name == "postgres":
+                out["postgres"] += self._cpu_s(proc)
+            elif name.startswith("redis-server"):
+                out["redis"] += self._cpu_s(proc)
         return out
 
     def __enter__(self) -> "CpuMeter":
         self._t0 = time.monotonic()
         self._before = self._snapshot()
-        self._busy0 = machine_busy_ticks()
+        self._busy0 = machine_busy_s()
         return self
 
     def __exit__(self, *exc: Any) -> None:
         after = self._snapshot()
-        busy = machine_busy_ticks() - self._busy0
+        busy = machine_busy_s() - self._busy0
         self.wall = time.monotonic() - self._t0
-        self.result = {k: (after.get(k, 0) - v) / self.tick for k, v in self._before.items()}
-        # Everything else on the machine (other users' processes): a busy neighbour
-        # distorts a 2-core benchmark, so the report shows it.
-        self.result["other"] = max(0.0, busy / self.tick - sum(self.result.values()))
+        self.result = {k: max(0.0, after.get(k, 0.0) - v) for k, v in self._before.items()}
+        self.result["other"] = max(0.0, busy - sum(self.result.values()))
 
     def report(self) -> dict[str, Any]:
         """{group: {"cpu_s", "cores"}} plus the total (cores = CPU s / wall s)."""
@@ -662,26 +621,20 @@ class CpuMeter:
         return out
 
 
-def machine_busy_ticks() -> int:
-    """All CPUs' non-idle time so far (/proc/stat), in clock ticks."""
-    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
-    values = [int(x) for x in fields]
-    idle = values[3] + (values[4] if len(values) > 4 else 0)
-    return sum(values[:8]) - idle
+def machine_busy_s() -> float:
+    """All CPUs' non-idle time so far, in seconds."""
+    t = psutil.cpu_times()
+    return sum(t) - t.idle - getattr(t, "iowait", 0.0)
 
 
 def wait_for_quiet(cfg: "Config | None", max_other_cores: float = 0.3, timeout: float = 120.0) -> float:
     """Wait (up to ``timeout``) until the machine's CPU use, ours excluded, stays
     under ``max_other_cores`` for 2 s; returns the last reading. Other sessions
     sharing the machine would otherwise distort the numbers."""
-    tick = os.sysconf("SC_CLK_TCK")
     deadline = time.monotonic() + timeout
-    reading = 0.0
     warned = False
     while True:
-        b0 = machine_busy_ticks()
-        time.sleep(2.0)
-        reading = (machine_busy_ticks() - b0) / tick / 2.0
+        reading = psutil.cpu_percent(interval=2.0) / 100 * (psutil.cpu_count() or 1)
         if reading <= max_other_cores or time.monotonic() > deadline:
             return reading
         if not warned:
@@ -803,25 +756,19 @@ def wait_until(check: Callable[[], bool], timeout: float, interval: float = 0.1)
 # --- statistics and output ---------------------------------------------------------
 
 
-def percentile(values: Sequence[float], p: float) -> float | None:
-    """Linear-interpolated percentile (p in 0..100); None for no values."""
-    if not values:
-        return None
-    data = sorted(values)
-    if len(data) == 1:
-        return data[0]
-    k = (len(data) - 1) * p / 100
-    lo, hi = math.floor(k), math.ceil(k)
-    return data[lo] + (data[hi] - data[lo]) * (k - lo)
-
-
 def summarize(values: Iterable[float]) -> dict[str, float | int | None]:
     data = list(values)
+    if len(data) >= 2:
+        # 99 cut points, interpolated between the observed values.
+        cuts = statistics.quantiles(data, n=100, method="inclusive")
+        p50, p95, p99 = cuts[49], cuts[94], cuts[98]
+    else:
+        p50 = p95 = p99 = data[0] if data else None
     return {
         "n": len(data),
-        "p50": percentile(data, 50),
-        "p95": percentile(data, 95),
-        "p99": percentile(data, 99),
+        "p50": p50,
+        "p95": p95,
+        "p99": p99,
         "max": max(data) if data else None,
         "mean": statistics.fmean(data) if data else None,
     }
@@ -854,14 +801,7 @@ def machine() -> dict[str, Any]:
                 break
     except OSError:
         pass
-    mem = ""
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal"):
-                mem = f"{int(line.split()[1]) // 1024 // 1024} GiB"
-                break
-    except OSError:
-        pass
+    mem = f"{psutil.virtual_memory().total // 1024 ** 3} GiB"
     return {
         "cpu": cpu,
         "cores": os.cpu_count(),

@@ -43,7 +43,7 @@ def main() -> None:
     from pipecat.runner.run import main as runner_main
 
     # The runner logs every request body at DEBUG; our bot.py silences it too
-    # (stack-notes), so both rows pay the same logging cost.
+    # (Pipecat logs them at DEBUG), so both rows pay the same logging cost.
     logger.disable("pipecat.runner.run")
     runner_main()
 

@@ -7,7 +7,7 @@ or ``--embedded`` with the in-memory layer); makes K calls with status
 tokens and M staff members. M browser sockets (session cookie, ``Origin``)
 watch the organisation's list socket ``/ws/calls/`` (and ``--detail`` sockets
 per call watch ``/ws/calls/<id>/``); K bot sockets each send E events of
-DESIGN.md's protocol (bot_started, joined, dialout_attempt, dialout_answered,
+the status protocol (bot_started, joined, dialout_attempt, dialout_answered,
 transcript lines, outcome) at ``--rate`` events/s per bot (0 = as fast as
 the socket takes them).
 

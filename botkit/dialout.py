@@ -30,7 +30,8 @@ from typing import Any, Awaitable, Callable, Protocol, Sequence
 
 from loguru import logger
 
-from botkit.phi import mask_phone, redact
+from botkit.phi import redact
+from masking import mask_phone
 
 DEFAULT_BACKOFF = (2.0, 4.0, 8.0, 15.0)
 DEFAULT_STOP_GRACE_S = 1.5

@@ -9,9 +9,9 @@ Three layers, because Pipecat logs generously:
 * A loguru *patcher* (it survives ``logger.remove()``, which is what the Pipecat
   runner's ``main()`` calls before adding its own DEBUG sink) withholds the
   runner's messages that carry the ``/start`` body, and replaces, in every
-  message, the patient values of the calls running in this process and anything
-  shaped like an E.164 phone number.
-* ``mask_phone`` / ``mask_name`` for the few places that want to say *which*.
+  message, the patient values of the calls running in this process, and masks
+  anything shaped like a phone number (the shared ``masking`` module, which
+  the server uses too).
 """
 
 from __future__ import annotations
@@ -25,10 +25,11 @@ from typing import Any, Iterable
 
 from loguru import logger
 
+from masking import mask_phones
+
 REDACTED = "[redacted]"
 RUNNER_WITHHELD = "[runner message withheld: it may carry patient data]"
 
-_E164_RE = re.compile(r"\+\d{7,15}(?!\d)")
 _MIN_VALUE_LEN = 3
 
 _lock = threading.Lock()
@@ -36,25 +37,6 @@ _handles = itertools.count(1)
 _values_by_handle: dict[int, frozenset[str]] = {}
 _pattern: re.Pattern[str] | None = None
 _logging_configured = False
-
-
-def mask_phone(number: str | None) -> str:
-    """``+15551234567`` -> ``+*********67``: enough to tell two numbers apart."""
-    if not number:
-        return ""
-    digits = str(number)
-    keep = 2 if len(digits) > 4 else 0
-    head = "+" if digits.startswith("+") else ""
-    body = digits[len(head):]
-    return head + "*" * (len(body) - keep) + body[len(body) - keep:]
-
-
-def mask_name(name: str | None) -> str:
-    """``Ann`` -> ``A**``."""
-    if not name:
-        return ""
-    name = str(name)
-    return name[0] + "*" * (len(name) - 1)
 
 
 def _leaves(value: Any) -> Iterable[str]:
@@ -118,12 +100,12 @@ def unregister(handle: int) -> None:
 
 
 def redact(text: Any) -> str:
-    """``text`` with the registered patient values and E.164 numbers replaced."""
+    """``text`` with the registered patient values redacted and phone numbers masked."""
     text = str(text)
     pattern = _pattern
     if pattern is not None:
         text = pattern.sub(REDACTED, text)
-    return _E164_RE.sub(lambda m: mask_phone(m.group(0)), text)
+    return mask_phones(text)
 
 
 def _patch(record: dict) -> None:

@@ -1,6 +1,6 @@
 """The bot's status channel: one WebSocket to the server, for the whole call.
 
-Protocol (DESIGN.md, "Bot <-> server status protocol"): connect to ``status_url``
+Protocol (docs/architecture.md, "Status protocol"): connect to ``status_url``
 with ``Authorization: Bearer <status_token>`` and no ``Origin`` header; send one
 JSON object per event, ``{"seq", "event", "at", "data"}``, ``seq`` counting from 1
 for the call. The server sends nothing back, so the reporter cannot know what

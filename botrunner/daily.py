@@ -37,7 +37,6 @@ from .errors import MissingCredentialsError, PermanentError, TransientError
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_API_URL = "https://api.daily.co/v1"
 ROOM_NAME_PREFIX = "mr-"
 _VALID_NAME = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
@@ -57,17 +56,13 @@ class Room:
 
 
 def _api_url() -> str:
-    return (getattr(settings, "DAILY_API_URL", "") or DEFAULT_API_URL).rstrip("/")
+    return settings.DAILY_API_URL.rstrip("/")  # its default: myrobot/settings.py
 
 
 def _api_key() -> str:
     key = getattr(settings, "DAILY_API_KEY", "") or ""
     if not key:
-        raise MissingCredentialsError(
-            "DAILY_API_KEY",
-            "DAILY_API_KEY is not set on the server, so no Daily room can be made: "
-            "set the DAILY_API_KEY environment variable (Daily dashboard → Developers).",
-        )
+        raise MissingCredentialsError("DAILY_API_KEY")
     return key
 
 

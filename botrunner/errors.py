@@ -8,20 +8,9 @@ must never carry what we sent (patient data) — only what the API answered.
 
 from __future__ import annotations
 
-import re
+from masking import mask_phones
 
 BODY_LIMIT = 1000
-_PHONE = re.compile(r"\+\d[\d\s().-]{5,}\d")
-
-
-def mask_phones(text: str) -> str:
-    """Hide E.164-looking numbers (a remote error may echo the caller's):
-    keep the country-code digit and the last two."""
-    def mask(m: re.Match) -> str:
-        digits = re.sub(r"\D", "", m.group())
-        return "+" + digits[:1] + "*" * (len(digits) - 3) + digits[-2:]
-
-    return _PHONE.sub(mask, text or "")
 
 
 class BotRunnerError(Exception):
@@ -52,12 +41,24 @@ class PermanentError(BotRunnerError):
     """Retrying will not help: fail the call now with ``reason``."""
 
 
+# Why each setting a start needs matters, said once: the check before a call
+# is placed (``check_start_config``) and the error at start time read the same.
+WHY_NEEDED = {
+    "DAILY_API_KEY": "no Daily room can be made: set it from the Daily dashboard (Developers)",
+    "PIPECAT_API_KEY": "with ENV=production bots start on Pipecat Cloud, which needs the agent's public API key",
+    "PIPECAT_AGENT_NAME": "with ENV=production it must name the deployed Pipecat Cloud agent",
+}
+
+
+def missing_setting(variable: str) -> str:
+    """The sentence a person reads when ``variable`` is not set."""
+    why = WHY_NEEDED.get(variable, f"set the {variable} environment variable and try again")
+    return f"{variable} is not set on the server: {why}."
+
+
 class MissingCredentialsError(PermanentError):
     """The deployment lacks a setting a start needs; ``variable`` names it."""
 
-    def __init__(self, variable: str, reason: str | None = None) -> None:
+    def __init__(self, variable: str) -> None:
         self.variable = variable
-        super().__init__(
-            reason
-            or f"{variable} is not set on the server: set the {variable} environment variable and try again."
-        )
+        super().__init__(missing_setting(variable))

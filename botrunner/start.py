@@ -24,15 +24,12 @@ import aiohttp
 from django.conf import settings
 
 from .agent_request import AgentRequest
-from .errors import AmbiguousStartError, MissingCredentialsError, PermanentError, TransientError
+from .errors import AmbiguousStartError, MissingCredentialsError, PermanentError, TransientError, missing_setting
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_PIPECAT_API_URL = "https://api.pipecat.daily.co"
-DEFAULT_LOCAL_SERVER_URL = "http://localhost:7860"
-
-
 def is_production() -> bool:
+    """Pipecat Cloud and its checks (read at call time: tests switch ENV)."""
     return (getattr(settings, "ENV", "development") or "development").lower() == "production"
 
 
@@ -43,15 +40,14 @@ def check_start_config() -> list[str]:
     """
     problems = []
     if not getattr(settings, "DAILY_API_KEY", ""):
-        problems.append("DAILY_API_KEY is not set: the server cannot create Daily rooms.")
+        problems.append(missing_setting("DAILY_API_KEY"))
     mode = (getattr(settings, "DAILY_MEETING_TOKEN_MODE", "local") or "local").lower()
     if mode not in ("local", "rest"):
         problems.append(f"DAILY_MEETING_TOKEN_MODE is {mode!r}: it must be 'local' or 'rest'.")
     if is_production():
-        if not getattr(settings, "PIPECAT_API_KEY", ""):
-            problems.append("PIPECAT_API_KEY is not set: ENV=production starts bots on Pipecat Cloud, which needs its public API key.")
-        if not getattr(settings, "PIPECAT_AGENT_NAME", ""):
-            problems.append("PIPECAT_AGENT_NAME is not set: ENV=production needs the name of the deployed Pipecat Cloud agent.")
+        for variable in ("PIPECAT_API_KEY", "PIPECAT_AGENT_NAME"):
+            if not getattr(settings, variable, ""):
+                problems.append(missing_setting(variable))
     return problems
 
 
@@ -61,27 +57,14 @@ def _target() -> tuple[str, dict[str, str], str]:
         key = getattr(settings, "PIPECAT_API_KEY", "") or ""
         agent = getattr(settings, "PIPECAT_AGENT_NAME", "") or ""
         if not key:
-            raise MissingCredentialsError(
-                "PIPECAT_API_KEY",
-                "PIPECAT_API_KEY is not set on the server: with ENV=production bots start on "
-                "Pipecat Cloud, which needs the agent's public API key.",
-            )
+            raise MissingCredentialsError("PIPECAT_API_KEY")
         if not agent:
-            raise MissingCredentialsError(
-                "PIPECAT_AGENT_NAME",
-                "PIPECAT_AGENT_NAME is not set on the server: with ENV=production it must name "
-                "the deployed Pipecat Cloud agent.",
-            )
-        base = (getattr(settings, "PIPECAT_API_URL", "") or DEFAULT_PIPECAT_API_URL).rstrip("/")
+            raise MissingCredentialsError("PIPECAT_AGENT_NAME")
+        base = settings.PIPECAT_API_URL.rstrip("/")  # default: myrobot/settings.py
         url = f"{base}/v1/public/{quote(agent, safe='')}/start"
         return url, {"Authorization": f"Bearer {key}"}, f"Pipecat Cloud agent '{agent}'"
-    base = (getattr(settings, "LOCAL_SERVER_URL", "") or DEFAULT_LOCAL_SERVER_URL).rstrip("/")
+    base = settings.LOCAL_SERVER_URL.rstrip("/")
     return f"{base}/start", {}, f"the local bot runner at {base}"
-
-
-def start_url() -> str:
-    """Where ``start_bot`` would post (for events and diagnostics)."""
-    return _target()[0]
 
 
 def start_payload(agent_request: AgentRequest) -> dict[str, Any]:

@@ -1,15 +1,15 @@
 import json
 
 from django.contrib import admin, messages
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
+from masking import mask_phone, mask_phones
 from organizations import access
 from organizations.admin_scoping import OrgScopedAdmin
-from organizations.masking import mask_phone
 
 from . import services
 from .models import CallEvent, CallSession
-from .shaping import scrub_text, viewer_event_data
+from .shaping import viewer_event_data
 
 
 class CallEventInline(admin.TabularInline):
@@ -83,7 +83,7 @@ class CallSessionAdmin(OrgScopedAdmin):
             ]
         return self.fieldsets
 
-    # What a viewer gets instead (DESIGN.md "Roles"): no name, phone or free text from the call.
+    # What a viewer gets instead: no name, phone or free text from the call.
     VIEWER_FIELDS = {"patient_display": "patient_masked", "outcome": "outcome_result", "error": "error_masked"}
 
     @admin.display(description="Outcome")
@@ -92,7 +92,7 @@ class CallSessionAdmin(OrgScopedAdmin):
 
     @admin.display(description="Error")
     def error_masked(self, obj):
-        return scrub_text(obj.error) if obj.error else "—"
+        return mask_phones(obj.error) if obj.error else "—"
 
     def get_inlines(self, request, obj):
         if obj is not None and not access.sees_phi(request.user, obj.organization_id):
@@ -120,10 +120,9 @@ class CallSessionAdmin(OrgScopedAdmin):
             return "—"
         return format_html(
             "<div>{}</div>",
-            format_html("".join(
-                format_html("<p><strong>{}:</strong> {}</p>", line.get("role", "?"), line.get("text", ""))
-                for line in lines
-            )),
+            format_html_join(
+                "", "<p><strong>{}:</strong> {}</p>", ((line.get("role", "?"), line.get("text", "")) for line in lines)
+            ),
         )
 
     actions = ["cancel_calls"]

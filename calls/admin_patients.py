@@ -55,11 +55,6 @@ class CallPatientForm(forms.Form):
         )
 
 
-def _call_url(call) -> str:
-    """The call's live page (calls.views.call_detail)."""
-    return reverse("calls:detail", kwargs={"session_id": call.pk})
-
-
 class PatientCallAdmin(PatientAdmin):
     change_form_template = "admin/patients/patient/change_form.html"
     actions = ["call_with_workflow"]
@@ -108,7 +103,7 @@ class PatientCallAdmin(PatientAdmin):
                 self.message_user(request, f"The call was not placed: {exc.message}", messages.ERROR)
             else:
                 self.message_user(request, f"Calling {patient} with {call.workflow.name}.", messages.SUCCESS)
-                return HttpResponseRedirect(_call_url(call))
+                return HttpResponseRedirect(call.get_absolute_url())
         context = {
             **self.admin_site.each_context(request),
             "title": "Call patient",
@@ -177,7 +172,7 @@ class PatientCallAdmin(PatientAdmin):
         for line in refused:
             self.message_user(request, f"Not called — {line}", messages.ERROR)
         if len(placed) == 1:
-            return HttpResponseRedirect(_call_url(placed[0]))
+            return HttpResponseRedirect(placed[0].get_absolute_url())
         if placed:
             # The live list, filtered to the calls just placed.
             ids = ",".join(str(call.pk) for call in placed)

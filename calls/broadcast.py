@@ -1,4 +1,4 @@
-"""What browsers hear about calls: DESIGN.md's `call.update` / `call.event` messages.
+"""What browsers hear about calls: the `call.update` / `call.event` messages.
 
 Sent on the channel-layer groups `call.<session id>` and `org.<organization id>`;
 browser consumers shape each message for their recipient's role before sending.
@@ -14,8 +14,8 @@ from contextlib import contextmanager
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
-from botrunner import http
-from organizations.masking import mask_phone
+import background as background_loop
+from masking import mask_phone
 
 from .models import CallEvent, CallSession
 
@@ -56,6 +56,7 @@ def serialize_call(call: CallSession) -> dict:
         }
     return {
         "session_id": str(call.pk),
+        "url": call.get_absolute_url(),
         "organization_id": call.organization_id,
         "status": call.status,
         "status_display": call.get_status_display(),
@@ -111,7 +112,7 @@ def deferred(*, background: bool = False):
     The start task runs inside it: a broadcast costs a query and a channel-layer
     round trip (~6 ms measured, bench/RESULTS.md), which must not sit on a
     dial-in caller's hold time. With ``background`` the messages go out from the
-    process's long-lived loop (``botrunner.http``) without waiting, over a
+    process's background loop (``background``) without waiting, over a
     channel-layer connection that stays open, instead of a new event loop and
     connection per broadcast (a Celery worker's case). Nested uses join the
     outermost one.
@@ -129,28 +130,28 @@ def deferred(*, background: bool = False):
             broadcast_call_sync(call_id, events, background=background)
 
 
-def _log_failure(future) -> None:
-    if not future.cancelled() and future.exception() is not None:
-        log.warning("broadcast failed: %s", future.exception())
-
-
-def broadcast_call_sync(call_id, events: list[CallEvent] | None = None, *, background: bool = False) -> None:
+def broadcast_call_sync(call, events: list[CallEvent] | None = None, *, background: bool = False) -> None:
     """Tell browsers about a call's state from sync code (tasks, services, admin).
 
-    ``background``: send from the process's long-lived loop and do not wait
-    (see ``deferred``).
+    ``call``: its id (the call is read again), or a CallSession just read or
+    made with its workflow and patient. ``background``: send from the
+    process's background loop and do not wait (see ``deferred``).
     """
+    call_id = call.pk if isinstance(call, CallSession) else call
     pending = getattr(_deferred, "pending", None)
     if pending is not None:
         pending.setdefault(str(call_id), []).extend(events or [])
         return
     try:
-        call = load_call(call_id)
+        if not isinstance(call, CallSession):
+            call = load_call(call_id)
         if call is None:
             return
         payload, event_payloads = serialize_call(call), [serialize_event(e) for e in events or []]
         if background:
-            http.submit(send_call_messages(payload, event_payloads)).add_done_callback(_log_failure)
+            background_loop.submit(send_call_messages(payload, event_payloads)).add_done_callback(
+                background_loop.log_failure(f"broadcast of call {call_id}", log)
+            )
         else:
             async_to_sync(send_call_messages)(payload, event_payloads)
     except Exception:  # noqa: BLE001 - a page missing an update must never break a call

@@ -10,7 +10,6 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.contrib.auth import get_user_model
 
-from botrunner import daily, http
 from organizations import access
 
 from .access_changes import user_group
@@ -19,6 +18,7 @@ from .events import BadMessage, apply_bot_message, record_invalid_message, token
 from .models import CallSession
 from .selectors import call_events, unfinished_calls
 from .shaping import shape_call_for, shape_event_for  # noqa: F401 - also used by tests and views
+from .starting import delete_room
 
 log = logging.getLogger(__name__)
 
@@ -153,18 +153,7 @@ class BotStatusConsumer(_DispatchWithoutDbHop, AsyncJsonWebsocketConsumer):
 
     def _delete_room_later(self, room_name: str) -> None:
         """The call is over: delete its room without holding up the socket."""
-        async def delete():
-            session = await http.get_session()
-            return await daily.delete_room(session, room_name)
-
-        def done(fut):
-            if fut.exception() is not None:
-                log.warning("could not delete room %s: %s", room_name, fut.exception())
-
-        try:
-            http.submit(delete).add_done_callback(done)
-        except Exception:  # noqa: BLE001
-            log.exception("could not schedule deletion of room %s", room_name)
+        delete_room(room_name, self.call_id, wait=False)
 
 
 class _BrowserConsumer(_DispatchWithoutDbHop, AsyncJsonWebsocketConsumer):

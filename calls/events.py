@@ -1,4 +1,4 @@
-"""Applying the bot's status messages (DESIGN.md "Bot ↔ server status protocol").
+"""Applying the bot's status messages (docs/architecture.md, "Status protocol").
 
 Each `(call, seq)` is stored once; a replay after a reconnect is ignored, so no
 event is ever acted on twice. Transitions go through the state machine: an

@@ -4,7 +4,7 @@ from django.conf import settings
 from django.db import models
 from django.urls import reverse
 
-from organizations.masking import mask_phone
+from masking import mask_phone
 from organizations.models import ApiKey, Direction, Organization, Workflow
 from patients.models import Patient
 
@@ -28,7 +28,7 @@ FINAL_STATUSES = frozenset(
 ACTIVE_STATUSES = frozenset(set(CallStatus.values) - {str(s) for s in FINAL_STATUSES})
 _ANY_END = {CallStatus.FAILED, CallStatus.NO_ANSWER, CallStatus.BUSY, CallStatus.CANCELED}
 
-# status -> statuses it may move to (DESIGN.md "Call states").
+# status -> statuses it may move to (docs/architecture.md, "Call states").
 TRANSITIONS: dict[str, frozenset] = {
     CallStatus.QUEUED: frozenset({CallStatus.STARTING, *_ANY_END}),
     CallStatus.STARTING: frozenset({CallStatus.RINGING, CallStatus.WAITING, CallStatus.IN_PROGRESS, *_ANY_END}),
@@ -41,10 +41,6 @@ TRANSITIONS: dict[str, frozenset] = {
     CallStatus.BUSY: frozenset(),
     CallStatus.CANCELED: frozenset(),
 }
-
-
-def allowed_sources(target: str) -> list[str]:
-    return [str(src) for src, targets in TRANSITIONS.items() if target in targets]
 
 
 class CallSession(models.Model):

@@ -1,4 +1,4 @@
-"""Ends calls that stopped reporting (DESIGN.md: nothing stays non-final forever)."""
+"""Ends calls that stopped reporting, so nothing stays non-final forever."""
 
 from __future__ import annotations
 

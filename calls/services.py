@@ -2,7 +2,7 @@
 
 Every way into a call goes through here — the admin's "Call patient", the
 REST API's start-call and Daily's dial-in webhook — so the rules hold in one
-place (DESIGN.md "One flow, two directions"). A refusal is a ``CallRefused``
+place (docs/architecture.md, "The flow"). A refusal is a ``CallRefused``
 whose ``code`` tells the caller what kind of refusal it is; ``status`` is the
 HTTP status the API answers with:
 
@@ -40,20 +40,18 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from asgiref.sync import async_to_sync
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from botrunner import http
 from botrunner.start import check_start_config
-from organizations.masking import mask_phone
+from masking import mask_phone
 from organizations.models import Direction
 from organizations.validators import is_caller_id
 from patients.models import Patient
 from patients.phone import normalize_phone, try_normalize_phone
 
-from .broadcast import send_call_messages, serialize_call
+from .broadcast import broadcast_call_sync
 from .models import CallSession, CallStatus
 from .starting import delete_call_room, room_hint
 from .state import transition
@@ -150,23 +148,11 @@ def _announce(call: CallSession) -> None:
     Sent before an eager start (which would otherwise report `starting` before
     this `queued`); with a worker, right after the start is enqueued.
     """
-    try:
-        payload = serialize_call(call)
-        if start_call.app.conf.task_always_eager:
-            async_to_sync(send_call_messages)(payload, [])
-        else:
-            # A worker starts the call, tens of milliseconds from now. Waiting here
-            # for the channel layer (a hop back to the server's busy event loop)
-            # was most of a webhook's time under load (bench/RESULTS.md): send it
-            # from the process's background loop instead.
-            http.submit(send_call_messages(payload, [])).add_done_callback(_log_announce_failure)
-    except Exception:  # noqa: BLE001 - a page missing an update must never stop a call
-        log.exception("could not announce call %s", call.pk)
-
-
-def _log_announce_failure(future) -> None:
-    if not future.cancelled() and future.exception() is not None:
-        log.warning("could not announce a new call: %s", future.exception())
+    # With a worker, the worker starts the call tens of milliseconds from now.
+    # Waiting here for the channel layer (a hop back to the server's busy event
+    # loop) was most of a webhook's time under load (bench/RESULTS.md): send it
+    # from the process's background loop instead.
+    broadcast_call_sync(call, background=not start_call.app.conf.task_always_eager)
 
 
 # --- dial-out ----------------------------------------------------------------------

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import re
 
+from masking import mask_phones
 from organizations import access
-from organizations.masking import mask_phone
 
 # Event data keys that may carry a person's details or free text from the call.
 _PHI_KEYS = frozenset(
@@ -23,19 +23,6 @@ _PHI_KEYS = frozenset(
         "digits",  # keypad entries (a date of birth, a PIN): never shown to viewers
     }
 )
-# Something that looks like a phone number inside a string (E.164 or dialled digits).
-_PHONE_RE = re.compile(r"(?:sip:)?\+?\d[\d\s().\-]{5,}\d")
-
-
-def _mask_match(match: re.Match) -> str:
-    digits = re.sub(r"\D", "", match.group(0))
-    return mask_phone(("+" if "+" in match.group(0) else "") + digits)
-
-
-def scrub_text(value: str) -> str:
-    return _PHONE_RE.sub(_mask_match, value)
-
-
 def scrub(value, depth: int = 0):
     """Viewer-safe copy of event data: PHI keys dropped, phone-like strings masked."""
     if depth > 6:
@@ -45,7 +32,7 @@ def scrub(value, depth: int = 0):
     if isinstance(value, list):
         return [scrub(v, depth + 1) for v in value[:50]]
     if isinstance(value, str):
-        return scrub_text(value)
+        return mask_phones(value)
     return value
 
 
@@ -54,7 +41,7 @@ def scrub(value, depth: int = 0):
 # reaches viewers only once it is listed here.
 VIEWER_CALL_FIELDS = (
     "session_id", "organization_id", "status", "status_display", "direction", "workflow",
-    "created_at", "started_at", "answered_at", "ended_at", "end_reason", "dialout_attempts",
+    "created_at", "started_at", "answered_at", "ended_at", "end_reason", "dialout_attempts", "url",
 )
 VIEWER_WORKFLOW_FIELDS = ("id", "slug", "name")
 VIEWER_EVENT_FIELDS: dict[str, frozenset] = {
@@ -85,7 +72,7 @@ def _viewer_value(kind: str, key: str, value):
         return value
     if isinstance(value, str):
         if (kind, key) in _SERVER_TEXT:
-            return scrub_text(value)[:500]
+            return mask_phones(value)[:500]
         return value if _CODE_RE.match(value) else None
     return None  # objects and lists: never for viewers
 
@@ -117,7 +104,7 @@ def shape_call(call: dict, sees: bool) -> dict:
         shaped["workflow"] = {k: shaped["workflow"].get(k) for k in VIEWER_WORKFLOW_FIELDS}
     shaped["patient"] = {"id": patient.get("id"), "name": patient.get("masked_name"),
                          "phone": patient.get("masked_phone")}
-    shaped["error"] = scrub_text(call.get("error") or "")
+    shaped["error"] = mask_phones(call.get("error") or "")
     outcome = call.get("outcome")
     shaped["outcome"] = viewer_event_data("outcome", outcome) if isinstance(outcome, dict) else None
     shaped["sees_phi"] = False

@@ -12,7 +12,7 @@
 5. ``claim_start`` — only one delivery of the task may send the start; it
    stores the room and the hash of a fresh status token.
 6. ``send_start`` — build the AgentRequest and call ``start_bot``; retried only
-   when no bot can have started (DESIGN's rule: never ring a patient twice).
+   when no bot can have started (the rule: never ring a patient twice).
 
 Nothing here knows Celery: a retry is a ``RetryStart`` raised to the task
 (``calls.tasks.start_call``), which re-runs the start after its delay.
@@ -29,9 +29,10 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.utils import timezone
 
+import background
 from botrunner import agent_request, daily, http
 from botrunner.errors import AmbiguousStartError, BotRunnerError, TransientError
-from botrunner.start import check_start_config, start_bot
+from botrunner.start import check_start_config, is_production, start_bot
 
 from .models import FINAL_STATUSES, CallEvent, CallSession, CallStatus
 from .state import transition
@@ -105,14 +106,14 @@ def start_call(call_session_id: str, hint: dict | None = None, attempt: Attempt 
 
 
 def order_room(call_session_id, hint: dict | None) -> Future | None:
-    """Start making the call's room and token on the process's event loop (None without a hint).
+    """Start making the call's room and token on the process's background loop (None without a hint).
 
     The room's name is fixed by the call, so a second delivery finds the room it
     made; a room made for a call that turns out to be over is dropped again.
     """
     if hint is None:
         return None
-    return http.submit(lambda: _make_room_and_token(str(call_session_id), **hint))
+    return background.submit(lambda: _make_room_and_token(str(call_session_id), **hint))
 
 
 def load_call(call_session_id: str) -> CallSession | None:
@@ -180,7 +181,7 @@ def send_start(call: CallSession, room: daily.Room, token: str, raw_status_token
     """Build the AgentRequest and start the bot; record what happened on the call."""
     req = agent_request.build(call, room.url, token, status_url_for(call.pk), raw_status_token)
     try:
-        answer = http.run(lambda: _start_bot(req))
+        answer = background.run(lambda: _start_bot(req))
     except TransientError as exc:
         # Certainly not started: release the claim so the retry may send it.
         CallSession.objects.filter(pk=call.pk).update(bot_start_requested_at=None)
@@ -196,7 +197,7 @@ def send_start(call: CallSession, room: daily.Room, token: str, raw_status_token
     except BotRunnerError as exc:
         fail_start(call, exc.reason)
         return
-    data = {"target": "pipecat_cloud" if settings.ENV == "production" else "local_runner"}
+    data = {"target": "pipecat_cloud" if is_production() else "local_runner"}
     if isinstance(answer, dict) and answer.get("sessionId"):
         data["pipecat_session_id"] = answer["sessionId"]
     record(call.pk, "bot_start_requested", data)
@@ -264,29 +265,43 @@ def drop_room(call: CallSession | None, room: Future | None) -> None:
     except Exception:  # noqa: BLE001 - nothing was made, or the failure no longer matters
         return
     if call is None:
-        try:
-            http.run(_with_session(daily.delete_room, made.name))
-        except Exception:  # noqa: BLE001
-            log.warning("could not delete room %s made for a call that does not exist", made.name)
+        delete_room(made.name)
         return
     call.refresh_from_db(fields=["status"])
     if call.status in FINAL_STATUSES:
-        call.daily_room_name = made.name
-        delete_call_room(call)
+        delete_room(made.name, call.pk)
 
 
 def delete_call_room(call: CallSession) -> None:
-    """Delete the call's Daily room; a failure is recorded, never raised."""
-    if not call.daily_room_name:
+    """Delete the call's Daily room, if it has one (see ``delete_room``)."""
+    if call.daily_room_name:
+        delete_room(call.daily_room_name, call.pk)
+
+
+def delete_room(room_name: str, call_id=None, *, wait: bool = True) -> None:
+    """The one way a Daily room is deleted: never raises.
+
+    ``wait`` (sync callers): block until Daily answered, and record a failure
+    on the call ``call_id`` as a ``room_delete_failed`` event. Without it (async
+    callers, e.g. the bot socket): the deletion runs on the background loop and
+    a failure is only logged.
+    """
+    future = background.submit(_with_session(daily.delete_room, room_name))
+    if not wait:
+        future.add_done_callback(background.log_failure(f"deleting room {room_name}", log))
         return
     try:
-        http.run(_with_session(daily.delete_room, call.daily_room_name))
+        future.result()
     except BotRunnerError as exc:
-        log.warning("could not delete room %s of call %s: %s", call.daily_room_name, call.pk, exc)
-        record(call.pk, "room_delete_failed", {"error": str(exc)})
+        log.warning("could not delete room %s of call %s: %s", room_name, call_id, exc)
+        error = str(exc)
     except Exception as exc:  # noqa: BLE001
-        log.exception("could not delete room %s of call %s", call.daily_room_name, call.pk)
-        record(call.pk, "room_delete_failed", {"error": exc.__class__.__name__})
+        log.exception("could not delete room %s of call %s", room_name, call_id)
+        error = exc.__class__.__name__
+    else:
+        return
+    if call_id is not None:
+        record(call_id, "room_delete_failed", {"error": error})
 
 
 # --- what the bot is given --------------------------------------------------------------

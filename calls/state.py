@@ -18,10 +18,6 @@ from .models import FINAL_STATUSES, TRANSITIONS, CallEvent, CallSession, CallSta
 log = logging.getLogger(__name__)
 
 
-class IllegalTransition(Exception):
-    pass
-
-
 def is_legal(current: str, target: str) -> bool:
     return target in TRANSITIONS.get(current, frozenset())
 

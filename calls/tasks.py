@@ -2,7 +2,7 @@
 
 `start_call` runs in a worker thread (the worker's pool is threads, see
 myrobot/celery.py); its HTTP calls go to the process's one event loop through
-`botrunner.http.run`, so many starts overlap their I/O in one process. The
+the background loop (`background.run`), so many starts overlap their I/O in one process. The
 tasks only adapt Celery to the services: delivery, retry and browser updates.
 """
 

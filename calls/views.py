@@ -144,7 +144,7 @@ def _row(call, sees: bool) -> dict:
     return {
         "call": call,
         "c": shaped,
-        "url": reverse("calls:detail", kwargs={"session_id": call.pk}),
+        "url": shaped["url"],
         "status_label": _status_label(call.status),
         "direction_label": DIRECTION_LABELS.get(call.direction, call.direction),
         "duration": format_duration(seconds),
@@ -277,4 +277,4 @@ def cancel(request, session_id):
     else:
         verb = "Hung up" if was == CallStatus.IN_PROGRESS else "Canceled"
         messages.success(request, f"{verb} the call.")
-    return HttpResponseRedirect(reverse("calls:detail", kwargs={"session_id": call.pk}))
+    return HttpResponseRedirect(call.get_absolute_url())

@@ -1,4 +1,4 @@
-"""The one NinjaAPI at /api/, with DESIGN.md's error envelope everywhere.
+"""The one NinjaAPI at /api/, with one error envelope everywhere.
 
 Every error answers `{"detail": "<for a person>", "errors": [{"field", "message"}]}`.
 """

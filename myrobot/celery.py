@@ -2,7 +2,7 @@
 
 Bot starts spend nearly all their time waiting on Daily and Pipecat, so the
 worker runs a thread pool by default: many starts in flight per process, each
-handing its HTTP I/O to the process's one event loop (botrunner.http). A plain
+handing its HTTP I/O to the process's background event loop (background.py). A plain
 ``celery -A myrobot worker`` therefore runs as intended.
 """
 

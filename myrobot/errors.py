@@ -1,5 +1,5 @@
 class ApiError(Exception):
-    """A refusal an API handler raises; rendered in DESIGN.md's error envelope."""
+    """A refusal an API handler raises; rendered in the API's error envelope."""
 
     def __init__(self, status: int, detail: str, errors: list[dict] | None = None):
         super().__init__(detail)

@@ -10,7 +10,7 @@ admin.site.site_title = "MyRobot"
 admin.site.index_title = "Voice agents"
 
 urlpatterns = [
-    path("", RedirectView.as_view(url="/calls/live/", permanent=False)),
+    path("", RedirectView.as_view(pattern_name="calls:live", permanent=False)),
     path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("api/", api.urls),

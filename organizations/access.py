@@ -1,4 +1,4 @@
-"""Who may do what, from organisation membership roles (DESIGN.md "Roles").
+"""Who may do what, from organisation membership roles (docs/architecture.md, "Roles").
 
 Every page, admin and socket asks here; a member needs no Django group or model
 permission. A superuser sees all organisations as an admin.

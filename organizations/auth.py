@@ -1,4 +1,4 @@
-"""API-key authentication for the REST API (DESIGN.md "HTTP API conventions").
+"""API-key authentication for the REST API (docs/architecture.md, "HTTP API").
 
 ``Authorization: Bearer <organisation API key>``. On success the request
 carries ``request.api_key`` and ``request.organization``, and every handler

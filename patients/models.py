@@ -1,8 +1,8 @@
 from django.core.exceptions import ValidationError
 from django.db import models
 
+from masking import mask_name, mask_phone
 from myrobot.validation import storable_problem
-from organizations.masking import mask_name, mask_phone
 from organizations.models import Organization, validate_timezone
 
 from .phone import normalize_phone
@@ -43,7 +43,7 @@ class Patient(models.Model):
 
     @property
     def masked_name(self) -> str:
-        return mask_name(self.first_name, self.last_name)
+        return mask_name(self.first_name, self.last_name) or "Unknown patient"
 
     @property
     def masked_phone(self) -> str:

@@ -26,8 +26,3 @@ def try_normalize_phone(value: str) -> str | None:
     except ValidationError:
         return None
 
-
-def validate_e164(value: str) -> None:
-    normalized = normalize_phone(value)
-    if normalized != value:
-        raise ValidationError(f"Use the E.164 form: {normalized}.")

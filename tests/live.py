@@ -1,6 +1,6 @@
 """Live servers for tests that need real sockets: daphne (ASGI) and a Celery worker.
 
-Pitfalls handled (see stack-notes): the forked daphne child re-creates asgiref's
+Pitfalls handled: the forked daphne child re-creates asgiref's
 single-thread executor and uses the test database's name; the worker subprocess
 is pointed at the test database through DATABASE_URL.
 """
@@ -41,7 +41,7 @@ def _child_setup():
     db = settings.DATABASES["default"]
     db["NAME"] = db["TEST"]["NAME"]
     connections["default"].settings_dict["NAME"] = db["NAME"]
-    # A shared HTTP loop from the parent does not survive fork; botrunner.http resets itself.
+    # A shared HTTP loop from the parent does not survive fork; background.py resets itself.
 
 
 class LiveASGIServer:

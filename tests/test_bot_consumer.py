@@ -1,5 +1,6 @@
 """The server side of the bot status protocol, through a real WebSocket consumer."""
 
+import asyncio
 import hashlib
 from datetime import datetime, timezone as dt_tz
 
@@ -54,12 +55,22 @@ async def connect(call, token=TOKEN):
     return comm, connected, code
 
 
-async def send_all(comm, messages):
+async def send_all(comm, call, messages):
+    """Send ``messages`` and return once the last one is stored and applied.
+
+    The consumer answers the bot nothing; it stores each message and applies it
+    in one transaction, in order, so the last message's row is the sentinel (the
+    last message must carry a new seq). Waiting for it proves the earlier ones
+    were handled, rather than guessing from a quiet moment."""
     for m in messages:
         await comm.send_json_to(m)
-    # the consumer answers nothing; a ping-pong through a bad message flushes the queue
-    await comm.send_to(text_data="not json")
-    await comm.receive_nothing(timeout=0.2)
+    last = messages[-1]["seq"]
+    stored = database_sync_to_async(lambda: CallEvent.objects.filter(call=call, seq=last).exists())
+    for _ in range(500):
+        if await stored():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"message seq={last} was not stored within 10 s")
 
 
 async def test_wrong_or_missing_token_is_refused_before_accept():
@@ -96,6 +107,7 @@ async def test_dialout_happy_path_and_replayed_seq_is_ignored():
     assert connected
     await send_all(
         comm,
+        call,
         [
             msg(1, "bot_started"),
             msg(2, "joined"),
@@ -169,7 +181,7 @@ async def test_protocol_table(events, expected_status, expected_reason):
     call = await make_started_call()
     comm, connected, _ = await connect(call)
     assert connected
-    await send_all(comm, events)
+    await send_all(comm, call, events)
     await comm.disconnect()
     call = await reload(call)
     assert call.status == expected_status
@@ -204,10 +216,8 @@ async def test_final_call_deletes_its_daily_room(fake_daily):
     call = await make_started_call()
     fake_daily.rooms[call.daily_room_name] = {"name": call.daily_room_name}
     comm, _, _ = await connect(call)
-    await send_all(comm, [msg(1, "dialout_answered"), msg(2, "ended", reason="completed")])
+    await send_all(comm, call, [msg(1, "dialout_answered"), msg(2, "ended", reason="completed")])
     await comm.disconnect()
-    import asyncio
-
     for _ in range(50):
         if any(r["method"] == "DELETE" for r in fake_daily.requests):
             break

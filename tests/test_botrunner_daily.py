@@ -221,4 +221,4 @@ def test_errors_never_carry_a_phone_number_in_clear(fake_daily):
     with pytest.raises(PermanentError) as exc:
         create(dialin=True, caller_phone="+15551230000")
     assert "+15551230000" not in exc.value.reason and "+15551230000" not in exc.value.body
-    assert "+1********00" in exc.value.reason
+    assert "+1••••••••00" in exc.value.reason

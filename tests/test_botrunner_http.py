@@ -1,4 +1,4 @@
-"""botrunner.http: one long-lived loop and one ClientSession per process."""
+"""background + botrunner.http: one long-lived loop and one ClientSession per process."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import uuid
 
 import pytest
 
+import background
 from botrunner import daily, http, start
 from tests.fakes.aio import run_shared
 from tests.fakes.samples import agent_request
@@ -37,7 +38,7 @@ def test_many_starts_in_flight_on_one_loop(fake_runner):
     fake_runner.latency_ms = 200
     n = 20
     t0 = time.monotonic()
-    futures = [http.submit(lambda: _start_one()) for _ in range(n)]
+    futures = [background.submit(lambda: _start_one()) for _ in range(n)]
     for f in futures:
         f.result(10)
     elapsed = time.monotonic() - t0
@@ -53,10 +54,10 @@ def test_run_accepts_coroutine_or_factory_and_returns_result():
     async def answer():
         return 42
 
-    assert http.run(answer()) == 42
-    assert http.run(answer) == 42
+    assert background.run(answer()) == 42
+    assert background.run(answer) == 42
     with pytest.raises(ZeroDivisionError):
-        http.run(lambda: _divide())
+        background.run(lambda: _divide())
 
 
 async def _divide():
@@ -74,7 +75,7 @@ def test_run_timeout_cancels_the_coroutine():
             raise
 
     with pytest.raises(TimeoutError):
-        http.run(slow, timeout=0.1)
+        background.run(slow, timeout=0.1)
     deadline = time.monotonic() + 2
     while not cancelled and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -91,18 +92,18 @@ async def test_from_async_code_use_submit_not_run():
         return "ok"
 
     with pytest.raises(RuntimeError, match="wrap_future"):
-        http.run(answer())
-    assert await asyncio.wrap_future(http.submit(answer())) == "ok"
+        background.run(answer())
+    assert await asyncio.wrap_future(background.submit(answer())) == "ok"
 
 
 def test_close_then_reuse_builds_a_new_loop():
-    first = http.loop()
-    http.run(_session_id)
-    http.close()
+    first = background.loop()
+    background.run(_session_id)
+    background.close()
     assert first.is_closed()
-    second = http.loop()
+    second = background.loop()
     assert second is not first and not second.is_closed()
-    assert http.run(_session_id)  # a fresh session on the fresh loop
+    assert background.run(_session_id)  # a fresh session on the fresh loop
 
 
 async def _session_id():
@@ -114,7 +115,7 @@ def _child(queue, api_url, api_key, session_id):
 
     settings.DAILY_API_URL, settings.DAILY_API_KEY = api_url, api_key
     try:
-        loop = http.loop()
+        loop = background.loop()
         room = run_shared(lambda s: daily.create_room(s, session_id=session_id, dialin=False, max_duration_s=60))
         queue.put(("ok", id(loop), room.name))
     except BaseException as e:  # report, don't hang the parent
@@ -122,8 +123,8 @@ def _child(queue, api_url, api_key, session_id):
 
 
 def test_forked_child_builds_its_own_loop(fake_daily):
-    parent_loop = http.loop()
-    parent_session = http.run(_session_id)
+    parent_loop = background.loop()
+    parent_session = background.run(_session_id)
     ctx = multiprocessing.get_context("fork")
     queue = ctx.Queue()
     sid = str(uuid.uuid4())
@@ -134,22 +135,22 @@ def test_forked_child_builds_its_own_loop(fake_daily):
     assert status == "ok", child_loop_id
     assert room_name == daily.room_name_for(sid) and room_name in fake_daily.rooms
     # the parent's loop and session are untouched and still work
-    assert not parent_loop.is_closed() and http.loop() is parent_loop
-    assert http.run(_session_id) == parent_session
+    assert not parent_loop.is_closed() and background.loop() is parent_loop
+    assert background.run(_session_id) == parent_session
     assert run_shared(daily.get_domain_id) == fake_daily.domain_id
 
 
 def test_session_is_closed_at_process_exit():
-    # atexit runs handlers last-registered-first: this check runs after http.close.
+    # atexit runs handlers last-registered-first: this check runs after background.close.
     code = (
         "import atexit\n"
         "seen = {}\n"
         "atexit.register(lambda: print('closed' if seen['s'].closed else 'OPEN', seen['loop'].is_closed()))\n"
-        "import botrunner.http as h\n"
+        "import background, botrunner.http as h\n"
         "async def f():\n"
         "    seen['s'] = await h.get_session()\n"
-        "    seen['loop'] = h.loop()\n"
-        "h.run(f)\n"
+        "    seen['loop'] = background.loop()\n"
+        "background.run(f)\n"
     )
     out = subprocess.run([sys.executable, "-W", "always", "-c", code], capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stderr

@@ -29,8 +29,8 @@ def _module_name(path: pathlib.Path) -> str:
 
 
 def app_modules() -> dict[str, pathlib.Path]:
-    """Every module of our apps, by dotted name, and bot.py."""
-    found = {"bot": ROOT / "bot.py"}
+    """Every module of our apps, by dotted name, bot.py and the shared top-level modules."""
+    found = {"bot": ROOT / "bot.py", "masking": ROOT / "masking.py", "background": ROOT / "background.py"}
     for package in APP_PACKAGES:
         for path in sorted((ROOT / package).rglob("*.py")):
             found[_module_name(path)] = path

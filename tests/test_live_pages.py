@@ -9,12 +9,14 @@ WebsocketCommunicator: session auth, Origin check, per-role shaping.
 
 from __future__ import annotations
 
+import itertools
 from datetime import timedelta
 
 import pytest
 from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
+from django.shortcuts import resolve_url
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
@@ -83,13 +85,13 @@ def page(client, url, status=200) -> str:
 def test_login_required(client, world, url):
     url = f"/calls/{world['ca'].pk}/" if url == "detail" else url
     resp = client.get(url)
-    assert resp.status_code == 302 and resp["Location"].startswith(settings.LOGIN_URL)
+    assert resp.status_code == 302 and resp["Location"].startswith(resolve_url(settings.LOGIN_URL))
     # a logged-in user without is_staff is sent to the (admin) login too
     user = factories.make_user("not-staff", org=world["a"], role="staff")
     user.is_staff = False
     user.save()
     resp = as_user(user).get(url)
-    assert resp.status_code == 302 and resp["Location"].startswith(settings.LOGIN_URL)
+    assert resp.status_code == 302 and resp["Location"].startswith(resolve_url(settings.LOGIN_URL))
 
 
 def test_root_redirects_to_live_list(client):
@@ -305,12 +307,25 @@ async def _socket(user, path, origin=b"http://127.0.0.1"):
     return comm, connected
 
 
-async def _drain(comm, timeout=1.0) -> list[dict]:
+_markers = itertools.count(1)
+
+
+async def _drain(comm, via_call_id) -> list[dict]:
+    """Everything the socket got before a marker sent now through the groups of
+    call ``via_call_id`` (its own call's group and its organisation's): groups
+    deliver in order, so what arrives before the marker is all there was."""
+    marker = f"drain-marker-{next(_markers)}"
+    call_payload = await sync_to_async(lambda: serialize_call(load_call(via_call_id)))()
+    # The marker rides in a field every role receives (viewers get an allow-list).
+    await send_call_messages({**call_payload, "end_reason": marker}, [])
     out = []
-    # receive_nothing peeks without cancelling the application (a timed-out receive would)
-    while not await comm.receive_nothing(timeout=timeout):
-        out.append(await comm.receive_json_from(timeout=5))
-    return out
+    while True:
+        message = await comm.receive_json_from(timeout=10)
+        got = str(message.get("call", {}).get("end_reason") or "")
+        if got == marker:
+            return out
+        if not got.startswith("drain-marker-"):  # an earlier drain's marker is not news either
+            out.append(message)
 
 
 async def _broadcast(call_id, *events):
@@ -343,7 +358,7 @@ async def test_detail_socket_snapshot_then_updates_shaped_per_role(world):
     staff, ok1 = await _socket(world["staff"], f"/ws/calls/{ca.pk}/")
     viewer, ok2 = await _socket(world["viewer"], f"/ws/calls/{ca.pk}/")
     assert ok1 and ok2
-    staff_snapshot, viewer_snapshot = await _drain(staff), await _drain(viewer)
+    staff_snapshot, viewer_snapshot = await _drain(staff, ca.pk), await _drain(viewer, ca.pk)
     assert staff_snapshot[-1]["type"] == "call.update" and staff_snapshot[-1]["call"]["patient"]["name"] == NAME
     assert any(m["type"] == "call.event" and m["event"]["event"] == "transcript" for m in staff_snapshot)
     assert viewer_snapshot[-1]["call"]["patient"]["name"] == world["pa"].masked_name
@@ -354,7 +369,7 @@ async def test_detail_socket_snapshot_then_updates_shaped_per_role(world):
     answered = await CallEvent.objects.acreate(call=ca, at=timezone.now(), kind="dialin_connected", seq=51,
                                                data={"sipFrom": PHONE, "note": f"from {PHONE}"})
     await _broadcast(ca.pk, transcript, answered)
-    got_staff, got_viewer = await _drain(staff), await _drain(viewer)
+    got_staff, got_viewer = await _drain(staff, ca.pk), await _drain(viewer, ca.pk)
     assert [m["type"] for m in got_staff] == ["call.event", "call.event", "call.update"]
     assert [m["type"] for m in got_viewer] == ["call.event", "call.update"]
     viewer_text = str(got_viewer) + str(viewer_snapshot)
@@ -364,7 +379,7 @@ async def test_detail_socket_snapshot_then_updates_shaped_per_role(world):
     assert got_staff[2]["call"]["patient"]["phone"] == PHONE
     # a call of another organisation never reaches these sockets
     await _broadcast(world["cb"].pk)
-    assert await _drain(staff) == []
+    assert await _drain(staff, ca.pk) == []
     await staff.disconnect()
     await viewer.disconnect()
 
@@ -373,17 +388,17 @@ async def test_detail_socket_snapshot_then_updates_shaped_per_role(world):
 async def test_list_socket_hears_its_organisations_calls_only(world):
     comm, connected = await _socket(world["viewer"], "/ws/calls/")
     assert connected
-    snapshot = await _drain(comm)
+    snapshot = await _drain(comm, world["ca"].pk)
     ids = {m["call"]["session_id"] for m in snapshot}
     assert ids == {str(world["ca"].pk), str(world["dialin"].pk)}  # unfinished, own organisation
     assert "+14155557777" not in str(snapshot) and "Lovelace" not in str(snapshot)
     new = await sync_to_async(factories.make_call)(world["a"], world["wa_in"], None, status=CallStatus.STARTING)
     await _broadcast(new.pk)
     await _broadcast(world["cb"].pk)
-    got = await _drain(comm)
+    got = await _drain(comm, world["ca"].pk)
     assert [m["call"]["session_id"] for m in got] == [str(new.pk)]
     await comm.send_to(text_data="not json")  # browsers only listen; junk is ignored
-    assert await _drain(comm) == []
+    assert await _drain(comm, world["ca"].pk) == []
     await comm.disconnect()
 
 

@@ -128,10 +128,21 @@ class TestStateMachine:
         assert call.status == "starting"
 
     def test_a_stale_writer_cannot_overwrite_a_newer_status(self, org, workflow):
+        """The writer read `starting`, the bot has since reported `in_progress`:
+        the conditional UPDATE (WHERE status = what was read) must miss, and the
+        move must then be judged on the status actually stored."""
         call = factories.make_call(org, workflow)
         transition(call.pk, "starting")
         transition(call.pk, "in_progress")  # the bot reported
-        stale = CallSession.objects.get(pk=call.pk)
-        stale.status = "starting"  # what a slow task still believes
-        assert transition(stale.pk, "ringing") is False
+        events = CallEvent.objects.filter(call=call).count()
+        assert transition(call.pk, "ringing", expected="starting") is False
         assert CallSession.objects.get(pk=call.pk).status == "in_progress"
+        assert CallEvent.objects.filter(call=call).count() == events
+
+    def test_a_stale_writer_cannot_reopen_an_ended_call(self, org, workflow):
+        call = factories.make_call(org, workflow)
+        for status in ("starting", "in_progress", "completed"):
+            transition(call.pk, status)
+        assert transition(call.pk, "failed", error="late", expected="in_progress") is False
+        stored = CallSession.objects.get(pk=call.pk)
+        assert stored.status == "completed" and stored.error == ""

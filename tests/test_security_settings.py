@@ -67,7 +67,7 @@ def test_middleware_listed_are_djangos_or_subclasses_of_it():
 
 
 def test_seed_demo_refuses_in_production(db, settings):
-    settings.IS_PRODUCTION = True
+    settings.ENV = "production"
     with pytest.raises(CommandError, match="ENV=production"):
         call_command("seed_demo")
     assert not get_user_model().objects.exists()

@@ -1,7 +1,7 @@
 /* Live call pages: keep /calls/live/ and /calls/<id>/ current over their WebSocket.
  *
  * The server renders the state of the moment; this script applies the
- * `call.update` / `call.event` messages of DESIGN.md as they arrive. Right after
+ * `call.update` / `call.event` messages (docs/architecture.md) as they arrive. Right after
  * it connects (and after each reconnect) the socket sends the current state once,
  * so nothing is lost between the render and the connection; what a page already
  * shows is recognised by key and not shown twice. Text is only ever set with
@@ -248,7 +248,7 @@
       row.dataset.direction = call.direction;
       row.dataset.created = call.created_at || "";
       var link = field(row, "link");
-      link.setAttribute("href", "/calls/" + call.session_id + "/");
+      link.setAttribute("href", call.url);
       setText(link, call.session_id.slice(0, 8));
       setStatusBadge(field(row, "status"), call.status);
       setText(field(row, "patient"), (call.patient && call.patient.name) || "");

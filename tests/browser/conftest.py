@@ -3,7 +3,7 @@
 Playwright cannot download its own browser here; ``make chromium`` (or
 ``apt-get install -y chromium``) provides /usr/bin/chromium. The async API is
 used so tests may touch the ORM (through sync_to_async) in the same test
-(stack-notes: sync Playwright + ORM raises SynchronousOnlyOperation).
+(sync Playwright runs an event loop in the thread, so the ORM there raises SynchronousOnlyOperation).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 A staff member logs in, clicks Call patient and lands on the call's live page;
 the fake runner received the bot start, and the test then plays the bot: it
 connects to the status socket named in that start body, with its token, and
-sends DESIGN.md protocol messages, which must show on the open pages without a
+sends status-protocol messages, which must show on the open pages without a
 reload. Viewers see the call masked; another organisation sees nothing; the
 live list picks up a dial-in webhook; Hang up ends the call and deletes its
 room at the fake Daily. Screenshots go to test-results/.
@@ -122,7 +122,7 @@ async def call_patient(page, live, patient) -> str:
 
 
 class Bot:
-    """Plays the bot: the status socket from the start body, DESIGN.md messages."""
+    """Plays the bot: the status socket from the start body, status-protocol messages."""
 
     def __init__(self, live, start_body: dict):
         assert start_body["status_url"] == f"{live.ws_url}/ws/bot/{start_body['session_id']}/"

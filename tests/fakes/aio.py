@@ -7,16 +7,17 @@ from typing import Any, Awaitable, Callable
 
 import aiohttp
 
+import background
 from botrunner import http
 
 
 def run_shared(fn: Callable[[aiohttp.ClientSession], Awaitable[Any]], timeout: float = 30) -> Any:
-    """``fn(session)`` on botrunner.http's loop with the process's shared session."""
+    """``fn(session)`` on the background loop with the process's shared session."""
 
     async def go() -> Any:
         return await fn(await http.get_session())
 
-    return http.run(go, timeout=timeout)
+    return background.run(go, timeout=timeout)
 
 
 def run_with_session(fn: Callable[[aiohttp.ClientSession], Awaitable[Any]], *, total: float = 0.5,
@@ -28,7 +29,7 @@ def run_with_session(fn: Callable[[aiohttp.ClientSession], Awaitable[Any]], *, t
         async with http.new_session(timeout) as session:
             return await fn(session)
 
-    return http.run(go, timeout=30)
+    return background.run(go, timeout=30)
 
 
 def closed_port_url() -> str:

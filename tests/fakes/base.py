@@ -1,7 +1,7 @@
 """A small aiohttp server on 127.0.0.1 that sync tests can drive.
 
 Each fake runs in its own thread with its own event loop, so sync pytest tests
-(and the code under test, on botrunner.http's loop) talk to it over real HTTP.
+(and the code under test, on the process's background loop) talk to it over real HTTP.
 It records every request, can add latency, and can answer the next matching
 requests with canned responses, hang past the client's timeout, or drop the
 connection without answering.

@@ -1,11 +1,13 @@
 """Demo data for a first look: one clinic, two workflows, a few patients, two users.
 
+In `calls`, the app that may import both `organizations` and `patients`.
+
 Idempotent: running it again changes nothing that exists.
 """
 
 import os
 
-from django.conf import settings
+from botrunner.start import is_production
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
@@ -28,7 +30,7 @@ class Command(BaseCommand):
     help = "Create (idempotently) a demo organisation, workflows, patients, a staff user and a superuser."
 
     def handle(self, *args, **options):
-        if settings.IS_PRODUCTION:
+        if is_production():
             raise CommandError(
                 "seed_demo creates users with a published password: it refuses to run with ENV=production."
             )

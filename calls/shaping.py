@@ -47,7 +47,7 @@ VIEWER_WORKFLOW_FIELDS = ("id", "slug", "name")
 VIEWER_EVENT_FIELDS: dict[str, frozenset] = {
     "status": frozenset({"from", "to", "reason", "error"}),
     "dialout_attempt": frozenset({"attempt", "max_attempts"}),
-    "dialout_error": frozenset({"attempt", "error"}),
+    "dialout_error": frozenset({"attempt", "error", "kind"}),  # kind: busy, declined, no_answer, technical
     "dialin_error": frozenset({"attempt", "error"}),
     "participant_left": frozenset({"reason"}),
     "outcome": frozenset({"result"}),

@@ -26,6 +26,7 @@ def patient(org):
 
 
 from tests.live import asgi_live_server, celery_worker, live_server_port  # noqa: E402,F401
+from tests.sandbox_fixtures import call_sandbox  # noqa: E402,F401
 
 
 def pytest_configure(config):

@@ -39,6 +39,7 @@ import logging
 from datetime import timedelta
 
 from django.core.exceptions import ValidationError
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -121,7 +122,7 @@ def _check_workflow(organization, workflow, *, dialin: bool) -> None:
 
 
 def _start_on_commit(call: CallSession) -> None:
-    from .tasks import room_hint, start_call
+    from .tasks import room_hint, start_call, start_in_background
 
     session_id = str(call.pk)
     # The room's parameters travel with the task: the worker asks Daily for the
@@ -129,7 +130,12 @@ def _start_on_commit(call: CallSession) -> None:
     room = room_hint(call)
     if start_call.app.conf.task_always_eager:
         transaction.on_commit(lambda: _announce(call))
-        transaction.on_commit(lambda: start_call.delay(session_id, room))
+        if getattr(settings, "EMBEDDED_START_IN_THREAD", False):
+            # Eager Celery would run the start — and its retries — inside the
+            # request that placed the call: the staff member would wait for it.
+            transaction.on_commit(lambda: start_in_background(session_id, room))
+        else:
+            transaction.on_commit(lambda: start_call.delay(session_id, room))
     else:
         # With a worker the start is enqueued first (the announcement does not
         # wait for anything, and the worker's own updates come a Daily round trip later).

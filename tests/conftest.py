@@ -44,6 +44,12 @@ def pytest_configure(config):
 
 
 @pytest.fixture(autouse=True)
+def _start_inline(settings):
+    """Tests start calls inline under eager Celery (tests/test_embedded_start.py turns the thread on)."""
+    settings.EMBEDDED_START_IN_THREAD = False
+
+
+@pytest.fixture(autouse=True)
 def _celery_eager_unless_worker(request):
     """Most tests run tasks inline; tests that ask for `celery_worker` get a real one."""
     from myrobot.celery import app

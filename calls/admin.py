@@ -1,12 +1,61 @@
+import re
+
 from django.contrib import admin, messages
+from django.db.models import Q
+from django.urls import reverse
 from django.utils.html import format_html
 
-from organizations import access
+from organizations import access, timefmt
 from organizations.admin_scoping import OrgScopedAdmin
 from organizations.masking import mask_phone
+from organizations.models import Workflow
+from patients import display
 
 from . import services
 from .models import CallEvent, CallSession
+
+
+class OutcomeResultFilter(admin.SimpleListFilter):
+    """The outcome's result, among the results the user's workflows declare."""
+
+    title = "outcome result"
+    parameter_name = "outcome"
+
+    def lookups(self, request, model_admin):
+        results = set()
+        for declared in Workflow.objects.filter(
+            organization_id__in=list(access.roles_for(request.user))
+        ).values_list("outcome_results", flat=True):
+            results.update(r for r in (declared or []) if isinstance(r, str))
+        return [(r, r) for r in sorted(results)] + [("__none__", "No outcome")]
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if not value:
+            return queryset
+        if value == "__none__":
+            return queryset.filter(outcome__isnull=True)
+        return queryset.filter(outcome__result=value)
+
+
+class EndReasonFilter(admin.SimpleListFilter):
+    """How the call ended (the bot's reason, or the server's: start failed, stale, canceled)."""
+
+    title = "end reason"
+    parameter_name = "end_reason"
+    REASONS = [
+        "completed", "no_answer", "busy", "voicemail", "declined", "transferred", "silence", "max_duration",
+        "dialout_failed", "canceled", "remote_ended", "start_failed", "stale", "bot_error",
+    ]
+
+    def lookups(self, request, model_admin):
+        return [(r, r.replace("_", " ")) for r in self.REASONS]
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if value in self.REASONS:
+            return queryset.filter(end_reason=value)
+        return queryset
 
 
 class CallEventInline(admin.TabularInline):
@@ -28,16 +77,39 @@ class CallEventInline(admin.TabularInline):
 class CallSessionAdmin(OrgScopedAdmin):
     write_right = access.PLACE_CALLS
     # Related filters list only what the user may see (their organisations' objects).
-    list_filter = ["status", "direction", ("workflow", admin.RelatedOnlyFieldListFilter), ("organization", admin.RelatedOnlyFieldListFilter), "created_at"]
+    list_filter = [
+        "status", OutcomeResultFilter, EndReasonFilter, "direction", ("workflow", admin.RelatedOnlyFieldListFilter),
+        ("organization", admin.RelatedOnlyFieldListFilter), "created_at",
+    ]
     search_fields = ["id", "patient__external_id", "daily_call_id"]
+    search_help_text = "Call id, the patient's EHR id, or (if your role shows them) the patient's name or phone."
+
+    def get_search_results(self, request, queryset, search_term):
+        """Beyond the ids: the patient's name and phone, but only in organisations
+        where the user sees them — a viewer cannot find a call by what is masked."""
+        qs, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        term = (search_term or "").strip()
+        phi_orgs = [org_id for org_id in access.roles_for(request.user) if access.sees_phi(request.user, org_id)]
+        if not term or not phi_orgs:
+            return qs, may_have_duplicates
+        words = term.split()[:4]
+        by_name = Q()
+        for word in words:
+            by_name &= Q(patient__first_name__icontains=word) | Q(patient__last_name__icontains=word)
+        digits = re.sub(r"\D", "", term)
+        found = by_name
+        if len(digits) >= 4:
+            found |= Q(to_number__contains=digits, direction="dial_out") | Q(from_number__contains=digits, direction="dial_in")
+        qs = qs | queryset.filter(found, organization_id__in=phi_orgs)
+        return qs, may_have_duplicates
     list_select_related = ["organization", "workflow__organization", "patient"]  # str(workflow) names its organisation
     date_hierarchy = "created_at"
     inlines = [CallEventInline]
     fieldsets = [
         (None, {"fields": [
-            "live_link", "id", "organization", "workflow", "direction", "status", "patient_display", "phone_display",
+            "live_link", "id", "organization", "workflow", "direction", "status", "patient_display", "phone_clear",
         ]}),
-        ("Timeline", {"fields": ["created_at", "started_at", "answered_at", "ended_at", "end_reason", "error"]}),
+        ("Timeline", {"fields": ["created_local", "started_local", "answered_local", "ended_local", "end_reason", "error"]}),
         ("Result", {"fields": ["outcome", "transcript_display", "dialout_attempts"]}),
         ("Daily", {"fields": ["daily_room_name", "daily_room_url", "daily_call_id", "daily_call_domain"]}),
         ("Requested by", {"fields": ["requested_by_user", "requested_by_api_key"]}),
@@ -48,7 +120,7 @@ class CallSessionAdmin(OrgScopedAdmin):
             return self._patient_text(request, obj)
 
         patient.short_description = "Patient"
-        return ["short_id", patient, "workflow", "direction", "status", "created_at", "end_reason", "live_link"]
+        return ["short_id", patient, "workflow", "direction", "status_badge", "created_local", "outcome_result", "end_reason", "live_link"]
 
     @admin.display(description="Live page")
     def live_link(self, obj):
@@ -68,7 +140,9 @@ class CallSessionAdmin(OrgScopedAdmin):
         return "Unknown caller"
 
     def get_readonly_fields(self, request, obj=None):
-        return [f for fs in self.fieldsets for f in fs[1]["fields"]] + ["patient_masked", "outcome_result", "error_masked"]
+        return [f for fs in self.fieldsets for f in fs[1]["fields"]] + [
+            "patient_masked", "outcome_result", "error_masked", "phone_display",
+        ]
 
     def get_fieldsets(self, request, obj=None):
         if obj is not None and not access.sees_phi(request.user, obj.organization_id):
@@ -81,7 +155,42 @@ class CallSessionAdmin(OrgScopedAdmin):
         return self.fieldsets
 
     # What a viewer gets instead (DESIGN.md "Roles"): no name, phone or free text from the call.
-    VIEWER_FIELDS = {"patient_display": "patient_masked", "outcome": "outcome_result", "error": "error_masked"}
+    VIEWER_FIELDS = {
+        "patient_display": "patient_masked", "phone_clear": "phone_display", "outcome": "outcome_result",
+        "error": "error_masked",
+    }
+
+    # Times in the organisation's zone, and the patient's where it differs.
+    def _local(self, obj, value):
+        if value is None:
+            return "—"
+        patient_tz = obj.patient.timezone if obj.patient_id else ""
+        return timefmt.with_patient(value, obj.organization.timezone, patient_tz, "%Y-%m-%d %H:%M:%S")
+
+    @admin.display(description="Created", ordering="created_at")
+    def created_local(self, obj):
+        return self._local(obj, obj.created_at)
+
+    @admin.display(description="Started")
+    def started_local(self, obj):
+        return self._local(obj, obj.started_at)
+
+    @admin.display(description="Answered")
+    def answered_local(self, obj):
+        return self._local(obj, obj.answered_at)
+
+    @admin.display(description="Ended")
+    def ended_local(self, obj):
+        return self._local(obj, obj.ended_at)
+
+    @admin.display(description="Status", ordering="status")
+    def status_badge(self, obj):
+        # Non-breaking spaces: the column is never wrapped or cut ("In progress"), with no inline style.
+        return obj.get_status_display().replace(" ", "\u00a0")
+
+    @admin.display(description="Phone")
+    def phone_clear(self, obj):
+        return obj.patient_phone or "—"
 
     @admin.display(description="Outcome")
     def outcome_result(self, obj):
@@ -100,9 +209,25 @@ class CallSessionAdmin(OrgScopedAdmin):
 
     @admin.display(description="Patient")
     def patient_display(self, obj):
+        """Shown only to those who see PHI (viewers get ``patient_masked``): the name in clear."""
         if not obj.patient_id:
             return "Unknown caller"
-        return format_html('<a href="../../../patients/patient/{}/change/">{}</a>', obj.patient_id, obj.patient)
+        return format_html(
+            '<a href="{}">{}</a>',
+            reverse("admin:patients_patient_change", args=[obj.patient_id]),
+            f"{obj.patient.full_name} ({obj.patient.external_id})" if obj.patient.external_id else obj.patient.full_name,
+        )
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        """The heading names the patient as this user may see them (``str(call)`` stays masked for logs)."""
+        extra_context = dict(extra_context or {})
+        obj = self.get_object(request, object_id)
+        if obj is not None:
+            who = display.label_for(request.user, obj.patient) if obj.patient_id else "Unknown caller"
+            label = f"{obj.get_direction_display()} {who} — {obj.get_status_display()} ({str(obj.pk)[:8]})"
+            extra_context.setdefault("subtitle", label)
+            extra_context.setdefault("call_label", label)
+        return super().change_view(request, object_id, form_url, extra_context)
 
     @admin.display(description="Patient")
     def patient_masked(self, obj):

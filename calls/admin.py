@@ -115,6 +115,9 @@ class CallSessionAdmin(OrgScopedAdmin):
         ("Requested by", {"fields": ["requested_by_user", "requested_by_api_key"]}),
     ]
 
+    def action_label(self, obj) -> str:
+        return f"call {str(obj.pk)[:8]}"
+
     def get_list_display(self, request):
         def patient(obj):
             return self._patient_text(request, obj)

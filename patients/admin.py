@@ -21,6 +21,9 @@ class PatientAdmin(OrgScopedAdmin):
         ("For the bot", {"fields": ["data"]}),
     ]
 
+    def action_label(self, obj) -> str:
+        return f"patient {obj.external_id or obj.pk}"
+
     def _sees_phi(self, request, obj):
         return access.sees_phi(request.user, obj.organization_id)
 

@@ -298,6 +298,11 @@ class CallEventAdmin(OrgScopedAdmin):
 
     org_field = "call__organization"
     list_display = ["at", "call_link", "seq", "kind"]
+
+    def has_module_permission(self, request):
+        # Not a menu item for clinic staff: each call's events are on its own page.
+        # Engineers (superusers) keep it in the menu; the URL still works for members.
+        return request.user.is_active and request.user.is_superuser
     list_filter = ["kind"]
     search_fields = ["call__id"]
     list_select_related = ["call"]

@@ -13,6 +13,7 @@ from patients import display
 
 from . import services
 from .models import CallEvent, CallSession
+from .shaping import scrub_text
 
 
 class OutcomeResultFilter(admin.SimpleListFilter):
@@ -201,8 +202,6 @@ class CallSessionAdmin(OrgScopedAdmin):
 
     @admin.display(description="Error")
     def error_masked(self, obj):
-        from .shaping import scrub_text
-
         return scrub_text(obj.error) if obj.error else "—"
 
     def get_inlines(self, request, obj):

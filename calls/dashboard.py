@@ -7,6 +7,8 @@ on the server: no script, no CDN.
 
 from __future__ import annotations
 
+import logging
+
 from django.contrib.admin.views.decorators import staff_member_required
 from django.http import Http404, StreamingHttpResponse
 from django.urls import reverse
@@ -18,6 +20,8 @@ from organizations.models import Organization
 
 from . import reports, selectors
 from .views import _page
+
+log = logging.getLogger("calls.export")
 
 # Status colours: the live pages' badge colours (static/calls/live.css).
 STATUS_COLOURS = {
@@ -124,9 +128,7 @@ def export_csv(request):
 
 def record_export(request, org, filters, sees_phi: bool) -> None:
     """Who exported which organisation's calls (the audit trail, when the project has one)."""
-    import logging
-
-    logging.getLogger("calls.export").info(
+    log.info(
         "user %s exported calls of organisation %s (%s to %s, %s)",
         request.user.pk, org.pk, filters.start, filters.end, "full" if sees_phi else "masked",
     )

@@ -12,6 +12,7 @@ import logging
 from django.db import transaction
 from django.utils import timezone
 
+from .broadcast import broadcast_call_sync
 from .models import FINAL_STATUSES, TRANSITIONS, CallEvent, CallSession, CallStatus
 
 log = logging.getLogger(__name__)
@@ -72,8 +73,6 @@ def transition(
                     payload.update(data)
                 event = CallEvent.objects.create(call_id=call_id, at=at, kind="status", data=payload)
                 if broadcast:
-                    from .broadcast import broadcast_call_sync
-
                     transaction.on_commit(lambda: broadcast_call_sync(call_id, [event]))
                 return True
         # Someone else moved it first: look again.

@@ -4,9 +4,12 @@ Rights come from the membership role (organizations.access), checked on each
 request; members need no Django groups or model permissions, only is_staff.
 """
 
+from django import forms
 from django.contrib import admin
+from django.contrib.admin import helpers
 
 from . import access
+from .models import Organization
 
 
 class OrgScopedAdmin(admin.ModelAdmin):
@@ -24,9 +27,6 @@ class OrgScopedAdmin(admin.ModelAdmin):
         return str(obj)
 
     def action_checkbox(self, obj):
-        from django import forms
-        from django.contrib.admin import helpers
-
         attrs = {"class": "action-select", "aria-label": f"Select this row for an action - {self.action_label(obj)}"}
         return forms.CheckboxInput(attrs, lambda value: False).render(helpers.ACTION_CHECKBOX_NAME, str(obj.pk))
 
@@ -62,8 +62,6 @@ class OrgScopedAdmin(admin.ModelAdmin):
         return self.has_change_permission(request, obj)
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
-        from .models import Organization
-
         if db_field.related_model is Organization and not request.user.is_superuser:
             kwargs["queryset"] = Organization.objects.filter(
                 pk__in=access.org_ids_with(request.user, self.write_right)

@@ -124,7 +124,19 @@ class CallSessionAdmin(OrgScopedAdmin):
             return self._patient_text(request, obj)
 
         patient.short_description = "Patient"
-        return ["short_id", patient, "workflow", "direction", "status_badge", "created_local", "outcome_result", "end_reason", "live_link"]
+        # Status right after the call: at 1280 px with the menu and the filters it stays on screen.
+        return ["short_id", "status_badge", patient, "workflow_name", "direction", "created_local", "result", "live_link"]
+
+    @admin.display(description="Result")
+    def result(self, obj):
+        """The outcome (what the conversation achieved) · the end reason (how the call ended)."""
+        outcome = (obj.outcome or {}).get("result") if isinstance(obj.outcome, dict) else None
+        reason = (obj.end_reason or "").replace("_", "\u00a0")
+        return " · ".join(p for p in (outcome, reason) if p) or "—"
+
+    @admin.display(description="Workflow", ordering="workflow__name")
+    def workflow_name(self, obj):
+        return obj.workflow.name
 
     @admin.display(description="Live page")
     def live_link(self, obj):

@@ -72,3 +72,12 @@ def test_call_events_are_not_a_menu_item_for_clinic_staff(client, org):
     assert "Call events" not in client.get("/admin/").content.decode()
     client.force_login(factories.make_user(is_superuser=True))
     assert "Call events" in client.get("/admin/").content.decode()
+
+
+def test_one_spelling_of_organisation(client, org):
+    client.force_login(factories.make_user(is_superuser=True))
+    for url in ["/admin/", "/admin/organizations/organization/", "/admin/patients/patient/",
+                "/admin/calls/callsession/", "/admin/organizations/workflow/"]:
+        body = client.get(url).content.decode()
+        assert "Organization" not in body.replace("organizations/", ""), url
+        assert "rganisation" in body, url

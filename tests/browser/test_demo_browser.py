@@ -37,7 +37,8 @@ def live(demo, asgi_live_server):
 
 
 async def test_demo_staff_calls_a_patient_and_sees_it_through(demo, live, browser, results_dir):
-    context = await browser.new_context(viewport={"width": 1280, "height": 900})
+    # The browser's own zone is neither UTC nor the clinic's: pages must not use it.
+    context = await browser.new_context(viewport={"width": 1280, "height": 900}, timezone_id="Asia/Tokyo")
     page = await context.new_page()
     await page.goto(f"{live.url}/admin/login/?next=/admin/")
     await page.fill("#id_username", "staff")
@@ -57,6 +58,21 @@ async def test_demo_staff_calls_a_patient_and_sees_it_through(demo, live, browse
     await expect(page.locator('[data-field="outcome-result"]')).to_have_text("confirmed", timeout=20_000)
     await expect(page.locator('#live-root [data-field="status"]').first).to_have_text("Completed", timeout=20_000)
     await page.screenshot(path=str(results_dir / "demo-call-completed.png"), full_page=True)
+
+    # The live page (times re-rendered by its script) and the admin agree: the clinic's zone.
+    live_created = await page.locator('time[data-field="created_at"]').inner_text()
+    live_ended = await page.locator('time[data-field="ended_at"]').inner_text()
+    session_id = page.url.rstrip("/").rsplit("/", 1)[1]
+    await page.goto(f"{live.url}/admin/calls/callsession/{session_id}/change/")
+    assert await page.locator(".field-created_local .readonly").inner_text() == live_created
+    assert (await page.locator(".field-ended_local .readonly").inner_text()).endswith(" " + live_ended)
+    await page.goto(f"{live.url}/admin/calls/callsession/")
+    status_cell = page.locator("td.field-status_badge").first
+    await expect(status_cell).to_have_text("Completed")
+    box = await status_cell.bounding_box()
+    shown = await page.locator("#changelist .results").bounding_box()
+    assert box and shown and box["x"] + box["width"] <= shown["x"] + shown["width"]  # not cut at 1280 px
+    await page.screenshot(path=str(results_dir / "demo-admin-calls-1280.png"), full_page=True)
 
     # the dashboard, from the live list, counts it
     await page.goto(f"{live.url}/calls/live/")

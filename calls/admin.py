@@ -61,11 +61,19 @@ class EndReasonFilter(admin.SimpleListFilter):
 
 class CallEventInline(admin.TabularInline):
     model = CallEvent
-    fields = ["at", "seq", "kind", "data"]
+    fields = ["at_local", "seq", "kind", "data"]
     readonly_fields = fields
     extra = 0
     can_delete = False
     ordering = ["at", "id"]
+
+    @admin.display(description="At")
+    def at_local(self, obj):
+        """In the call's organisation's zone, like every time on the call's pages."""
+        return timefmt.in_zone(obj.at, obj.call.organization.timezone, "%H:%M:%S.%f")[:-3] if obj.at else "—"
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("call__organization")
 
     def has_add_permission(self, request, obj=None):
         return False
@@ -308,7 +316,7 @@ class CallEventAdmin(OrgScopedAdmin):
     """
 
     org_field = "call__organization"
-    list_display = ["at", "call_link", "seq", "kind"]
+    list_display = ["at_local", "call_link", "seq", "kind"]
 
     def has_module_permission(self, request):
         # Not a menu item for clinic staff: each call's events are on its own page.
@@ -316,9 +324,9 @@ class CallEventAdmin(OrgScopedAdmin):
         return request.user.is_active and request.user.is_superuser
     list_filter = ["kind"]
     search_fields = ["call__id"]
-    list_select_related = ["call"]
+    list_select_related = ["call__organization"]
     date_hierarchy = "at"
-    fields = ["call", "at", "seq", "kind", "data"]
+    fields = ["call", "at_local", "seq", "kind", "data"]
     readonly_fields = fields
 
     def get_queryset(self, request):
@@ -329,6 +337,10 @@ class CallEventAdmin(OrgScopedAdmin):
             org_id for org_id in access.roles_for(request.user) if not access.sees_phi(request.user, org_id)
         ]
         return qs.exclude(call__organization__in=viewer_orgs, kind__in=["transcript", "outcome"])
+
+    @admin.display(description="At", ordering="at")
+    def at_local(self, obj):
+        return timefmt.in_zone(obj.at, obj.call.organization.timezone, "%Y-%m-%d %H:%M:%S") if obj.at else "—"
 
     @admin.display(description="Call")
     def call_link(self, obj):

@@ -30,14 +30,15 @@ run: migrate
 # 127.0.0.1:$(SANDBOX_PORT), whose bots play a short scripted call over the real status
 # socket. The server reaches it through the ordinary settings. Refuses ENV=production.
 SANDBOX_PORT ?= 7871
-SANDBOX_ENV := DAILY_API_URL=http://127.0.0.1:$(SANDBOX_PORT)/v1 DAILY_API_KEY=sandbox-daily-api-key \
+DEMO_PORT ?= 8000
+SANDBOX_ENV := PUBLIC_BASE_URL=http://127.0.0.1:$(DEMO_PORT) DAILY_API_URL=http://127.0.0.1:$(SANDBOX_PORT)/v1 DAILY_API_KEY=sandbox-daily-api-key \
 	LOCAL_SERVER_URL=http://127.0.0.1:$(SANDBOX_PORT) DAILY_MEETING_TOKEN_MODE=local
 demo: migrate
 	@$(PY) -c "from sandbox.server import refuse_in_production as r; r()"
 	$(PY) manage.py seed_demo
 	@$(SANDBOX_ENV) $(PY) -m sandbox --port $(SANDBOX_PORT) & SANDBOX_PID=$$!; \
 	  trap 'kill $$SANDBOX_PID 2>/dev/null' EXIT INT TERM; \
-	  $(SANDBOX_ENV) DEBUG=$${DEBUG:-1} $(PY) manage.py runserver 127.0.0.1:8000
+	  $(SANDBOX_ENV) DEBUG=$${DEBUG:-1} $(PY) manage.py runserver 127.0.0.1:$(DEMO_PORT)
 
 # The Celery worker (needs REDIS_URL); its pool and concurrency come from myrobot/celery.py settings.
 worker: venv

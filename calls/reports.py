@@ -117,20 +117,36 @@ def _whole_hour_zone(filters: Filters) -> bool:
     return all(zone.utcoffset(t.replace(tzinfo=None)).total_seconds() % 3600 == 0 for t in (lo, hi))
 
 
-def _counts_per_day(qs: QuerySet, filters: Filters):
-    """(day in the organisation's zone, status, count) rows, aggregated by the database."""
+FINAL = [str(s) for s in FINAL_STATUSES]
+TIMED = Q(answered_at__isnull=False, ended_at__isnull=False)
+# Besides the count per (day, status), the same scan counts what the totals need.
+EXTRA_COUNTS = {
+    "dialled": Count("pk", filter=Q(direction="dial_out", status__in=FINAL)),
+    "answered": Count("pk", filter=Q(direction="dial_out", status__in=FINAL, answered_at__isnull=False)),
+    "timed": Count("pk", filter=TIMED),
+}
+
+
+def _counts_per_day(qs: QuerySet, filters: Filters) -> list[dict]:
+    """{day (in the organisation's zone), status, n, dialled, answered, timed} rows:
+    one scan of the period's calls, aggregated by the database."""
     zone = timefmt.zone(filters.tz)
     if connection.vendor == "sqlite" and _whole_hour_zone(filters):
         # SQLite converts zones through a Python function per row; group by the UTC
         # hour natively (the stored text's first 13 characters) and map hours to days here.
         hour = Substr(Cast("created_at", CharField()), 1, 13)
-        totals: dict[tuple, int] = {}
-        for row in qs.annotate(h=hour).values("h", "status").annotate(n=Count("pk")).order_by():
+        merged: dict[tuple, dict] = {}
+        for row in qs.annotate(h=hour).values("h", "status").annotate(n=Count("pk"), **EXTRA_COUNTS).order_by():
             at = datetime.strptime(row["h"], "%Y-%m-%d %H").replace(tzinfo=dt_timezone.utc)
             key = (at.astimezone(zone).date(), row["status"])
-            totals[key] = totals.get(key, 0) + row["n"]
-        return [{"day": day, "status": status, "n": n} for (day, status), n in totals.items()]
-    return qs.annotate(day=TruncDate("created_at", tzinfo=zone)).values("day", "status").annotate(n=Count("pk")).order_by()
+            into = merged.setdefault(key, {"day": key[0], "status": key[1], "n": 0, "dialled": 0, "answered": 0, "timed": 0})
+            for name in ("n", "dialled", "answered", "timed"):
+                into[name] += row[name]
+        return list(merged.values())
+    return list(
+        qs.annotate(day=TruncDate("created_at", tzinfo=zone)).values("day", "status")
+        .annotate(n=Count("pk"), **EXTRA_COUNTS).order_by()
+    )
 
 
 @dataclass
@@ -163,16 +179,9 @@ def figures(filters: Filters, workflows: dict[int, str]) -> Figures:
         counts = by_day.get(day, {})
         out.per_day.append({"day": day, "counts": counts, "total": sum(counts.values())})
 
-    # 2. totals: answer rate of finished dial-out calls; how many durations there are
-    final = [str(s) for s in FINAL_STATUSES]
-    timed = Q(answered_at__isnull=False, ended_at__isnull=False)
-    totals = qs.aggregate(
-        total=Count("pk"),
-        dialled=Count("pk", filter=Q(direction="dial_out", status__in=final)),
-        answered=Count("pk", filter=Q(direction="dial_out", status__in=final, answered_at__isnull=False)),
-        timed=Count("pk", filter=timed),
-    )
-    out.total, out.dialled, out.answered = totals["total"], totals["dialled"], totals["answered"]
+    # 2. totals (from the same rows): answer rate of finished dial-out calls; how many durations
+    totals = {name: sum(row[name] for row in rows) for name in ("n", "dialled", "answered", "timed")}
+    out.total, out.dialled, out.answered = totals["n"], totals["dialled"], totals["answered"]
     out.answer_rate = out.answered / out.dialled if out.dialled else None
 
     # 3. outcome results per workflow
@@ -189,14 +198,22 @@ def figures(filters: Filters, workflows: dict[int, str]) -> Figures:
 
     # 4. median duration (answer → end)
     duration = _duration_s()
-    median = _median(qs.filter(timed), duration, duration.output_field, totals["timed"])
+    median = _median(qs.filter(TIMED), duration, duration.output_field, totals["timed"])
     if isinstance(median, timedelta):
         out.median_duration_s = median.total_seconds()
     elif median is not None:
         out.median_duration_s = float(median)
 
     # 5. median bot turn latency, from the bots' `metrics` events
-    events = CallEvent.objects.filter(call__in=qs, kind="metrics", data__has_key="turn_ms")
+    # Joined (not ``call__in`` a subquery), and bounded by the events' own indexed time:
+    # a call's events come after it was created.
+    lo, hi = filters.bounds()
+    events = CallEvent.objects.filter(
+        kind="metrics", at__gte=lo, call__organization=filters.organization,
+        call__created_at__gte=lo, call__created_at__lt=hi, data__has_key="turn_ms",
+    )
+    if filters.workflow_id:
+        events = events.filter(call__workflow_id=filters.workflow_id)
     turn = Cast(KT("data__turn_ms"), FloatField())
     out.turns_measured = events.count()
     value = _median(events, turn, FloatField(), out.turns_measured)

@@ -141,7 +141,7 @@ class Sandbox:
         if self.rooms.pop(name, None) is None:
             return _error(404, "not-found", f"room {name} was not found")
         # Daily ejects everyone from a deleted room: a simulated call in it stops.
-        if not self.states.get(name, {}).get("ended"):
+        if not self.states.pop(name, {}).get("ended"):
             for task in list(self.calls):
                 if task.get_name() == f"sandbox-{name}":
                     task.cancel()

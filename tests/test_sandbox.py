@@ -82,3 +82,19 @@ def test_unanswered_fates(placed, fate, status, reason):
     call = placed(fate)
     assert (call.status, call.end_reason) == (status, reason)
     assert not call.transcript
+
+
+def test_the_server_never_imports_the_sandbox():
+    """Only `make demo` starts it, as its own process: no server setting can switch it on."""
+    import ast
+
+    for package in ("myrobot", "organizations", "patients", "calls", "botrunner", "botkit"):
+        for path in (ROOT / package).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.ImportFrom):
+                    names = [node.module or ""]
+                elif isinstance(node, ast.Import):
+                    names = [a.name for a in node.names]
+                else:
+                    continue
+                assert not any(n == "sandbox" or n.startswith("sandbox.") for n in names), path

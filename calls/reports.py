@@ -127,11 +127,16 @@ EXTRA_COUNTS = {
 }
 
 
+def _outcomes_in_scan(filters: Filters) -> bool:
+    """Whether ``_counts_per_day`` also groups by workflow and outcome result."""
+    return not (connection.vendor == "sqlite" and _whole_hour_zone(filters))
+
+
 def _counts_per_day(qs: QuerySet, filters: Filters) -> list[dict]:
     """{day (in the organisation's zone), status, n, dialled, answered, timed} rows:
     one scan of the period's calls, aggregated by the database."""
     zone = timefmt.zone(filters.tz)
-    if connection.vendor == "sqlite" and _whole_hour_zone(filters):
+    if not _outcomes_in_scan(filters):
         # SQLite converts zones through a Python function per row; group by the UTC
         # hour natively (the stored text's first 13 characters) and map hours to days here.
         hour = Substr(Cast("created_at", CharField()), 1, 13)
@@ -143,9 +148,13 @@ def _counts_per_day(qs: QuerySet, filters: Filters) -> list[dict]:
             for name in ("n", "dialled", "answered", "timed"):
                 into[name] += row[name]
         return list(merged.values())
+    # Elsewhere the zone conversion is native, and the same scan also groups the
+    # outcomes per workflow (a few rows per day), saving a second pass over the calls.
     return list(
-        qs.annotate(day=TruncDate("created_at", tzinfo=zone)).values("day", "status")
-        .annotate(n=Count("pk"), **EXTRA_COUNTS).order_by()
+        qs.annotate(day=TruncDate("created_at", tzinfo=zone), result=KT("outcome__result"))
+        .values("day", "status", "workflow_id", "result")
+        .annotate(n=Count("pk"), has_outcome=Count("pk", filter=Q(outcome__isnull=False)), **EXTRA_COUNTS)
+        .order_by()
     )
 
 
@@ -172,7 +181,8 @@ def figures(filters: Filters, workflows: dict[int, str]) -> Figures:
     by_day: dict[date, dict[str, int]] = {}
     present = set()
     for row in rows:
-        by_day.setdefault(row["day"], {})[row["status"]] = row["n"]
+        counts = by_day.setdefault(row["day"], {})
+        counts[row["status"]] = counts.get(row["status"], 0) + row["n"]
         present.add(row["status"])
     out.statuses = [(s.value, s.label) for s in CallStatus if s.value in present]
     for day in filters.days():
@@ -186,11 +196,17 @@ def figures(filters: Filters, workflows: dict[int, str]) -> Figures:
 
     # 3. outcome results per workflow
     results: dict[int, dict[str, int]] = {}
-    for row in (
-        qs.filter(outcome__isnull=False).values("workflow_id", result=KT("outcome__result"))
-        .annotate(n=Count("pk")).order_by()
-    ):
-        results.setdefault(row["workflow_id"], {})[row["result"] or "(none)"] = row["n"]
+    if _outcomes_in_scan(filters):
+        outcome_rows = [{**row, "n": row["has_outcome"]} for row in rows if row["has_outcome"]]
+    else:
+        outcome_rows = (
+            qs.filter(outcome__isnull=False).values("workflow_id", result=KT("outcome__result"))
+            .annotate(n=Count("pk")).order_by()
+        )
+    for row in outcome_rows:
+        per_wf = results.setdefault(row["workflow_id"], {})
+        key = row["result"] or "(none)"
+        per_wf[key] = per_wf.get(key, 0) + row["n"]
     for wf_id, counts in sorted(results.items(), key=lambda kv: workflows.get(kv[0], "")):
         pairs = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
         out.outcomes.append({"workflow": workflows.get(wf_id, f"#{wf_id}"), "results": pairs,

@@ -58,10 +58,12 @@ class Filters:
 
 
 def parse_day(raw: str | None) -> date | None:
+    """A YYYY-MM-DD day between 2000 and 2999, else None (never an overflow further on)."""
     try:
-        return date.fromisoformat(raw) if raw else None
+        day = date.fromisoformat(raw) if raw and len(raw) == 10 else None
     except ValueError:
         return None
+    return day if day is not None and 2000 <= day.year < 3000 else None
 
 
 def make_filters(organization, workflow_ids: set[int], params, today: date) -> tuple[Filters, list[str]]:

@@ -139,3 +139,16 @@ def test_query_count_does_not_grow_with_the_calls(client, clinic):
                  wf=clinic["wf"] if i % 2 else clinic["other_wf"], result=["confirmed", "declined", None][i % 3])
     many = count("/calls/dashboard/"), count("/calls/dashboard/export.csv")
     assert few == many
+
+
+@time_machine.travel(NOW, tick=False)
+def test_bad_filters_fall_back_with_a_note_never_an_error(client, clinic):
+    staff = factories.make_user(org=clinic["org"], role="staff")
+    for params in ({"to": "9999-12-31"}, {"from": "0001-01-01"}, {"from": "yesterday"}, {"workflow": "999999"},
+                   {"workflow": "1\x00"}, {"from": "2026-11-30", "to": "2020-01-01"}):
+        resp = page(client, staff, **params)
+        assert resp.status_code == 200, params
+        assert b'class="live-note"' in resp.content, params
+    client.force_login(staff)
+    assert client.get("/calls/dashboard/export.csv", {"to": "9999-12-31"}).status_code == 200
+    assert page(client, staff, org="not-a-number").status_code == 404

@@ -1,13 +1,14 @@
 # Two commands work on a fresh machine with only Python 3.11:
 #   make run    set up, migrate, seed the demo and serve http://localhost:8000
 #   make test   set up and run the whole test suite (installs Chromium with apt-get when missing)
+#   make demo   like `make run`, with simulated calls (no Daily or OpenAI account needed)
 
 PYTHON ?= python3.11
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt | md5sum | cut -c1-12)
 
-.PHONY: run test test-unit test-browser venv migrate worker beat bot reap chromium clean
+.PHONY: run demo test test-unit test-browser venv migrate worker beat bot reap chromium clean
 
 venv: $(STAMP)
 
@@ -24,6 +25,20 @@ migrate: venv
 run: migrate
 	$(PY) manage.py seed_demo
 	DEBUG=$${DEBUG:-1} $(PY) manage.py runserver 127.0.0.1:8000
+
+# `make run` with the call sandbox: simulated Daily REST API and bot runner on
+# 127.0.0.1:$(SANDBOX_PORT), whose bots play a short scripted call over the real status
+# socket. The server reaches it through the ordinary settings. Refuses ENV=production.
+SANDBOX_PORT ?= 7871
+DEMO_PORT ?= 8000
+SANDBOX_ENV := PUBLIC_BASE_URL=http://127.0.0.1:$(DEMO_PORT) DAILY_API_URL=http://127.0.0.1:$(SANDBOX_PORT)/v1 DAILY_API_KEY=sandbox-daily-api-key \
+	LOCAL_SERVER_URL=http://127.0.0.1:$(SANDBOX_PORT) DAILY_MEETING_TOKEN_MODE=local
+demo: migrate
+	@$(PY) -c "from sandbox.server import refuse_in_production as r; r()"
+	$(PY) manage.py seed_demo
+	@$(SANDBOX_ENV) $(PY) -m sandbox --port $(SANDBOX_PORT) & SANDBOX_PID=$$!; \
+	  trap 'kill $$SANDBOX_PID 2>/dev/null' EXIT INT TERM; \
+	  $(SANDBOX_ENV) DEBUG=$${DEBUG:-1} $(PY) manage.py runserver 127.0.0.1:$(DEMO_PORT)
 
 # The Celery worker (needs REDIS_URL); its pool and concurrency come from myrobot/celery.py settings.
 worker: venv

@@ -8,7 +8,8 @@ organisation — 10,000 patients and 100,000 calls by default — and a small on
 that differs), each with an admin member and an API key. Then,
 in this process through Django's test client, for each organisation: the
 admin patient and call lists, ``GET /api/calls``, ``GET /api/patients`` and
-the live list ``/calls/live/``. Reports the SQL queries each one ran and its
+the live list ``/calls/live/`` and the dashboard (``/calls/dashboard/``, the
+default 30 days and a whole year). Reports the SQL queries each one ran and its
 time (median of ``--repeat``), small next to large: a count that grows with
 the rows is an N+1.
 """
@@ -31,6 +32,8 @@ PAGES = [
     ("GET /api/calls", "/api/calls", "key"),
     ("GET /api/patients", "/api/patients", "key"),
     ("live list", "/calls/live/", "session"),
+    ("dashboard (last 30 days)", "/calls/dashboard/", "session"),
+    ("dashboard (a year)", "/calls/dashboard/?from={year_ago}", "session"),
 ]
 
 STATUSES_FINAL = ["completed"] * 6 + ["no_answer", "busy", "failed", "canceled"]
@@ -126,7 +129,11 @@ def measure(target: dict[str, Any], repeat: int) -> list[dict[str, Any]]:
     client = Client(HTTP_HOST="127.0.0.1")
     client.force_login(target["user"])
     rows = []
+    from datetime import date
+
+    year_ago = (date.today() - timedelta(days=364)).isoformat()
     for label, path, auth in PAGES:
+        path = path.format(year_ago=year_ago)
         headers = {"HTTP_AUTHORIZATION": f"Bearer {target['api_key']}"} if auth == "key" else {}
         resp = client.get(path, **headers)  # warm-up (caches, template loading)
         counts, times, statuses = [], [], []

@@ -151,7 +151,10 @@ async def start_bot(agent_request: AgentRequest, http: aiohttp.ClientSession) ->
         raise PermanentError(f"TLS to {label} failed ({e}): check the URL setting.") from e
     except aiohttp.ClientConnectorError as e:
         # DNS failure or refused connection: nothing was sent.
-        raise TransientError(f"Could not connect to {label} ({type(e).__name__}: {e}).") from e
+        hint = "" if is_production() else (
+            ": start the bot runner with `make bot` (or `make demo` for simulated calls), or set LOCAL_SERVER_URL"
+        )
+        raise TransientError(f"Could not connect to {label} ({type(e).__name__}: {e}){hint}.") from e
     except aiohttp.ConnectionTimeoutError as e:
         raise TransientError(f"Connecting to {label} timed out; nothing was sent.") from e
     except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:

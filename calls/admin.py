@@ -1,24 +1,80 @@
 import json
+import re
 
 from django.contrib import admin, messages
+from django.db.models import Q
+from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from masking import mask_phone, mask_phones
-from organizations import access
+from organizations import access, timefmt
 from organizations.admin_scoping import OrgScopedAdmin
+from organizations.models import Workflow
+from patients import display
 
 from . import services
 from .models import CallEvent, CallSession
 from .shaping import viewer_event_data
 
 
+class OutcomeResultFilter(admin.SimpleListFilter):
+    """The outcome's result, among the results the user's workflows declare."""
+
+    title = "outcome result"
+    parameter_name = "outcome"
+
+    def lookups(self, request, model_admin):
+        results = set()
+        for declared in Workflow.objects.filter(
+            organization_id__in=list(access.roles_for(request.user))
+        ).values_list("outcome_results", flat=True):
+            results.update(r for r in (declared or []) if isinstance(r, str))
+        return [(r, r) for r in sorted(results)] + [("__none__", "No outcome")]
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if not value:
+            return queryset
+        if value == "__none__":
+            return queryset.filter(outcome__isnull=True)
+        return queryset.filter(outcome__result=value)
+
+
+class EndReasonFilter(admin.SimpleListFilter):
+    """How the call ended (the bot's reason, or the server's: start failed, stale, canceled)."""
+
+    title = "end reason"
+    parameter_name = "end_reason"
+    REASONS = [
+        "completed", "no_answer", "busy", "voicemail", "declined", "transferred", "silence", "max_duration",
+        "dialout_failed", "canceled", "remote_ended", "start_failed", "stale", "bot_error",
+    ]
+
+    def lookups(self, request, model_admin):
+        return [(r, r.replace("_", " ")) for r in self.REASONS]
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if value in self.REASONS:
+            return queryset.filter(end_reason=value)
+        return queryset
+
+
 class CallEventInline(admin.TabularInline):
     model = CallEvent
-    fields = ["at", "seq", "kind", "data"]
+    fields = ["at_local", "seq", "kind", "data"]
     readonly_fields = fields
     extra = 0
     can_delete = False
     ordering = ["at", "id"]
+
+    @admin.display(description="At")
+    def at_local(self, obj):
+        """In the call's organisation's zone, like every time on the call's pages."""
+        return timefmt.in_zone(obj.at, obj.call.organization.timezone, "%H:%M:%S.%f")[:-3] if obj.at else "—"
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("call__organization")
 
     def has_add_permission(self, request, obj=None):
         return False
@@ -31,27 +87,65 @@ class CallEventInline(admin.TabularInline):
 class CallSessionAdmin(OrgScopedAdmin):
     write_right = access.PLACE_CALLS
     # Related filters list only what the user may see (their organisations' objects).
-    list_filter = ["status", "direction", ("workflow", admin.RelatedOnlyFieldListFilter), ("organization", admin.RelatedOnlyFieldListFilter), "created_at"]
+    list_filter = [
+        "status", OutcomeResultFilter, EndReasonFilter, "direction", ("workflow", admin.RelatedOnlyFieldListFilter),
+        ("organization", admin.RelatedOnlyFieldListFilter), "created_at",
+    ]
     search_fields = ["id", "patient__external_id", "daily_call_id"]
+    search_help_text = "Call id, the patient's EHR id, or (if your role shows them) the patient's name or phone."
+
+    def get_search_results(self, request, queryset, search_term):
+        """Beyond the ids: the patient's name and phone, but only in organisations
+        where the user sees them — a viewer cannot find a call by what is masked."""
+        qs, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        term = (search_term or "").strip()
+        phi_orgs = [org_id for org_id in access.roles_for(request.user) if access.sees_phi(request.user, org_id)]
+        if not term or not phi_orgs:
+            return qs, may_have_duplicates
+        words = term.split()[:4]
+        by_name = Q()
+        for word in words:
+            by_name &= Q(patient__first_name__icontains=word) | Q(patient__last_name__icontains=word)
+        digits = re.sub(r"\D", "", term)
+        found = by_name
+        if len(digits) >= 4:
+            found |= Q(to_number__contains=digits, direction="dial_out") | Q(from_number__contains=digits, direction="dial_in")
+        qs = qs | queryset.filter(found, organization_id__in=phi_orgs)
+        return qs, may_have_duplicates
     list_select_related = ["organization", "workflow__organization", "patient"]  # str(workflow) names its organisation
     date_hierarchy = "created_at"
     inlines = [CallEventInline]
     fieldsets = [
         (None, {"fields": [
-            "live_link", "id", "organization", "workflow", "direction", "status", "patient_display", "phone_display",
+            "live_link", "id", "organization", "workflow", "direction", "status", "patient_display", "phone_clear",
         ]}),
-        ("Timeline", {"fields": ["created_at", "started_at", "answered_at", "ended_at", "end_reason", "error"]}),
+        ("Timeline", {"fields": ["created_local", "started_local", "answered_local", "ended_local", "end_reason", "error"]}),
         ("Result", {"fields": ["outcome", "transcript_display", "dialout_attempts"]}),
         ("Daily", {"fields": ["daily_room_name", "daily_room_url", "daily_call_id", "daily_call_domain"]}),
         ("Requested by", {"fields": ["requested_by_user", "requested_by_api_key"]}),
     ]
+
+    def action_label(self, obj) -> str:
+        return f"call {str(obj.pk)[:8]}"
 
     def get_list_display(self, request):
         def patient(obj):
             return self._patient_text(request, obj)
 
         patient.short_description = "Patient"
-        return ["short_id", patient, "workflow", "direction", "status", "created_at", "end_reason", "live_link"]
+        # Status right after the call: at 1280 px with the menu and the filters it stays on screen.
+        return ["short_id", "status_badge", patient, "workflow_name", "direction", "created_local", "result", "live_link"]
+
+    @admin.display(description="Result")
+    def result(self, obj):
+        """The outcome (what the conversation achieved) · the end reason (how the call ended)."""
+        outcome = (obj.outcome or {}).get("result") if isinstance(obj.outcome, dict) else None
+        reason = (obj.end_reason or "").replace("_", "\u00a0")
+        return " · ".join(p for p in (outcome, reason) if p) or "—"
+
+    @admin.display(description="Workflow", ordering="workflow__name")
+    def workflow_name(self, obj):
+        return obj.workflow.name
 
     @admin.display(description="Live page")
     def live_link(self, obj):
@@ -71,7 +165,9 @@ class CallSessionAdmin(OrgScopedAdmin):
         return "Unknown caller"
 
     def get_readonly_fields(self, request, obj=None):
-        return [f for fs in self.fieldsets for f in fs[1]["fields"]] + ["patient_masked", "outcome_result", "error_masked"]
+        return [f for fs in self.fieldsets for f in fs[1]["fields"]] + [
+            "patient_masked", "outcome_result", "error_masked", "phone_display",
+        ]
 
     def get_fieldsets(self, request, obj=None):
         if obj is not None and not access.sees_phi(request.user, obj.organization_id):
@@ -83,8 +179,43 @@ class CallSessionAdmin(OrgScopedAdmin):
             ]
         return self.fieldsets
 
-    # What a viewer gets instead: no name, phone or free text from the call.
-    VIEWER_FIELDS = {"patient_display": "patient_masked", "outcome": "outcome_result", "error": "error_masked"}
+    # What a viewer gets instead (DESIGN.md "Roles"): no name, phone or free text from the call.
+    VIEWER_FIELDS = {
+        "patient_display": "patient_masked", "phone_clear": "phone_display", "outcome": "outcome_result",
+        "error": "error_masked",
+    }
+
+    # Times in the organisation's zone, and the patient's where it differs.
+    def _local(self, obj, value):
+        if value is None:
+            return "—"
+        patient_tz = obj.patient.timezone if obj.patient_id else ""
+        return timefmt.with_patient(value, obj.organization.timezone, patient_tz, "%Y-%m-%d %H:%M:%S")
+
+    @admin.display(description="Created", ordering="created_at")
+    def created_local(self, obj):
+        return self._local(obj, obj.created_at)
+
+    @admin.display(description="Started")
+    def started_local(self, obj):
+        return self._local(obj, obj.started_at)
+
+    @admin.display(description="Answered")
+    def answered_local(self, obj):
+        return self._local(obj, obj.answered_at)
+
+    @admin.display(description="Ended")
+    def ended_local(self, obj):
+        return self._local(obj, obj.ended_at)
+
+    @admin.display(description="Status", ordering="status")
+    def status_badge(self, obj):
+        # Non-breaking spaces: the column is never wrapped or cut ("In progress"), with no inline style.
+        return obj.get_status_display().replace(" ", "\u00a0")
+
+    @admin.display(description="Phone")
+    def phone_clear(self, obj):
+        return obj.patient_phone or "—"
 
     @admin.display(description="Outcome")
     def outcome_result(self, obj):
@@ -101,9 +232,25 @@ class CallSessionAdmin(OrgScopedAdmin):
 
     @admin.display(description="Patient")
     def patient_display(self, obj):
+        """Shown only to those who see PHI (viewers get ``patient_masked``): the name in clear."""
         if not obj.patient_id:
             return "Unknown caller"
-        return format_html('<a href="../../../patients/patient/{}/change/">{}</a>', obj.patient_id, obj.patient)
+        return format_html(
+            '<a href="{}">{}</a>',
+            reverse("admin:patients_patient_change", args=[obj.patient_id]),
+            f"{obj.patient.full_name} ({obj.patient.external_id})" if obj.patient.external_id else obj.patient.full_name,
+        )
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        """The heading names the patient as this user may see them (``str(call)`` stays masked for logs)."""
+        extra_context = dict(extra_context or {})
+        obj = self.get_object(request, object_id)
+        if obj is not None:
+            who = display.label_for(request.user, obj.patient) if obj.patient_id else "Unknown caller"
+            label = f"{obj.get_direction_display()} {who} — {obj.get_status_display()} ({str(obj.pk)[:8]})"
+            extra_context.setdefault("subtitle", label)
+            extra_context.setdefault("call_label", label)
+        return super().change_view(request, object_id, form_url, extra_context)
 
     @admin.display(description="Patient")
     def patient_masked(self, obj):
@@ -169,17 +316,22 @@ class CallEventAdmin(OrgScopedAdmin):
     """
 
     org_field = "call__organization"
-    list_display = ["at", "call_link", "seq", "kind"]
+    list_display = ["at_local", "call_link", "seq", "kind"]
+
+    def has_module_permission(self, request):
+        # Not a menu item for clinic staff: each call's events are on its own page.
+        # Engineers (superusers) keep it in the menu; the URL still works for members.
+        return request.user.is_active and request.user.is_superuser
     list_filter = ["kind"]
     search_fields = ["call__id"]
-    list_select_related = ["call"]
+    list_select_related = ["call__organization"]
     date_hierarchy = "at"
-    fields = ["call", "at", "seq", "kind", "data"]
+    fields = ["call", "at_local", "seq", "kind", "data"]
     readonly_fields = fields + ["viewer_data"]
 
     def get_fields(self, request, obj=None):
         if obj is not None and not access.sees_phi(request.user, obj.call.organization_id):
-            return ["call", "at", "seq", "kind", "viewer_data"]
+            return ["call", "at_local", "seq", "kind", "viewer_data"]
         return self.fields
 
     @admin.display(description="Data")
@@ -195,6 +347,10 @@ class CallEventAdmin(OrgScopedAdmin):
             org_id for org_id in access.roles_for(request.user) if not access.sees_phi(request.user, org_id)
         ]
         return qs.exclude(call__organization__in=viewer_orgs, kind__in=["transcript", "outcome"])
+
+    @admin.display(description="At", ordering="at")
+    def at_local(self, obj):
+        return timefmt.in_zone(obj.at, obj.call.organization.timezone, "%Y-%m-%d %H:%M:%S") if obj.at else "—"
 
     @admin.display(description="Call")
     def call_link(self, obj):

@@ -20,10 +20,12 @@ from django.urls import path, reverse
 
 from organizations import access
 from organizations.models import Workflow, WorkflowDirection
+from patients import display
 from patients.admin import PatientAdmin
 from patients.models import Patient
 
 from . import services
+from .models import CallSession
 
 
 def dialout_workflows(organization_ids):
@@ -78,10 +80,21 @@ class PatientCallAdmin(PatientAdmin):
             ),
         ] + super().get_urls()
 
+    PATIENT_CALLS = 50
+
     def change_view(self, request, object_id, form_url="", extra_context=None):
         extra_context = dict(extra_context or {})
         obj = self.get_object(request, object_id)
         extra_context["can_place_call"] = obj is not None and self.has_place_call_permission(request, obj)
+        if obj is not None:
+            # The patient's calls, newest first, with links to their pages (one query).
+            calls = list(
+                CallSession.objects.filter(patient=obj, organization_id=obj.organization_id)
+                .select_related("workflow", "organization", "patient")
+                .order_by("-created_at")[: self.PATIENT_CALLS + 1]
+            )
+            extra_context["patient_calls"] = calls[: self.PATIENT_CALLS]
+            extra_context["patient_calls_more"] = len(calls) > self.PATIENT_CALLS
         return super().change_view(request, object_id, form_url, extra_context)
 
     def call_patient_view(self, request, object_id):
@@ -102,12 +115,15 @@ class PatientCallAdmin(PatientAdmin):
             except services.CallRefused as exc:
                 self.message_user(request, f"The call was not placed: {exc.message}", messages.ERROR)
             else:
-                self.message_user(request, f"Calling {patient} with {call.workflow.name}.", messages.SUCCESS)
+                self.message_user(
+                    request, f"Calling {display.label_for(request.user, patient)} with {call.workflow.name}.", messages.SUCCESS
+                )
                 return HttpResponseRedirect(call.get_absolute_url())
         context = {
             **self.admin_site.each_context(request),
             "title": "Call patient",
-            "subtitle": patient.full_name,  # the user may place calls here, so sees PHI
+            "subtitle": display.label_for(request.user, patient),
+            "patient_label": display.label_for(request.user, patient),
             "opts": self.opts,
             "original": patient,
             "form": form,
@@ -136,6 +152,7 @@ class PatientCallAdmin(PatientAdmin):
             "opts": self.opts,
             "form": form,
             "queryset": queryset,
+            "patient_rows": [(display.label_for(request.user, p), p.organization.name) for p in queryset],
             "has_workflows": workflows.exists(),
             "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
             "action_name": "call_with_workflow",
@@ -146,10 +163,10 @@ class PatientCallAdmin(PatientAdmin):
         placed, refused = [], []
         for patient in queryset:
             if patient.organization_id not in allowed:
-                refused.append(f"{patient}: you may not place calls for {patient.organization.name}.")
+                refused.append(f"{display.label_for(request.user, patient)}: you may not place calls for {patient.organization.name}.")
                 continue
             if patient.organization_id != workflow.organization_id:
-                refused.append(f"{patient}: the workflow belongs to another organisation.")
+                refused.append(f"{display.label_for(request.user, patient)}: the workflow belongs to another organisation.")
                 continue
             try:
                 placed.append(
@@ -164,7 +181,7 @@ class PatientCallAdmin(PatientAdmin):
                 if exc.code == "not_configured":  # the same for every patient: say it once
                     refused.append(exc.message)
                     break
-                refused.append(f"{patient}: {exc.message}")
+                refused.append(f"{display.label_for(request.user, patient)}: {exc.message}")
         if placed:
             self.message_user(
                 request, f"Placed {len(placed)} call(s) with {workflow.name}.", messages.SUCCESS

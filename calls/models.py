@@ -45,7 +45,9 @@ TRANSITIONS: dict[str, frozenset] = {
 
 class CallSession(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="calls")
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="calls", verbose_name="organisation"
+    )
     workflow = models.ForeignKey(Workflow, on_delete=models.PROTECT, related_name="calls")
     patient = models.ForeignKey(Patient, null=True, blank=True, on_delete=models.SET_NULL, related_name="calls")
     direction = models.CharField(max_length=16, choices=Direction.choices)

@@ -55,7 +55,7 @@ from .broadcast import broadcast_call_sync
 from .models import CallSession, CallStatus
 from .starting import delete_call_room, room_hint
 from .state import transition
-from .tasks import start_call
+from .tasks import start_call, start_in_background
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +134,12 @@ def _start_on_commit(call: CallSession) -> None:
     room = room_hint(call)
     if start_call.app.conf.task_always_eager:
         transaction.on_commit(lambda: _announce(call))
-        transaction.on_commit(lambda: start_call.delay(session_id, room))
+        if getattr(settings, "EMBEDDED_START_IN_THREAD", False):
+            # Eager Celery would run the start — and its retries — inside the
+            # request that placed the call: the staff member would wait for it.
+            transaction.on_commit(lambda: start_in_background(session_id, room))
+        else:
+            transaction.on_commit(lambda: start_call.delay(session_id, room))
     else:
         # With a worker the start is enqueued first (the announcement does not
         # wait for anything, and the worker's own updates come a Daily round trip later).

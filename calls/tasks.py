@@ -8,11 +8,16 @@ tasks only adapt Celery to the services: delivery, retry and browser updates.
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 
 from celery import shared_task
+from django.db import connections
 
 from . import broadcast, reaper, starting
+
+log = logging.getLogger(__name__)
 
 
 @shared_task(bind=True, max_retries=starting.MAX_START_RETRIES, acks_late=True, ignore_result=True)
@@ -35,6 +40,39 @@ def start_call(self, call_session_id: str, room: dict | None = None) -> None:
             # Retry into the caller: retry inline after a short pause instead.
             time.sleep(retry.delay_s)
             self.apply(args=[call_session_id], retries=attempt.retries + 1, throw=True)
+
+
+_background_starts: set[threading.Thread] = set()
+
+
+def start_in_background(call_session_id: str, room: dict | None = None) -> threading.Thread:
+    """The embedded default's start (eager Celery), on its own thread.
+
+    Same task, same code as with a worker; only the thread differs, so the page
+    that placed the call answers at once even when the start is retried.
+    """
+
+    def run() -> None:
+        try:
+            start_call.delay(call_session_id, room)
+        except Exception:  # noqa: BLE001 - recorded on the call by the task; nothing to raise into
+            log.exception("background start of call %s failed", call_session_id)
+        finally:
+            connections.close_all()  # this thread's connections only
+            _background_starts.discard(thread)
+
+    thread = threading.Thread(target=run, name=f"start-{call_session_id[:8]}", daemon=True)
+    _background_starts.add(thread)
+    thread.start()
+    return thread
+
+
+def wait_for_background_starts(timeout: float = 30.0) -> bool:
+    """Join the background starts in flight (tests, shutdown); True when none is left."""
+    deadline = time.monotonic() + timeout
+    for thread in list(_background_starts):
+        thread.join(max(0.0, deadline - time.monotonic()))
+    return not any(t.is_alive() for t in _background_starts)
 
 
 @shared_task(ignore_result=True)

@@ -23,7 +23,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from organizations import access
+from organizations import access, timefmt
 from organizations.models import Direction
 
 from . import selectors
@@ -116,13 +116,13 @@ def describe_event(event: dict) -> tuple[str, str]:
     return label, str(detail)
 
 
-def _timeline_entry(event: dict, at) -> dict:
+def _timeline_entry(event: dict, at, tz: str = "") -> dict:
     label, detail = describe_event(event)
     to = (event.get("data") or {}).get("to", "")
     return {
         "key": event_key(event),
         "at": event.get("at"),
-        "at_display": timezone.localtime(at).strftime("%H:%M:%S") if at else "",
+        "at_display": timefmt.in_zone(at, tz) if at else "",
         "kind": event.get("event"),
         "label": label,
         "detail": detail,
@@ -150,6 +150,7 @@ def _row(call, sees: bool) -> dict:
         "duration": format_duration(seconds),
         "duration_start": shaped["answered_at"] or shaped["started_at"] or "",
         "is_final": call.is_final,
+        "end_reason_label": (call.end_reason or "").replace("_", " "),
     }
 
 
@@ -197,6 +198,8 @@ def live_list(request):
             "workflows": workflows,
             "show_org": len(org_ids) > 1,
             "org_names": {str(w.organization_id): w.organization.name for w in workflows},
+            "org_zones": {str(w.organization_id): w.organization.timezone for w in workflows},
+            "page_tz": next((w.organization.timezone for w in workflows), ""),
             "directions": Direction.choices,
             "selected_workflow": workflow_id,
             "selected_direction": direction,
@@ -215,6 +218,15 @@ def _visible_call(request, session_id):
     return call
 
 
+def _patient_zone_note(call) -> str:
+    """"(patient 13:30 EST)" when the patient's clock differs from the organisation's."""
+    if not call.patient_id or not call.created_at:
+        return ""
+    full = timefmt.with_patient(call.created_at, call.organization.timezone, call.patient.timezone)
+    short = timefmt.in_zone(call.created_at, call.organization.timezone, timefmt.MINUTE)
+    return full[len(short):].strip()
+
+
 @staff_member_required
 def call_detail(request, session_id):
     call = _visible_call(request, session_id)
@@ -230,7 +242,7 @@ def call_detail(request, session_id):
             if isinstance(turn_ms, (int, float)) and not isinstance(turn_ms, bool):
                 turns.append({"key": f"s{event.seq}", "ms": int(turn_ms), **{
                     k: v for k, v in payload["data"].items() if k in ("stt_ms", "llm_ttfb_ms", "tts_ttfb_ms")}})
-        entry = _timeline_entry(payload, event.at)
+        entry = _timeline_entry(payload, event.at, call.organization.timezone)
         timeline.append(entry)
         if entry["kind"] in ("dialout_attempt", "dialout_error", "dialout_answered", "dialout_stopped"):
             attempts.append(entry)
@@ -258,6 +270,7 @@ def call_detail(request, session_id):
             "transcript": transcript,
             "can_cancel": access.has_right(request.user, access.PLACE_CALLS, call.organization_id),
             "admin_url": reverse("admin:calls_callsession_change", args=[call.pk]),
+            "patient_zone_note": _patient_zone_note(call),
         },
     )
 

@@ -159,6 +159,10 @@ else:
     CELERY_TASK_ALWAYS_EAGER = True
     CELERY_TASK_EAGER_PROPAGATES = True
 
+# Without a worker (eager Celery) a start runs on a thread of its own, not in the
+# request that placed the call (tests turn this off to start inline).
+EMBEDDED_START_IN_THREAD = env_bool("EMBEDDED_START_IN_THREAD", True)
+
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True

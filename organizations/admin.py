@@ -4,6 +4,7 @@ from django.contrib.auth import get_user_model
 from django.db.models import Q
 
 from . import access
+from .forms import LineListField, StaffMemberForm
 from .admin_scoping import OrgScopedAdmin
 from .models import ApiKey, Organization, OrganizationMembership, Workflow
 
@@ -72,8 +73,30 @@ class OrganizationAdmin(OrgScopedAdmin):
 
 @admin.register(OrganizationMembership)
 class OrganizationMembershipAdmin(OrgScopedAdmin):
+    """Members of the organisation. "Add" makes a new person in one form — their
+    login (a staff user) and their membership — so an organisation's admin needs
+    no rights on Django's users."""
+
     read_right = access.MANAGE
     list_display = ["user", "organization", "role", "created_at"]
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        if obj is None:
+            kwargs["form"] = StaffMemberForm
+            kwargs["fields"] = None
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def get_fieldsets(self, request, obj=None):
+        if obj is None:
+            return [
+                ("Who", {"fields": ["username", "first_name", "last_name", "email", "password1", "password2"]}),
+                ("Membership", {"fields": ["organization", "role"]}),
+            ]
+        return [(None, {"fields": ["user", "organization", "role"]})]
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["user", "organization"] if obj is not None else []
+
     list_filter = ["role", ("organization", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["user__username", "user__email", "organization__name"]
     autocomplete_fields = []
@@ -142,8 +165,20 @@ class ApiKeyAdmin(OrgScopedAdmin):
         self.message_user(request, f"Revoked {count} API key(s).")
 
 
+class WorkflowForm(forms.ModelForm):
+    outcome_results = LineListField(
+        label="Outcome results",
+        help_text="One per line: the results the bot may record (e.g. confirmed, rescheduled, declined).",
+    )
+
+    class Meta:
+        model = Workflow
+        fields = "__all__"
+
+
 @admin.register(Workflow)
 class WorkflowAdmin(OrgScopedAdmin):
+    form = WorkflowForm
     write_right = access.WRITE_WORKFLOWS
     list_display = ["name", "slug", "organization", "direction", "is_active", "max_duration_s", "updated_at"]
     list_filter = ["direction", "is_active", ("organization", admin.RelatedOnlyFieldListFilter)]

@@ -53,6 +53,8 @@ class Organization(models.Model):
 
     class Meta:
         ordering = ["name"]
+        verbose_name = "organisation"  # one spelling on every page: the British one
+        verbose_name_plural = "organisations"
 
     def __str__(self) -> str:
         return self.name
@@ -65,7 +67,9 @@ class Role(models.TextChoices):
 
 
 class OrganizationMembership(models.Model):
-    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="memberships")
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="memberships", verbose_name="organisation"
+    )
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
     role = models.CharField(max_length=16, choices=Role.choices, default=Role.STAFF)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -73,6 +77,8 @@ class OrganizationMembership(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["organization", "user"], name="unique_membership")]
         ordering = ["organization__name", "user__username"]
+        verbose_name = "member"
+        verbose_name_plural = "members"
 
     def __str__(self) -> str:
         return f"{self.user} — {self.get_role_display()} at {self.organization}"
@@ -93,7 +99,9 @@ class ApiKeyQuerySet(models.QuerySet):
 class ApiKey(models.Model):
     """An EHR integration's key. The raw key is shown once; only its hash is kept."""
 
-    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="api_keys")
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="api_keys", verbose_name="organisation"
+    )
     name = models.CharField(max_length=100, default="EHR integration")
     prefix = models.CharField(max_length=16, editable=False, db_index=True)
     key_hash = models.CharField(max_length=64, unique=True, editable=False)
@@ -173,7 +181,9 @@ def default_outcome_results():
 class Workflow(models.Model):
     """What a bot does on a call: the fields of the AgentRequest's WorkflowConfig."""
 
-    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="workflows")
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="workflows", verbose_name="organisation"
+    )
     slug = models.SlugField(max_length=64)
     name = models.CharField(max_length=200)
     direction = models.CharField(max_length=16, choices=WorkflowDirection.choices, default=WorkflowDirection.DIAL_OUT)

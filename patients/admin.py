@@ -3,6 +3,7 @@ from django.contrib import admin
 from organizations import access
 from organizations.admin_scoping import OrgScopedAdmin
 
+from . import display
 from .models import Patient
 
 PHI_FIELDS = ("first_name", "last_name", "date_of_birth", "phone", "data")
@@ -20,8 +21,21 @@ class PatientAdmin(OrgScopedAdmin):
         ("For the bot", {"fields": ["data"]}),
     ]
 
+    def action_label(self, obj) -> str:
+        return f"patient {obj.external_id or obj.pk}"
+
     def _sees_phi(self, request, obj):
         return access.sees_phi(request.user, obj.organization_id)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        """The heading and breadcrumb name the patient as the user may see them
+        (``str(patient)`` stays masked for logs)."""
+        extra_context = dict(extra_context or {})
+        obj = self.get_object(request, object_id)
+        if obj is not None:
+            extra_context.setdefault("subtitle", display.label_for(request.user, obj))
+            extra_context.setdefault("patient_label", display.label_for(request.user, obj))
+        return super().change_view(request, object_id, form_url, extra_context)
 
     def get_list_display(self, request):
         """Names and phones in clear only where the user's role allows (not for viewers)."""

@@ -9,7 +9,9 @@ from .phone import normalize_phone
 
 
 class Patient(models.Model):
-    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="patients")
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="patients", verbose_name="organisation"
+    )
     external_id = models.CharField(
         max_length=100, blank=True, null=True, help_text="The patient's id in the EHR (unique in the organisation)."
     )

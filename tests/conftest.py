@@ -26,6 +26,7 @@ def patient(org):
 
 
 from tests.live import asgi_live_server, celery_worker, live_server_port  # noqa: E402,F401
+from tests.sandbox_fixtures import call_sandbox  # noqa: E402,F401
 
 
 def pytest_configure(config):
@@ -40,6 +41,12 @@ def pytest_configure(config):
         test["NAME"] = os.environ.get("TEST_DATABASE_NAME") or f"/tmp/myrobot-test-{os.getpid()}.sqlite3"
     else:
         test["NAME"] = os.environ.get("TEST_DATABASE_NAME") or f"test_myrobot_{os.getpid()}"
+
+
+@pytest.fixture(autouse=True)
+def _start_inline(settings):
+    """Tests start calls inline under eager Celery (tests/test_embedded_start.py turns the thread on)."""
+    settings.EMBEDDED_START_IN_THREAD = False
 
 
 @pytest.fixture(autouse=True)

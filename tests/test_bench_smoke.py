@@ -100,7 +100,8 @@ def test_queries(stack_args):
     data = run_bench("queries", stack_args, "--patients", "30", "--calls", "60", "--small-patients", "3",
                      "--small-calls", "5", "--repeat", "1")
     pages = {r["page"]: r for r in data["rows"]}
-    assert set(pages) == {"admin patient list", "admin call list", "GET /api/calls", "GET /api/patients", "live list"}
+    assert set(pages) == {"admin patient list", "admin call list", "GET /api/calls", "GET /api/patients", "live list",
+                          "dashboard (last 30 days)", "dashboard (a year)"}
     for row in pages.values():
         assert row["small"]["status"] == 200 and row["large"]["status"] == 200
         assert row["constant"], f"{row['page']}: {row['small']['queries']} queries small, {row['large']['queries']} large"

@@ -164,6 +164,8 @@ def test_connection_refused_is_transient(fake_runner, settings):
     with pytest.raises(TransientError) as exc:
         start_bot(agent_request())
     assert "Could not connect" in exc.value.reason and exc.value.status is None
+    # ...and says what to do about it
+    assert "start the bot runner with `make bot`" in exc.value.reason and "LOCAL_SERVER_URL" in exc.value.reason
 
 
 def test_dns_failure_is_transient(fake_pipecat, settings):

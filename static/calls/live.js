@@ -47,12 +47,29 @@
   function statusLabel(s) { return STATUS_LABELS[s] || String(s || "").replace(/_/g, " "); }
   function capitalize(s) { return s ? s.charAt(0).toUpperCase() + s.slice(1) : s; }
 
-  function fmtTime(iso, withDate) {
+  // Times read as on the server's pages (organizations/timefmt.py): 24-hour clock,
+  // in the organisation's zone (data-tz on the row or the page), not the browser's.
+  function fmtTime(iso, withDate, tz) {
     if (!iso) return "—";
     var d = new Date(iso);
     if (isNaN(d.getTime())) return iso;
-    var t = d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
-    return withDate ? d.toLocaleDateString() + " " + t : t;
+    var opts = { hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23" };
+    if (withDate) { opts.year = "numeric"; opts.month = "2-digit"; opts.day = "2-digit"; }
+    var parts = {};
+    try {
+      if (tz) opts.timeZone = tz;
+      new Intl.DateTimeFormat("en-GB", opts).formatToParts(d).forEach(function (p) { parts[p.type] = p.value; });
+    } catch (e) {
+      delete opts.timeZone;
+      new Intl.DateTimeFormat("en-GB", opts).formatToParts(d).forEach(function (p) { parts[p.type] = p.value; });
+    }
+    var t = parts.hour + ":" + parts.minute + ":" + parts.second;
+    return withDate ? parts.year + "-" + parts.month + "-" + parts.day + " " + t : t;
+  }
+
+  function zoneOf(el) {
+    var holder = el && el.closest ? el.closest("[data-tz]") : null;
+    return (holder && holder.dataset.tz) || root.dataset.tz || "";
   }
 
   function fmtDuration(sec) {
@@ -111,7 +128,7 @@
   function setTime(el, iso, withDate) {
     if (!el) return;
     el.setAttribute("datetime", iso || "");
-    setText(el, fmtTime(iso, withDate));
+    setText(el, fmtTime(iso, withDate, zoneOf(el)));
   }
 
   function flash(el) {
@@ -152,7 +169,7 @@
     var els = scope.querySelectorAll("time[datetime]");
     for (var i = 0; i < els.length; i++) {
       var iso = els[i].getAttribute("datetime");
-      if (iso) els[i].textContent = fmtTime(iso, els[i].dataset.field === "created_at" && root.dataset.page === "detail");
+      if (iso) els[i].textContent = fmtTime(iso, els[i].dataset.field === "created_at" && root.dataset.page === "detail", zoneOf(els[i]));
     }
   }
 
@@ -197,6 +214,9 @@
     var orgNames = {};
     var orgNode = document.getElementById("org-names");
     if (orgNode) { try { orgNames = JSON.parse(orgNode.textContent) || {}; } catch (e) { orgNames = {}; } }
+    var orgZones = {};
+    var zoneNode = document.getElementById("org-zones");
+    if (zoneNode) { try { orgZones = JSON.parse(zoneNode.textContent) || {}; } catch (e) { orgZones = {}; } }
     var wantWorkflow = root.dataset.filterWorkflow || "";
     var wantDirection = root.dataset.filterDirection || "";
     var wantIds = null;
@@ -247,6 +267,7 @@
       row.dataset.workflow = call.workflow ? call.workflow.id : "";
       row.dataset.direction = call.direction;
       row.dataset.created = call.created_at || "";
+      row.dataset.tz = orgZones[String(call.organization_id)] || root.dataset.tz || "";
       var link = field(row, "link");
       link.setAttribute("href", call.url);
       setText(link, call.session_id.slice(0, 8));
@@ -257,7 +278,9 @@
       setText(field(row, "direction"), DIRECTION_LABELS[call.direction] || call.direction);
       setTime(field(row, "created_at"), call.created_at);
       setDuration(field(row, "duration"), call);
-      setText(field(row, "result"), (call.outcome && call.outcome.result) || call.end_reason || "");
+      // The outcome (what the conversation achieved) and the end reason (how the call ended) apart.
+      setText(field(row, "outcome-result"), (call.outcome && call.outcome.result) || "");
+      setText(field(row, "end-reason"), call.end_reason ? call.end_reason.replace(/_/g, " ") : "");
     }
 
     function applyUpdate(call) {

@@ -12,7 +12,7 @@ import pytest
 from django.core.management import call_command
 from playwright.async_api import expect
 
-from organizations.management.commands.seed_demo import DEMO_PASSWORD
+from calls.management.commands.seed_demo import DEMO_PASSWORD
 from patients.models import Patient
 from sandbox.script import parse_rates
 from sandbox.server import Sandbox

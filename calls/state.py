@@ -79,12 +79,25 @@ def transition(
                     payload.update(data)
                 event = CallEvent.objects.create(call_id=call_id, at=at, kind="status", data=payload)
                 if to in RETRYABLE_ENDS:
-                    # Written with the end itself: a follow-up attempt is never lost.
-                    nxt = follow_up(call_id, now=at)
-                    if nxt is not None:  # a new call: live lists show it
-                        transaction.on_commit(lambda: broadcast_call_sync(nxt.pk, [], background=True))
+                    _follow_up(call_id, at)
                 if broadcast:
                     transaction.on_commit(lambda: broadcast_call_sync(call_id, [event]))
                 return True
         # Someone else moved it first: look again.
     return False
+
+
+def _follow_up(call_id, at) -> None:
+    """The call policy's next attempt, written with the end itself so it is never lost.
+
+    A policy that cannot be applied (say, a workflow saved with an impossible
+    window) must not lose the call's end: it is logged and the end stands.
+    """
+    try:
+        with transaction.atomic():
+            nxt = follow_up(call_id, now=at)
+    except Exception:  # noqa: BLE001
+        log.exception("could not schedule the next attempt of call %s", call_id)
+        return
+    if nxt is not None:  # a new call: live lists show it
+        transaction.on_commit(lambda: broadcast_call_sync(nxt.pk, [], background=True))

@@ -215,12 +215,8 @@ def capacity_wait_over(deferred_since: dt.datetime | None, now: dt.datetime) -> 
     return deferred_since is not None and (now - deferred_since).total_seconds() >= settings.CALL_CAPACITY_WAIT_S
 
 
-def waiting_for_slot():
-    """Dial-outs that are due and waiting in the queue (for a slot or for their turn)."""
-    return CallSession.objects.filter(status=CallStatus.QUEUED, direction="dial_out")
-
-
 # --- the rules on our models ----------------------------------------------------------
+
 
 def patient_zone(patient, organization):
     """The zone a patient's calling hours are read in: theirs, else the organisation's."""

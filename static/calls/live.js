@@ -31,7 +31,7 @@
     ended: "Bot ended the call", error: "Error", bot_start_requested: "Bot start requested",
     bot_start_unconfirmed: "Bot start unconfirmed", start_retry: "Start retried",
     room_delete_failed: "Room not deleted", start_deferred: "Start deferred (bot runner at capacity)",
-    start_redispatched: "Start handed to a worker again", next_attempt: "Next attempt scheduled"
+    start_redispatched: "Start handed to a worker again", next_attempt: "Next attempt scheduled", scheduled: "Scheduled as a new attempt"
   };
   var ATTEMPT_EVENTS = { dialout_attempt: 1, dialout_error: 1, dialout_answered: 1, dialout_stopped: 1 };
 

@@ -37,8 +37,8 @@ from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
-from django.db.models import Count, Q
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Count, F, Q
 from django.utils import timezone
 
 from organizations.masking import mask_phone
@@ -186,6 +186,14 @@ def slot_lock(organization_id):
     doing the same.
     """
     with transaction.atomic():
+        if connection.vendor == "sqlite":
+            # SQLite has no row locks, and a transaction that reads before it
+            # writes fails at once ("database is locked") when another one
+            # writes meanwhile: take the database's write lock first (a no-op
+            # write), so the count and the move below run alone.
+            Organization.objects.filter(pk=organization_id).update(
+                max_concurrent_calls=F("max_concurrent_calls")
+            )
         cap = (
             Organization.objects.select_for_update()
             .filter(pk=organization_id)

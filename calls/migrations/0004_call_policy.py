@@ -8,8 +8,8 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('calls', '0001_initial'),
-        ('organizations', '0002_call_policy'),
+        ('calls', '0003_merge_20261130_1849'),
+        ('organizations', '0003_call_policy'),
         ('patients', '0001_initial'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]

@@ -12,8 +12,8 @@ from organizations.admin_scoping import OrgScopedAdmin
 from organizations.models import Workflow
 from patients import display
 
-from . import services
-from .models import CallEvent, CallSession
+from . import selectors, services
+from .models import CallEvent, CallSession, CallStatus
 from .shaping import viewer_event_data
 
 
@@ -83,12 +83,39 @@ class CallEventInline(admin.TabularInline):
         return False
 
 
+class QueueFilter(admin.SimpleListFilter):
+    """Where a call not yet ringing stands in the call policy."""
+
+    title = "queue"
+    parameter_name = "queue"
+
+    def lookups(self, request, model_admin):
+        return [
+            ("scheduled", "Scheduled (waiting for its time)"),
+            ("waiting", "Waiting for a slot"),
+            ("deferred", "Deferred (bot runner at capacity)"),
+            ("retry", "Later attempts (2nd, 3rd …)"),
+        ]
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if value == "scheduled":
+            return queryset.filter(status=CallStatus.SCHEDULED)
+        if value == "waiting":
+            return queryset.filter(status=CallStatus.QUEUED, direction="dial_out", dispatched_at__isnull=True)
+        if value == "deferred":
+            return queryset.filter(status=CallStatus.QUEUED, start_deferrals__gt=0)
+        if value == "retry":
+            return queryset.filter(attempt__gt=1)
+        return queryset
+
+
 @admin.register(CallSession)
 class CallSessionAdmin(OrgScopedAdmin):
     write_right = access.PLACE_CALLS
     # Related filters list only what the user may see (their organisations' objects).
     list_filter = [
-        "status", OutcomeResultFilter, EndReasonFilter, "direction", ("workflow", admin.RelatedOnlyFieldListFilter),
+        "status", QueueFilter, OutcomeResultFilter, EndReasonFilter, "direction", ("workflow", admin.RelatedOnlyFieldListFilter),
         ("organization", admin.RelatedOnlyFieldListFilter), "created_at",
     ]
     search_fields = ["id", "patient__external_id", "daily_call_id"]
@@ -120,6 +147,9 @@ class CallSessionAdmin(OrgScopedAdmin):
             "live_link", "id", "organization", "workflow", "direction", "status", "patient_display", "phone_clear",
         ]}),
         ("Timeline", {"fields": ["created_local", "started_local", "answered_local", "ended_local", "end_reason", "error"]}),
+        ("Call policy", {"fields": [
+            "scheduled_for", "attempt_display", "previous_attempt_link", "next_attempt_link", "queue_display",
+        ]}),
         ("Result", {"fields": ["outcome", "transcript_display", "dialout_attempts"]}),
         ("Daily", {"fields": ["daily_room_name", "daily_room_url", "daily_call_id", "daily_call_domain"]}),
         ("Requested by", {"fields": ["requested_by_user", "requested_by_api_key"]}),
@@ -134,7 +164,7 @@ class CallSessionAdmin(OrgScopedAdmin):
 
         patient.short_description = "Patient"
         # Status right after the call: at 1280 px with the menu and the filters it stays on screen.
-        return ["short_id", "status_badge", patient, "workflow_name", "direction", "created_local", "result", "live_link"]
+        return ["short_id", "status_badge", patient, "workflow_name", "direction", "scheduled_for", "attempt_display", "created_local", "result", "live_link"]
 
     @admin.display(description="Result")
     def result(self, obj):
@@ -146,6 +176,38 @@ class CallSessionAdmin(OrgScopedAdmin):
     @admin.display(description="Workflow", ordering="workflow__name")
     def workflow_name(self, obj):
         return obj.workflow.name
+    @admin.display(description="Attempt", ordering="attempt")
+    def attempt_display(self, obj):
+        return f"{obj.attempt} of {obj.max_attempts}" if obj.direction == "dial_out" else "—"
+
+    def _attempt_link(self, call):
+        if call is None:
+            return "—"
+        when = f", rings {call.scheduled_for:%Y-%m-%d %H:%M} UTC" if call.status == CallStatus.SCHEDULED else ""
+        return format_html(
+            '<a href="{}">{} (attempt {}, {}{})</a>', call.get_absolute_url(), str(call.pk)[:8], call.attempt,
+            call.get_status_display().lower(), when,
+        )
+
+    @admin.display(description="Previous attempt")
+    def previous_attempt_link(self, obj):
+        return self._attempt_link(obj.previous_attempt if obj.previous_attempt_id else None)
+
+    @admin.display(description="Next attempt")
+    def next_attempt_link(self, obj):
+        return self._attempt_link(selectors.next_attempt(obj))
+
+    @admin.display(description="In the queue")
+    def queue_display(self, obj):
+        if obj.status == CallStatus.SCHEDULED:
+            return "Scheduled: waits for its time"
+        if obj.status != CallStatus.QUEUED:
+            return "—"
+        if obj.start_deferrals:
+            return f"Deferred {obj.start_deferrals}× (bot runner at capacity); next try {obj.start_retry_at:%H:%M:%S} UTC"
+        if obj.dispatched_at is None and obj.direction == "dial_out":
+            return "Waiting for a free slot"
+        return "Handed to a worker"
 
     @admin.display(description="Live page")
     def live_link(self, obj):

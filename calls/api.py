@@ -26,7 +26,7 @@ from organizations.auth import api_key_auth
 from organizations.models import Workflow
 from patients.models import Patient
 
-from . import services, webhooks
+from . import selectors, services, webhooks
 from .models import CallSession, CallStatus
 
 log = logging.getLogger(__name__)
@@ -154,11 +154,16 @@ class StartCallIn(StrictSchema):
         None, max_length=64,
         description="Caller id: an E.164 number or Daily's phone-number id (a UUID); default: the organisation's.",
     )
+    not_before: dt.datetime | None = Field(
+        None,
+        description="ISO-8601 with a UTC offset: ring no earlier than this (moved into the workflow's calling window).",
+    )
 
 
 class StartCallOut(Schema):
     session_id: str
-    status: str
+    status: str = Field(..., description="`queued` (ringing now) or `scheduled` (see `scheduled_for`).")
+    scheduled_for: dt.datetime | None = Field(None, description="When a scheduled call will ring.")
     poll_url: str
 
 
@@ -182,6 +187,9 @@ def start_call(
     if (payload.patient_id is None) == (payload.external_id is None):
         message = "Give exactly one of patient_id and external_id."
         raise ApiError(422, message, [{"field": "patient_id", "message": message}])
+    if payload.not_before is not None and payload.not_before.utcoffset() is None:
+        message = "Give not_before with a UTC offset, e.g. 2026-03-09T09:00:00-05:00."
+        raise ApiError(422, message, [{"field": "not_before", "message": message}])
     org = request.organization
     workflow = Workflow.objects.filter(organization=org, slug=payload.workflow).first()
     if workflow is None:
@@ -205,12 +213,15 @@ def start_call(
             requested_by_api_key=request.api_key,
             idempotency_key=idempotency_key,
             request_fingerprint=_fingerprint(payload),
+            not_before=payload.not_before,
         )
     except services.CallRefused as exc:
         raise _refusal(exc)
     call.refresh_from_db(fields=["status"])
     poll_url = request.build_absolute_uri(reverse("api:get_call", kwargs={"session_id": str(call.pk)}))
-    return 202, {"session_id": str(call.pk), "status": call.status, "poll_url": poll_url}
+    return 202, {
+        "session_id": str(call.pk), "status": call.status, "scheduled_for": call.scheduled_for, "poll_url": poll_url,
+    }
 
 
 # --- reading and canceling calls ------------------------------------------------------
@@ -232,6 +243,12 @@ class CallOut(Schema):
     end_reason: str
     error: str
     outcome: dict[str, Any] | None
+    scheduled_for: dt.datetime | None = Field(None, description="When a scheduled call will ring (not before).")
+    attempt: int = Field(1, description="Which attempt of the request this call is, from 1.")
+    max_attempts: int = Field(1, description="Attempts the workflow allows for the request.")
+    previous_attempt: str | None = Field(None, description="Session id of the attempt before this one.")
+    next_attempt: str | None = Field(None, description="Session id of the attempt after this one.")
+    next_attempt_at: dt.datetime | None = Field(None, description="When the next attempt rings (or rang).")
 
 
 class CallEventOut(Schema):
@@ -263,6 +280,20 @@ def _call_out(call: CallSession) -> dict:
         "end_reason": call.end_reason,
         "error": call.error,
         "outcome": call.outcome if isinstance(call.outcome, dict) else None,
+        **attempt_fields(call),
+    }
+
+
+def attempt_fields(call: CallSession) -> dict:
+    """The call policy's fields of a call resource: when it rings, and its chain of attempts."""
+    nxt = selectors.next_attempt(call)
+    return {
+        "scheduled_for": call.scheduled_for,
+        "attempt": call.attempt,
+        "max_attempts": call.max_attempts,
+        "previous_attempt": str(call.previous_attempt_id) if call.previous_attempt_id else None,
+        "next_attempt": str(nxt.pk) if nxt else None,
+        "next_attempt_at": nxt.scheduled_for if nxt else None,
     }
 
 
@@ -282,7 +313,7 @@ def _get_call(request, session_id: str) -> CallSession:
     except ValueError:
         raise ApiError(404, "No such call.")
     call = (
-        CallSession.objects.select_related("workflow", "patient")
+        CallSession.objects.select_related("workflow", "patient", "next_attempt_call")
         .filter(organization=request.organization, pk=pk)
         .first()
     )
@@ -317,7 +348,9 @@ class CallFilters(PageParams, StrictSchema):
 @router.get("/calls", response={200: Page[CallOut], **errors(401, 422)}, auth=api_key_auth, url_name="list_calls")
 def list_calls(request, filters: Query[CallFilters]):
     """The organisation's calls, newest first."""
-    qs = CallSession.objects.filter(organization=request.organization).select_related("workflow", "patient")
+    qs = CallSession.objects.filter(organization=request.organization).select_related(
+        "workflow", "patient", "next_attempt_call"
+    )
     if filters.status:
         qs = qs.filter(status=filters.status)
     if filters.direction:

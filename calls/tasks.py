@@ -15,7 +15,7 @@ import time
 from celery import shared_task
 from django.db import connections
 
-from . import broadcast, reaper, starting
+from . import broadcast, dispatcher, reaper, starting
 
 log = logging.getLogger(__name__)
 
@@ -79,3 +79,10 @@ def wait_for_background_starts(timeout: float = 30.0) -> bool:
 def reap_stale_calls() -> int:
     """Fail calls that stopped reporting, so nothing stays non-final forever."""
     return reaper.reap_stale_calls()
+
+
+@shared_task(ignore_result=True)
+def dispatch_calls() -> str:
+    """The call policy's dispatcher tick (Celery beat, every few seconds): due
+    scheduled calls, queued calls with a free slot, lost starts; see calls.dispatcher."""
+    return str(dispatcher.dispatch(start_call.delay, reap=False))

@@ -19,8 +19,8 @@ class OrganizationForm(forms.ModelForm):
 
     class Meta:
         model = Organization
-        fields = ["name", "slug", "timezone", "is_active", "dialout_caller_id", "callback_number",
-                  "dialin_webhook_secret"]
+        fields = ["name", "slug", "timezone", "is_active", "max_concurrent_calls", "dialout_caller_id",
+                  "callback_number", "dialin_webhook_secret"]
 
     def clean_dialin_webhook_secret(self):
         value = self.cleaned_data.get("dialin_webhook_secret", "").strip()
@@ -190,4 +190,9 @@ class WorkflowAdmin(OrgScopedAdmin):
         ("Call control", {"fields": ["voicemail_message", "leave_voicemail", "transfer_number",
                                      "silence_timeout_s", "ring_timeout_s"]}),
         ("Limits and results", {"fields": ["max_duration_s", "max_dialout_attempts", "outcome_results", "config"]}),
+        ("Calling hours and attempts (dial-out)", {
+            "fields": ["window_start", "window_end", "window_days", "retry_on", "max_attempts", "retry_delays_min"],
+            "description": "Calls ring only inside these hours, in the patient's time zone (else the organisation's). "
+            "A call that ends busy / no answer / voicemail / declined is tried again when listed in retry_on.",
+        }),
     ]

@@ -11,13 +11,15 @@
   "use strict";
 
   var STATUS_LABELS = {
-    queued: "Queued", starting: "Starting", ringing: "Ringing", waiting: "Waiting for caller",
+    scheduled: "Scheduled", queued: "Queued", starting: "Starting", ringing: "Ringing", waiting: "Waiting for caller",
     in_progress: "In progress", completed: "Completed", failed: "Failed", no_answer: "No answer",
     busy: "Busy", canceled: "Canceled"
   };
   var FINAL = { completed: 1, failed: 1, no_answer: 1, busy: 1, canceled: 1 };
   // The state machine only moves forward: an update ranked below what a page shows is stale.
-  var RANK = { queued: 0, starting: 1, ringing: 2, waiting: 2, in_progress: 3,
+  // A call deferred by the bot runner (429) goes from starting back to queued: its
+  // `start_deferrals` grows, which makes that one step back not stale.
+  var RANK = { scheduled: -1, queued: 0, starting: 1, ringing: 2, waiting: 2, in_progress: 3,
                completed: 4, failed: 4, no_answer: 4, busy: 4, canceled: 4 };
   var DIRECTION_LABELS = { dial_in: "Dial-in", dial_out: "Dial-out" };
   // Keep in step with calls/views.py EVENT_LABELS / describe_event.
@@ -29,7 +31,8 @@
     dialout_error: "Dial-out error", participant_left: "Participant left", outcome: "Outcome",
     ended: "Bot ended the call", error: "Error", bot_start_requested: "Bot start requested",
     bot_start_unconfirmed: "Bot start unconfirmed", start_retry: "Start retried",
-    room_delete_failed: "Room not deleted"
+    room_delete_failed: "Room not deleted", start_deferred: "Start deferred (bot runner at capacity)",
+    start_redispatched: "Start handed to a worker again", next_attempt: "Next attempt scheduled", scheduled: "Scheduled as a new attempt"
   };
   var ATTEMPT_EVENTS = { dialout_attempt: 1, dialout_error: 1, dialout_answered: 1, dialout_stopped: 1 };
 
@@ -209,6 +212,7 @@
     var template = document.getElementById("row-template");
     var bodies = {
       unfinished: root.querySelector('tbody[data-section="unfinished"]'),
+      scheduled: root.querySelector('tbody[data-section="scheduled"]'),
       finished: root.querySelector('tbody[data-section="finished"]')
     };
     var orgNames = {};
@@ -244,21 +248,44 @@
     }
 
     function place(row, section) {
-      var body = bodies[section];
+      var body = bodies[section] || bodies.unfinished;
       if (row.parentNode === body) return;
-      var created = row.dataset.created || "";
       var before = null;
-      for (var i = 0; i < body.children.length; i++) {
-        if ((body.children[i].dataset.created || "") < created) { before = body.children[i]; break; }
+      if (section === "scheduled") {
+        // soonest first
+        var when = row.dataset.scheduledFor || "";
+        for (var j = 0; j < body.children.length; j++) {
+          if ((body.children[j].dataset.scheduledFor || "") > when) { before = body.children[j]; break; }
+        }
+      } else {
+        var created = row.dataset.created || "";
+        for (var i = 0; i < body.children.length; i++) {
+          if ((body.children[i].dataset.created || "") < created) { before = body.children[i]; break; }
+        }
       }
       body.insertBefore(row, before);
     }
 
     function refreshEmpty() {
-      ["unfinished", "finished"].forEach(function (section) {
+      ["unfinished", "scheduled", "finished"].forEach(function (section) {
         var note = root.querySelector('[data-empty-for="' + section + '"]');
-        if (note) note.hidden = bodies[section].children.length > 0;
+        if (note && bodies[section]) note.hidden = bodies[section].children.length > 0;
       });
+      // The counts above the tables: what this page shows (its filters apply).
+      var waiting = root.querySelectorAll('tr.live-row[data-waiting="1"]').length;
+      var scheduled = bodies.scheduled ? bodies.scheduled.children.length : 0;
+      var w = root.querySelector('[data-count="waiting"]');
+      var sc = root.querySelector('[data-count="scheduled"]');
+      if (w) w.textContent = String(waiting);
+      if (sc) sc.textContent = String(scheduled);
+    }
+
+    function ringText(call) {
+      var parts = [];
+      if (call.direction === "dial_out" && call.attempt) parts.push(call.attempt + " of " + (call.max_attempts || call.attempt));
+      if (call.ring_times) parts.push(call.ring_times.patient + " — " + call.ring_times.clinic + " clinic time");
+      else if (call.waiting_for_slot) parts.push("waiting for a slot");
+      return parts.join(" · ");
     }
 
     function fill(row, call) {
@@ -268,6 +295,9 @@
       row.dataset.direction = call.direction;
       row.dataset.created = call.created_at || "";
       row.dataset.tz = orgZones[String(call.organization_id)] || root.dataset.tz || "";
+      row.dataset.waiting = call.waiting_for_slot ? "1" : "";
+      row.dataset.deferrals = String(call.start_deferrals || 0);
+      row.dataset.scheduledFor = call.scheduled_for || "";
       var link = field(row, "link");
       link.setAttribute("href", call.url);
       setText(link, call.session_id.slice(0, 8));
@@ -281,6 +311,7 @@
       // The outcome (what the conversation achieved) and the end reason (how the call ended) apart.
       setText(field(row, "outcome-result"), (call.outcome && call.outcome.result) || "");
       setText(field(row, "end-reason"), call.end_reason ? call.end_reason.replace(/_/g, " ") : "");
+      setText(field(row, "ring"), ringText(call));
     }
 
     function applyUpdate(call) {
@@ -289,12 +320,13 @@
       if (isNew) {
         if (!matches(call)) return;
         row = newRow();
-      } else if ((RANK[call.status] || 0) < (RANK[row.dataset.status] || 0)) {
+      } else if ((RANK[call.status] || 0) < (RANK[row.dataset.status] || 0) &&
+                 (call.start_deferrals || 0) <= (parseInt(row.dataset.deferrals || "0", 10) || 0)) {
         return; // stale: the row already shows a later state
       }
       var changed = isNew || row.dataset.status !== call.status;
       fill(row, call);
-      place(row, FINAL[call.status] ? "finished" : "unfinished");
+      place(row, FINAL[call.status] ? "finished" : (call.status === "scheduled" ? "scheduled" : "unfinished"));
       if (changed) flash(row);
       refreshEmpty();
     }
@@ -445,7 +477,9 @@
 
     function applyUpdate(call) {
       if (call.session_id !== sessionId) return;
-      if ((RANK[call.status] || 0) < (RANK[root.dataset.status] || 0)) return; // stale
+      if ((RANK[call.status] || 0) < (RANK[root.dataset.status] || 0) &&
+          (call.start_deferrals || 0) <= (parseInt(root.dataset.deferrals || "0", 10) || 0)) return; // stale
+      root.dataset.deferrals = String(call.start_deferrals || 0);
       var previous = root.dataset.status;
       var changed = previous !== call.status;
       root.dataset.status = call.status;

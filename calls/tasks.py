@@ -11,8 +11,13 @@ from __future__ import annotations
 import time
 
 from celery import shared_task
+from django.db import InterfaceError, OperationalError, close_old_connections
 
 from . import broadcast, reaper, starting
+
+
+# A database outage longer than about a minute is left to the dispatcher's sweep.
+DB_ERROR_RETRIES = 8
 
 
 @shared_task(bind=True, max_retries=starting.MAX_START_RETRIES, acks_late=True, ignore_result=True)
@@ -28,6 +33,15 @@ def start_call(self, call_session_id: str, room: dict | None = None) -> None:
     with broadcast.deferred(background=not attempt.eager):
         try:
             starting.start_call(call_session_id, room, attempt)
+        except (OperationalError, InterfaceError) as exc:
+            # The database dropped the connection (restart, failover, terminated
+            # backend). Acking would lose the start: drop the dead connection and
+            # deliver again. The start claim keeps a second delivery from ringing twice.
+            close_old_connections()
+            _note_db_error(call_session_id, exc)
+            if attempt.eager or attempt.retries >= DB_ERROR_RETRIES:
+                raise
+            raise self.retry(countdown=min(2 ** attempt.retries, 30), exc=exc, max_retries=DB_ERROR_RETRIES) from None
         except starting.RetryStart as retry:
             if not attempt.eager:
                 raise self.retry(countdown=retry.delay_s, exc=retry.error) from None
@@ -35,6 +49,14 @@ def start_call(self, call_session_id: str, room: dict | None = None) -> None:
             # Retry into the caller: retry inline after a short pause instead.
             time.sleep(retry.delay_s)
             self.apply(args=[call_session_id], retries=attempt.retries + 1, throw=True)
+
+
+def _note_db_error(call_session_id: str, exc: Exception) -> None:
+    """Leave a trace for the reaper's reason, if the database takes writes again."""
+    try:
+        starting.record(call_session_id, "start_db_error", {"error": exc.__class__.__name__})
+    except Exception:  # noqa: BLE001 - still down: the retry is what matters
+        close_old_connections()
 
 
 @shared_task(ignore_result=True)

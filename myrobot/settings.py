@@ -107,11 +107,18 @@ if DATABASE_URL:
         # psycopg's default pool holds 4 connections: a Celery worker with 32
         # threads (or a busy server) then waits for one (bench/RESULTS.md).
         if env_bool("DATABASE_POOL", True):
+            from psycopg_pool import ConnectionPool
             DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
                 "min_size": int(os.environ.get("DATABASE_POOL_MIN_SIZE", "2")),
                 "max_size": int(os.environ.get("DATABASE_POOL_MAX_SIZE", "20")),
                 "timeout": float(os.environ.get("DATABASE_POOL_TIMEOUT_S", "10")),
+                # A pooled connection whose server backend was terminated (a
+                # restart, a failover) is replaced when it is handed out, instead
+                # of failing the next request or start task (docs/operations.md).
+                "check": ConnectionPool.check_connection,
             }
+        else:
+            DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 else:
     DATABASES = {
         "default": {
@@ -129,13 +136,37 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 REDIS_URL = os.environ.get("REDIS_URL", "")
 
 if REDIS_URL:
+    # channels-redis waits up to 5 s for a message (BZPOPMIN); the redis client's
+    # own read timeout is also 5 s by default, so an idle socket's wait could time
+    # out first and close the socket (1011). Reads wait longer than the layer does.
+    REDIS_SOCKET_TIMEOUT_S = float(os.environ.get("REDIS_SOCKET_TIMEOUT_S", "30"))
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL]},
+            "CONFIG": {
+                "hosts": [{
+                    "address": REDIS_URL,
+                    "socket_timeout": REDIS_SOCKET_TIMEOUT_S,
+                    "socket_connect_timeout": 5,
+                    "socket_keepalive": True,
+                    "health_check_interval": 15,
+                }],
+            },
         }
     }
     CELERY_BROKER_URL = REDIS_URL
+    # A start delivery takes seconds (room + start request, each bounded by
+    # BOTRUNNER_START_TIMEOUT_S); a message held by a worker that died is handed
+    # back after this long instead of kombu's default hour. Retries are new
+    # messages, so no single delivery runs longer than this.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": int(os.environ.get("CELERY_VISIBILITY_TIMEOUT_S", "120")),
+        "socket_timeout": REDIS_SOCKET_TIMEOUT_S,
+        "socket_connect_timeout": 5,
+    }
+    # Publishing a task while Redis is down fails within about a second; the
+    # call stays queued and the dispatcher enqueues it again (calls/services.py).
+    CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
     CELERY_TASK_ALWAYS_EAGER = False
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}

@@ -24,7 +24,11 @@ START_TRACE_KINDS = ("start_db_error", "bot_start_unconfirmed")
 def stale_reason(call: CallSession, now) -> str | None:
     """Why the call is stale, naming the real cause a person can act on; None if it is not."""
     start_deadline = timedelta(seconds=settings.STALE_START_AFTER_S)
-    if call.status == CallStatus.QUEUED and call.created_at < now - start_deadline:
+    if call.status == CallStatus.QUEUED:
+        # Only a call handed to a worker: one waiting for a slot (dispatched_at
+        # unset) is the dispatcher's, which gives up after CALL_CAPACITY_WAIT_S.
+        if call.dispatched_at is None or call.dispatched_at >= now - start_deadline:
+            return None
         return (
             f"No start was sent: no worker started this call within {settings.STALE_START_AFTER_S} s. "
             "Check that the Celery worker (and the dispatcher) are running and can reach Redis."

@@ -13,7 +13,7 @@ import time
 from celery import shared_task
 from django.db import InterfaceError, OperationalError, close_old_connections
 
-from . import broadcast, reaper, starting
+from . import broadcast, dispatcher, reaper, starting
 
 
 # A database outage longer than about a minute is left to the dispatcher's sweep.
@@ -63,3 +63,10 @@ def _note_db_error(call_session_id: str, exc: Exception) -> None:
 def reap_stale_calls() -> int:
     """Fail calls that stopped reporting, so nothing stays non-final forever."""
     return reaper.reap_stale_calls()
+
+
+@shared_task(ignore_result=True)
+def dispatch_calls() -> str:
+    """The call policy's dispatcher tick (Celery beat, every few seconds): due
+    scheduled calls, queued calls with a free slot, lost starts; see calls.dispatcher."""
+    return str(dispatcher.dispatch(start_call.delay, reap=False))

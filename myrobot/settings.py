@@ -220,6 +220,9 @@ DISPATCH_INTERVAL_S = float(os.environ.get("DISPATCH_INTERVAL_S", "2"))
 # A queued call whose start was handed to a worker this long ago and never
 # began (a dead worker, a lost message) is handed again.
 DISPATCH_LOST_START_AFTER_S = float(os.environ.get("DISPATCH_LOST_START_AFTER_S", "15"))
+# A start a worker began (`starting`) and never sent, e.g. the worker was killed:
+# handed to a worker again after this long (longer than a start really takes).
+DISPATCH_STALLED_START_AFTER_S = float(os.environ.get("DISPATCH_STALLED_START_AFTER_S", "60"))
 # Pipecat Cloud at capacity (429): try again after this backoff (doubling, capped),
 # and fail the call with reason `capacity` only after waiting this long in all.
 CALL_CAPACITY_BACKOFF_S = float(os.environ.get("CALL_CAPACITY_BACKOFF_S", "5"))

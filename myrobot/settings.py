@@ -107,18 +107,15 @@ if DATABASE_URL:
         # psycopg's default pool holds 4 connections: a Celery worker with 32
         # threads (or a busy server) then waits for one (bench/RESULTS.md).
         if env_bool("DATABASE_POOL", True):
-            from psycopg_pool import ConnectionPool
             DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
                 "min_size": int(os.environ.get("DATABASE_POOL_MIN_SIZE", "2")),
                 "max_size": int(os.environ.get("DATABASE_POOL_MAX_SIZE", "20")),
                 "timeout": float(os.environ.get("DATABASE_POOL_TIMEOUT_S", "10")),
-                # A pooled connection whose server backend was terminated (a
-                # restart, a failover) is replaced when it is handed out, instead
-                # of failing the next request or start task (docs/operations.md).
-                "check": ConnectionPool.check_connection,
             }
-        else:
-            DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+        # A connection whose server backend was terminated (a restart, a failover)
+        # is replaced before use instead of failing the next request or start task;
+        # with the pool, Django turns this into the pool's `check` (docs/operations.md).
+        DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 else:
     DATABASES = {
         "default": {

@@ -110,3 +110,29 @@ async def test_idle_bot_and_browser_sockets_stay_open_on_redis(asgi_live_server)
         bot_frames.cancel()
         await bot.close()
         await browser.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_unreachable_database_answers_503_in_the_envelope_with_retry_after(client):
+    from django.db import connections
+
+    conn = connections["default"]
+    saved = dict(conn.settings_dict)
+    conn.close()
+    if conn.vendor == "sqlite":
+        conn.settings_dict["NAME"] = "/nonexistent-dir/unreachable.sqlite3"
+    else:
+        conn.settings_dict["PORT"] = "1"  # nothing listens there: connection refused
+        if hasattr(conn, "close_pool"):
+            conn.close_pool()
+    try:
+        response = client.get("/api/calls", HTTP_AUTHORIZATION="Bearer mr_anything")
+    finally:
+        conn.close()
+        if hasattr(conn, "close_pool"):
+            conn.close_pool()
+        conn.settings_dict.update(saved)
+    assert response.status_code == 503
+    assert response["Content-Type"].startswith("application/json")
+    assert response["Retry-After"] == "5"
+    assert "temporarily unavailable" in response.json()["detail"]

@@ -101,9 +101,9 @@ def _status_error(status: int, text: str, label: str) -> Exception:
     suffix = f" ({detail})" if detail else ""
     prod = is_production()
     if status == 429:
-        return TransientError(f"{label} is at capacity{suffix}; the start will be retried.", status=status, body=text)
+        return TransientError(f"{label} is at capacity (HTTP 429){suffix}.", status=status, body=text)
     if status == 503:
-        return TransientError(f"{label} is temporarily unavailable{suffix}; the start will be retried.", status=status, body=text)
+        return TransientError(f"{label} is temporarily unavailable (HTTP 503){suffix}.", status=status, body=text)
     if status in (502, 504):
         return AmbiguousStartError(
             f"{label} answered {status}{suffix}: the bot may have started, so the start was not repeated.",

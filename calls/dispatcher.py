@@ -14,6 +14,9 @@ in production (``calls.tasks.dispatch_calls``), and ``manage.py dispatch_calls
    over-optimistic hand-off only sends a call back to wait).
 3. ``hand_lost`` — a queued call handed to a worker ``DISPATCH_LOST_START_AFTER_S``
    ago that never began (a worker died, an enqueue failed) is handed again.
+   ``hand_stalled`` — likewise a call a worker moved to ``starting`` but never
+   sent (the worker was killed mid-start) is handed again after
+   ``DISPATCH_STALLED_START_AFTER_S``; the start claim keeps it to one bot.
 4. ``give_up_waiting`` — a dial-out queued for longer than ``CALL_CAPACITY_WAIT_S``
    without a slot ends ``failed`` with reason ``capacity``.
 5. the stale-call reaper, at most once a minute.
@@ -75,6 +78,7 @@ def dispatch(start, now=None, *, reap: bool = True) -> Tick:
     give_up_waiting(now, tick)
     hand_waiting(start, now, tick)
     hand_lost(start, now, tick)
+    hand_stalled(start, now, tick)
     if reap:
         tick.reaped = reaper.reap_stale_calls(now)
     return tick
@@ -157,6 +161,36 @@ def hand_lost(start, now, tick: Tick) -> None:
             CallEvent.objects.create(call_id=call.pk, at=now, kind="start_redispatched", data={
                 "note": "the start was handed to a worker and never began; handed again",
                 "handed_at": call.dispatched_at.isoformat(),
+            })
+            _hand(start, call)
+
+
+def hand_stalled(start, now, tick: Tick) -> None:
+    """Starts a worker took (``starting``, slot held) and never sent: hand them again.
+
+    Longer than a start really takes (room + start request, with a retry or two),
+    so a slow start is rarely handed twice; when it is, only one delivery can
+    claim the start (``starting.claim_start``), so the patient rings once.
+    """
+    after = timedelta(seconds=settings.DISPATCH_STALLED_START_AFTER_S)
+    stalled = (
+        CallSession.objects.filter(
+            status=CallStatus.STARTING, bot_start_requested_at__isnull=True, started_at__lte=now - after,
+        )
+        .filter(Q(start_retry_at__isnull=True) | Q(start_retry_at__lte=now - after))
+        .select_related("workflow")
+        .order_by("started_at")[:BATCH]
+    )
+    for call in stalled:
+        claimed = CallSession.objects.filter(
+            pk=call.pk, status=CallStatus.STARTING, bot_start_requested_at__isnull=True,
+            start_retry_at=call.start_retry_at,
+        ).update(start_retry_at=now)
+        if claimed:
+            tick.rehanded += 1
+            CallEvent.objects.create(call_id=call.pk, at=now, kind="start_redispatched", data={
+                "note": "a worker began this start and never sent it; handed again",
+                "started_at": call.started_at.isoformat() if call.started_at else None,
             })
             _hand(start, call)
 

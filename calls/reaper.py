@@ -9,14 +9,20 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
+from botrunner.daily import room_name_for
+
 from .models import CallSession, CallStatus
 from .starting import delete_call_room
 from .state import transition
 
 log = logging.getLogger(__name__)
 
+# Events the start path leaves that tell why a call never got going.
+START_TRACE_KINDS = ("start_db_error", "bot_start_unconfirmed")
+
 
 def stale_reason(call: CallSession, now) -> str | None:
+    """Why the call is stale, naming the real cause a person can act on; None if it is not."""
     start_deadline = timedelta(seconds=settings.STALE_START_AFTER_S)
     if call.status == CallStatus.QUEUED:
         # Only a call handed to a worker: one waiting for a slot (dispatched_at
@@ -24,17 +30,34 @@ def stale_reason(call: CallSession, now) -> str | None:
         if call.dispatched_at is None or call.dispatched_at >= now - start_deadline:
             return None
         return (
-            f"No worker started this call within {settings.STALE_START_AFTER_S} s: "
-            "check that the Celery worker is running and can reach Redis."
+            f"No start was sent: no worker started this call within {settings.STALE_START_AFTER_S} s. "
+            "Check that the Celery worker (and the dispatcher) are running and can reach Redis."
         )
     if call.status == CallStatus.STARTING and call.bot_started_at is None:
         since = call.started_at or call.created_at
-        if since < now - start_deadline:
+        if since >= now - start_deadline:
+            return None
+        kinds = set(call.events.filter(kind__in=START_TRACE_KINDS).values_list("kind", flat=True))
+        if call.bot_start_requested_at is None:
+            if "start_db_error" in kinds:
+                return (
+                    "No start was sent: the database was unreachable while the worker was starting this call. "
+                    "Check the database, then place the call again."
+                )
             return (
-                f"The bot never reported within {settings.STALE_START_AFTER_S} s of its start: check the bot "
-                "runner (python bot.py) or Pipecat Cloud logs, and that the bot can reach PUBLIC_BASE_URL."
+                "No start was sent: the worker stopped before sending it (it may have been killed). "
+                "Check the Celery worker, then place the call again."
             )
-        return None
+        if "bot_start_unconfirmed" in kinds:
+            return (
+                f"The start was sent but not confirmed (the runner or Pipecat Cloud timed out or answered 502/504), "
+                f"and the bot never reported within {settings.STALE_START_AFTER_S} s: check the bot runner or "
+                "Pipecat Cloud logs."
+            )
+        return (
+            f"The bot never reported within {settings.STALE_START_AFTER_S} s of its start: check the bot "
+            "runner (python bot.py) or Pipecat Cloud logs, and that the bot can reach PUBLIC_BASE_URL."
+        )
     last = call.last_event_at or call.started_at or call.created_at
     limit = timedelta(seconds=call.workflow.max_duration_s + settings.STALE_MARGIN_S)
     if last < now - limit:
@@ -57,5 +80,9 @@ def reap_stale_calls(now=None) -> int:
         if reason and transition(call.pk, CallStatus.FAILED, reason="stale", error=reason, at=now):
             reaped += 1
             log.info("reaped stale call %s (%s)", call.pk, call.status)
+            if not call.daily_room_name:
+                # A worker that died after ordering the room never stored its
+                # name; the name is derived from the call, and a missing room is fine.
+                call.daily_room_name = room_name_for(str(call.pk))
             delete_call_room(call)
     return reaped

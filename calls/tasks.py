@@ -13,11 +13,15 @@ import threading
 import time
 
 from celery import shared_task
-from django.db import connections
+from django.db import InterfaceError, OperationalError, close_old_connections, connections
 
 from . import broadcast, dispatcher, reaper, starting
 
 log = logging.getLogger(__name__)
+
+
+# A database outage longer than about a minute is left to the dispatcher's sweep.
+DB_ERROR_RETRIES = 8
 
 
 @shared_task(bind=True, max_retries=starting.MAX_START_RETRIES, acks_late=True, ignore_result=True)
@@ -33,6 +37,15 @@ def start_call(self, call_session_id: str, room: dict | None = None) -> None:
     with broadcast.deferred(background=not attempt.eager):
         try:
             starting.start_call(call_session_id, room, attempt)
+        except (OperationalError, InterfaceError) as exc:
+            # The database dropped the connection (restart, failover, terminated
+            # backend). Acking would lose the start: drop the dead connection and
+            # deliver again. The start claim keeps a second delivery from ringing twice.
+            close_old_connections()
+            _note_db_error(call_session_id, exc)
+            if attempt.eager or attempt.retries >= DB_ERROR_RETRIES:
+                raise
+            raise self.retry(countdown=min(2 ** attempt.retries, 30), exc=exc, max_retries=DB_ERROR_RETRIES) from None
         except starting.RetryStart as retry:
             if not attempt.eager:
                 raise self.retry(countdown=retry.delay_s, exc=retry.error) from None
@@ -73,6 +86,14 @@ def wait_for_background_starts(timeout: float = 30.0) -> bool:
     for thread in list(_background_starts):
         thread.join(max(0.0, deadline - time.monotonic()))
     return not any(t.is_alive() for t in _background_starts)
+
+
+def _note_db_error(call_session_id: str, exc: Exception) -> None:
+    """Leave a trace for the reaper's reason, if the database takes writes again."""
+    try:
+        starting.record(call_session_id, "start_db_error", {"error": exc.__class__.__name__})
+    except Exception:  # noqa: BLE001 - still down: the retry is what matters
+        close_old_connections()
 
 
 @shared_task(ignore_result=True)

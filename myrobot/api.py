@@ -4,6 +4,7 @@ Every error answers `{"detail": "<for a person>", "errors": [{"field", "message"
 """
 
 from django.core.exceptions import RequestDataTooBig
+from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import Http404
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
@@ -85,6 +86,21 @@ def on_too_large(request, exc):
 @api.exception_handler(Http404)
 def on_not_found(request, exc):
     return envelope(request, 404, str(exc) or "Not found.")
+
+
+# Seconds a client should wait before retrying while a dependency is down.
+RETRY_AFTER_S = 5
+
+
+@api.exception_handler(OperationalError)
+@api.exception_handler(InterfaceError)
+def on_dependency_down(request, exc: DatabaseError):
+    """The database is unreachable: nothing was done; the client may retry (503, not a 500 page)."""
+    response = envelope(
+        request, 503, "The service is temporarily unavailable (database unreachable); nothing was done. Retry shortly."
+    )
+    response["Retry-After"] = str(RETRY_AFTER_S)
+    return response
 
 
 api.add_router("/", organizations_router)

@@ -128,6 +128,10 @@ if DATABASE_URL:
                 "max_size": int(os.environ.get("DATABASE_POOL_MAX_SIZE", "20")),
                 "timeout": float(os.environ.get("DATABASE_POOL_TIMEOUT_S", "10")),
             }
+        # A connection whose server backend was terminated (a restart, a failover)
+        # is replaced before use instead of failing the next request or start task;
+        # with the pool, Django turns this into the pool's `check` (docs/operations.md).
+        DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 else:
     DATABASES = {
         "default": {
@@ -145,13 +149,37 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 REDIS_URL = os.environ.get("REDIS_URL", "")
 
 if REDIS_URL:
+    # channels-redis waits up to 5 s for a message (BZPOPMIN); the redis client's
+    # own read timeout is also 5 s by default, so an idle socket's wait could time
+    # out first and close the socket (1011). Reads wait longer than the layer does.
+    REDIS_SOCKET_TIMEOUT_S = float(os.environ.get("REDIS_SOCKET_TIMEOUT_S", "30"))
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL]},
+            "CONFIG": {
+                "hosts": [{
+                    "address": REDIS_URL,
+                    "socket_timeout": REDIS_SOCKET_TIMEOUT_S,
+                    "socket_connect_timeout": 5,
+                    "socket_keepalive": True,
+                    "health_check_interval": 15,
+                }],
+            },
         }
     }
     CELERY_BROKER_URL = REDIS_URL
+    # A start delivery takes seconds (room + start request, each bounded by
+    # BOTRUNNER_START_TIMEOUT_S); a message held by a worker that died is handed
+    # back after this long instead of kombu's default hour. Retries are new
+    # messages, so no single delivery runs longer than this.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": int(os.environ.get("CELERY_VISIBILITY_TIMEOUT_S", "120")),
+        "socket_timeout": REDIS_SOCKET_TIMEOUT_S,
+        "socket_connect_timeout": 5,
+    }
+    # Publishing a task while Redis is down fails within about a second; the
+    # call stays queued and the dispatcher enqueues it again (calls/services.py).
+    CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
     CELERY_TASK_ALWAYS_EAGER = False
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
@@ -209,6 +237,9 @@ DISPATCH_INTERVAL_S = float(os.environ.get("DISPATCH_INTERVAL_S", "2"))
 # A queued call whose start was handed to a worker this long ago and never
 # began (a dead worker, a lost message) is handed again.
 DISPATCH_LOST_START_AFTER_S = float(os.environ.get("DISPATCH_LOST_START_AFTER_S", "15"))
+# A start a worker began (`starting`) and never sent, e.g. the worker was killed:
+# handed to a worker again after this long (longer than a start really takes).
+DISPATCH_STALLED_START_AFTER_S = float(os.environ.get("DISPATCH_STALLED_START_AFTER_S", "60"))
 # Pipecat Cloud at capacity (429): try again after this backoff (doubling, capped),
 # and fail the call with reason `capacity` only after waiting this long in all.
 CALL_CAPACITY_BACKOFF_S = float(os.environ.get("CALL_CAPACITY_BACKOFF_S", "5"))

@@ -258,3 +258,12 @@ def test_redelivery_with_a_hint_keeps_the_room_and_starts_no_second_bot(fake_dai
     start_call(str(dialout_call.pk), room=room_hint(dialout_call))
     assert len(fake_runner.started) == 1
     assert len(fake_daily.rooms) == 1
+
+
+def test_after_the_last_retry_the_reason_says_it_gave_up_not_that_it_will_retry(fake_daily, fake_runner, dialout_call):
+    fake_runner.fail_next("POST /start", 503, times=20)
+    start_call.delay(str(dialout_call.pk))
+    call = reload(dialout_call)
+    assert call.status == "failed"
+    assert "gave up after" in call.error and "will be retried" not in call.error
+    assert "temporarily unavailable" in call.error

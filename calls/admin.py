@@ -1,6 +1,8 @@
 from django.contrib import admin, messages
 from django.utils.html import format_html
 
+from audit.models import AuditAction
+from audit.services import record_request
 from organizations import access
 from organizations.admin_scoping import OrgScopedAdmin
 from organizations.masking import mask_phone
@@ -42,6 +44,14 @@ class CallSessionAdmin(OrgScopedAdmin):
         ("Daily", {"fields": ["daily_room_name", "daily_room_url", "daily_call_id", "daily_call_domain"]}),
         ("Requested by", {"fields": ["requested_by_user", "requested_by_api_key"]}),
     ]
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        response = super().change_view(request, object_id, form_url, extra_context)
+        if request.method == "GET" and response.status_code == 200:
+            obj = self.get_object(request, object_id)
+            if obj is not None:
+                record_request(request, AuditAction.VIEW_CALL, obj, via="admin")
+        return response
 
     def get_list_display(self, request):
         def patient(obj):

@@ -14,10 +14,13 @@ import uuid
 from typing import Any, Literal
 
 from asgiref.sync import sync_to_async
+from django.db.models import F
 from django.urls import reverse
 from ninja import Header, Query, Router, Schema
 from pydantic import ConfigDict, Field, ValidationError
 
+from audit.models import AuditAction
+from audit.services import record_request
 from myrobot.errors import ApiError
 from myrobot.pagination import Page, PageParams, paginate
 from organizations.auth import api_key_auth
@@ -281,22 +284,52 @@ def _get_call(request, session_id: str) -> CallSession:
     return call
 
 
+ORDERINGS = {
+    "-created_at": ("-created_at", "-pk"),
+    "created_at": ("created_at", "pk"),
+    "-ended_at": (F("ended_at").desc(nulls_last=True), "-pk"),
+    "ended_at": (F("ended_at").asc(nulls_last=True), "pk"),
+}
+
+
 class CallFilters(PageParams):
-    status: Literal[tuple(CallStatus.values)] | None = None  # type: ignore[valid-type]
+    status: Literal[tuple(CallStatus.values)] | None = Field(None, description="e.g. `completed`.")  # type: ignore[valid-type]
+    outcome: str | None = Field(
+        None, max_length=64, description="The outcome's result, e.g. `confirmed` (see the workflow's outcome_results)."
+    )
+    end_reason: str | None = Field(None, max_length=64, description="e.g. `completed`, `no_answer`, `voicemail`.")
     direction: Literal["dial_in", "dial_out"] | None = None
     patient_id: int | None = None
-    external_id: str | None = Field(None, description="The patient's EHR id.")
-    workflow: str | None = Field(None, description="Workflow slug.")
-    created_after: dt.datetime | None = None
+    external_id: str | None = Field(None, max_length=100, description="The patient's EHR id.")
+    workflow: str | None = Field(None, max_length=64, description="Workflow slug.")
+    campaign: int | None = Field(None, description="Calls of this campaign.")
+    created_after: dt.datetime | None = Field(None, description="ISO-8601 with offset, e.g. 2026-05-04T00:00:00Z.")
     created_before: dt.datetime | None = None
+    ended_after: dt.datetime | None = None
+    ended_before: dt.datetime | None = None
+    ordering: Literal[tuple(ORDERINGS)] = Field(  # type: ignore[valid-type]
+        "-created_at", description="`-created_at` (newest first, default), `created_at`, `-ended_at`, `ended_at`."
+    )
+
+
+def _has_field(model, name: str) -> bool:
+    return any(f.name == name for f in model._meta.get_fields())
 
 
 @router.get("/calls", response=Page[CallOut], auth=api_key_auth, url_name="list_calls")
 def list_calls(request, filters: Query[CallFilters]):
-    """The organisation's calls, newest first."""
+    """The organisation's calls, newest first; every filter narrows the list (an unknown parameter is a 422).
+
+    Example: calls that ended confirmed yesterday —
+    `GET /api/calls?outcome=confirmed&ended_after=2026-05-04T00:00:00Z&ended_before=2026-05-05T00:00:00Z`.
+    """
     qs = CallSession.objects.filter(organization=request.organization).select_related("workflow", "patient")
     if filters.status:
         qs = qs.filter(status=filters.status)
+    if filters.outcome:
+        qs = qs.filter(outcome__result=filters.outcome)
+    if filters.end_reason:
+        qs = qs.filter(end_reason=filters.end_reason)
     if filters.direction:
         qs = qs.filter(direction=filters.direction)
     if filters.patient_id is not None:
@@ -305,18 +338,27 @@ def list_calls(request, filters: Query[CallFilters]):
         qs = qs.filter(patient__external_id=filters.external_id)
     if filters.workflow:
         qs = qs.filter(workflow__slug=filters.workflow)
+    if filters.campaign is not None:
+        # Before campaigns exist no call belongs to one.
+        qs = qs.filter(campaign_id=filters.campaign) if _has_field(CallSession, "campaign") else qs.none()
     if filters.created_after:
         qs = qs.filter(created_at__gte=filters.created_after)
     if filters.created_before:
         qs = qs.filter(created_at__lt=filters.created_before)
-    page = paginate(qs.order_by("-created_at", "pk"), filters)
+    if filters.ended_after:
+        qs = qs.filter(ended_at__gte=filters.ended_after)
+    if filters.ended_before:
+        qs = qs.filter(ended_at__lt=filters.ended_before)
+    page = paginate(qs.order_by(*ORDERINGS[filters.ordering]), filters)
     return {"items": [_call_out(c) for c in page["items"]], "count": page["count"]}
 
 
 @router.get("/calls/{session_id}", response=CallDetailOut, auth=api_key_auth, url_name="get_call")
 def get_call(request, session_id: str):
     """One call: status, timestamps, end reason, outcome, transcript and events."""
-    return _call_detail(_get_call(request, session_id))
+    call = _get_call(request, session_id)
+    record_request(request, AuditAction.VIEW_CALL, call)
+    return _call_detail(call)
 
 
 @router.post("/calls/{session_id}/cancel", response=CallDetailOut, auth=api_key_auth, url_name="cancel_call")

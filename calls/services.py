@@ -42,6 +42,8 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from audit.models import AuditAction
+from audit.services import record as audit
 from organizations.masking import mask_phone
 from organizations.models import Direction
 from patients.models import Patient
@@ -257,6 +259,10 @@ def place_call(
     try:
         with transaction.atomic():
             call.save(force_insert=True)
+            audit(
+                AuditAction.PLACE_CALL, call, user=requested_by_user, api_key=requested_by_api_key,
+                via="api" if requested_by_api_key is not None else "admin",
+            )
             _start_on_commit(call)
     except IntegrityError:
         if not idempotency_key:
@@ -370,6 +376,8 @@ def cancel_call(call: CallSession, *, by_user=None, by_api_key=None) -> CallSess
             "not_cancelable", f"The call has already ended ({call.get_status_display().lower()})."
         )
     log.info("call %s canceled", call.pk)
+    if by_user is not None or by_api_key is not None:
+        audit(AuditAction.CANCEL_CALL, call, user=by_user, api_key=by_api_key, via="api" if by_api_key else "admin")
     # No room name yet: the start task is making it (or never will); it sees
     # the cancel when it claims the start and deletes the room itself.
     from .tasks import delete_call_room

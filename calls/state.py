@@ -13,6 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from .models import FINAL_STATUSES, TRANSITIONS, CallEvent, CallSession, CallStatus
+from .signals import call_ended
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,10 @@ def transition(
                 if data:
                     payload.update(data)
                 event = CallEvent.objects.create(call_id=call_id, at=at, kind="status", data=payload)
+                if to in FINAL_STATUSES:
+                    # In this transaction, so an outbox row a receiver writes
+                    # commits (or not) together with the move.
+                    call_ended.send(sender=CallSession, call_id=call_id, status=to)
                 if broadcast:
                     from .broadcast import broadcast_call_sync
 

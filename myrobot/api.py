@@ -10,6 +10,7 @@ from ninja.errors import AuthenticationError, HttpError, ValidationError
 from calls.api import router as calls_router
 from organizations.api import router as organizations_router
 from patients.api import router as patients_router
+from webhooks.api import router as webhooks_router
 
 from .errors import ApiError
 
@@ -74,3 +75,60 @@ def on_not_found(request, exc):
 api.add_router("/", organizations_router)
 api.add_router("/", patients_router)
 api.add_router("/", calls_router)
+api.add_router("/", webhooks_router)
+
+
+# --- unknown query parameters: 422, never silently ignored ---------------------------
+#
+# A GET that names a parameter the route does not take (`?outcom=confirmed`)
+# would otherwise answer as if unfiltered. Two hooks, so the key is checked
+# first (401 before 422): the view-level one reads what the route accepts from
+# ninja's own parameter models; the operation-level one, run after
+# authentication and validation, refuses.
+
+
+def _query_names(operation) -> frozenset[str]:
+    names = set()
+    for model in getattr(operation, "models", []):
+        if getattr(model, "__ninja_param_source__", None) == "query":
+            names.update(getattr(model, "__ninja_flatten_map__", {}) or {})
+            for name, field in model.model_fields.items():
+                names.add(field.alias or name)
+    return frozenset(names)
+
+
+def _note_unknown_query(run):
+    operation = getattr(run, "__self__", None)
+    allowed = _query_names(operation) if operation is not None else None
+
+    def wrapper(request, *args, **kwargs):
+        if allowed is not None and request.method == "GET":
+            unknown = sorted(set(request.GET) - allowed)
+            if unknown:
+                request._unknown_query = (unknown, sorted(allowed))
+        return run(request, *args, **kwargs)
+
+    return wrapper
+
+
+def _refuse_unknown_query(view_func):
+    import functools
+
+    @functools.wraps(view_func)
+    def wrapper(request, *args, **kwargs):
+        noted = getattr(request, "_unknown_query", None)
+        if noted:
+            unknown, allowed = noted
+            known = ", ".join(allowed) or "none"
+            raise ApiError(
+                422,
+                f"Unknown query parameter(s): {', '.join(unknown)}. This route takes: {known}.",
+                [{"field": name, "message": "Unknown query parameter."} for name in unknown],
+            )
+        return view_func(request, *args, **kwargs)
+
+    return wrapper
+
+
+api.add_decorator(_note_unknown_query, mode="view")
+api.add_decorator(_refuse_unknown_query, mode="operation")

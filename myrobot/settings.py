@@ -62,6 +62,8 @@ INSTALLED_APPS = [
     "organizations",
     "patients",
     "calls",
+    "webhooks",
+    "audit",
 ]
 
 # Django's middleware (and WhiteNoise), subclassed so that under ASGI their hooks
@@ -153,6 +155,19 @@ CELERY_WORKER_CONCURRENCY = int(os.environ.get("CELERY_WORKER_CONCURRENCY", "32"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE = {
     "reap-stale-calls": {"task": "calls.tasks.reap_stale_calls", "schedule": 60.0},
+    "send-due-webhooks": {"task": "webhooks.tasks.sweep", "schedule": 30.0},
+}
+
+# --- Webhooks to the organisation's systems ----------------------------------
+# Sends run on their own queue (a worker started with `-Q celery,webhooks`, or a
+# separate one with `-Q webhooks`), so a slow receiver never holds up a call start.
+WEBHOOK_QUEUE = os.environ.get("WEBHOOK_QUEUE", "webhooks")
+WEBHOOK_TIMEOUT_S = float(os.environ.get("WEBHOOK_TIMEOUT_S", "10"))
+# Retries due within this many seconds are timed by the sender; later ones by the sweep.
+WEBHOOK_SHORT_RETRY_S = int(os.environ.get("WEBHOOK_SHORT_RETRY_S", "300"))
+CELERY_TASK_ROUTES = {
+    "webhooks.tasks.deliver": {"queue": WEBHOOK_QUEUE},
+    "webhooks.tasks.sweep": {"queue": WEBHOOK_QUEUE},
 }
 
 # --- Daily / Pipecat -------------------------------------------------------

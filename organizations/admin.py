@@ -140,3 +140,6 @@ class WorkflowAdmin(OrgScopedAdmin):
         ("Conversation", {"fields": ["instructions", "first_message", "voice", "speaks_first"]}),
         ("Limits and results", {"fields": ["max_duration_s", "max_dialout_attempts", "outcome_results", "config"]}),
     ]
+
+
+from . import admin_audit  # noqa: E402,F401  (registers the audit trail's admin)

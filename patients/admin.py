@@ -1,5 +1,7 @@
 from django.contrib import admin
 
+from audit.models import AuditAction
+from audit.services import record_request
 from organizations import access
 from organizations.admin_scoping import OrgScopedAdmin
 
@@ -19,6 +21,27 @@ class PatientAdmin(OrgScopedAdmin):
         ("Contact", {"fields": ["phone", "preferred_language", "timezone", "consent_to_call", "do_not_call"]}),
         ("For the bot", {"fields": ["data"]}),
     ]
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        response = super().change_view(request, object_id, form_url, extra_context)
+        if request.method == "GET" and getattr(response, "status_code", None) == 200:
+            obj = self.get_object(request, object_id)
+            if obj is not None:
+                record_request(request, AuditAction.VIEW_PATIENT, obj, via="admin")
+        return response
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        record_request(request, AuditAction.CHANGE_PATIENT, obj, via="admin")
+
+    def delete_model(self, request, obj):
+        record_request(request, AuditAction.CHANGE_PATIENT, obj, via="admin")
+        super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        for obj in queryset:
+            record_request(request, AuditAction.CHANGE_PATIENT, obj, via="admin")
+        super().delete_queryset(request, queryset)
 
     def _sees_phi(self, request, obj):
         return access.sees_phi(request.user, obj.organization_id)

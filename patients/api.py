@@ -11,10 +11,13 @@ from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from ninja import Query, Router, Schema
 from pydantic import Field, field_validator
 from pydantic_core import PydanticCustomError
 
+from audit.models import AuditAction
+from audit.services import record_request
 from myrobot.errors import ApiError
 from myrobot.pagination import Page, PageParams, paginate
 from organizations.auth import api_key_auth
@@ -102,7 +105,24 @@ class LookupIn(Schema):
 
 
 class PatientFilters(PageParams):
-    external_id: str | None = None
+    external_id: str | None = Field(None, max_length=100, description="The patient's EHR id.")
+    q: str | None = Field(
+        None, min_length=2, max_length=100,
+        description="Part of a name, or of a phone number (4 digits or more), e.g. `lovelace` or `5550123`.",
+    )
+
+
+def _search(qs, q: str):
+    """Name (first, last, or "first last") or phone digits; case-insensitive."""
+    q = q.strip()
+    match = Q(first_name__icontains=q) | Q(last_name__icontains=q)
+    parts = q.split(None, 1)
+    if len(parts) == 2:
+        match |= Q(first_name__icontains=parts[0], last_name__icontains=parts[1])
+    digits = "".join(ch for ch in q if ch.isdigit())
+    if len(digits) >= 4 and len(digits) >= len(q.replace(" ", "").lstrip("+")) - 3:
+        match |= Q(phone__contains=digits)
+    return qs.filter(match)
 
 
 def _get(request, patient_id: int) -> Patient:
@@ -130,13 +150,17 @@ def list_patients(request, filters: Query[PatientFilters]):
     qs = Patient.objects.filter(organization=request.organization).order_by("pk")
     if filters.external_id is not None:
         qs = qs.filter(external_id=filters.external_id)
+    if filters.q:
+        qs = _search(qs, filters.q)
     return paginate(qs, filters)
 
 
 @router.post("/patients", response={201: PatientOut}, url_name="create_patient")
 def create_patient(request, payload: PatientIn):
     patient = Patient(organization=request.organization, **payload.dict())
-    _save(patient, force_insert=True)
+    with transaction.atomic():
+        _save(patient, force_insert=True)
+        record_request(request, AuditAction.CHANGE_PATIENT, patient)
     return 201, patient
 
 
@@ -146,6 +170,8 @@ def lookup_patients(request, payload: LookupIn):
     """Patients of the organisation with this phone number (several may share one)."""
     qs = Patient.objects.filter(organization=request.organization, phone=payload.phone).order_by("pk")
     items = list(qs[:100])
+    for patient in items:
+        record_request(request, AuditAction.VIEW_PATIENT, patient)
     return {"items": items, "count": len(items)}
 
 
@@ -168,12 +194,15 @@ def upsert_patient(request, external_id: str, payload: PatientIn):
         patient, created = Patient.objects.update_or_create(
             organization=request.organization, external_id=external_id, defaults=values
         )
+        record_request(request, AuditAction.CHANGE_PATIENT, patient)
     return (201 if created else 200), patient
 
 
 @router.get("/patients/{patient_id}", response=PatientOut, url_name="get_patient")
 def get_patient(request, patient_id: int):
-    return _get(request, patient_id)
+    patient = _get(request, patient_id)
+    record_request(request, AuditAction.VIEW_PATIENT, patient)
+    return patient
 
 
 @router.put("/patients/{patient_id}", response=PatientOut, url_name="replace_patient")
@@ -182,6 +211,7 @@ def replace_patient(request, patient_id: int, payload: PatientIn):
     for name, value in payload.dict().items():
         setattr(patient, name, value)
     _save(patient)
+    record_request(request, AuditAction.CHANGE_PATIENT, patient)
     return patient
 
 
@@ -193,11 +223,15 @@ def update_patient(request, patient_id: int, payload: PatientPatch):
     for name, value in changes.items():
         setattr(patient, name, value)
     _save(patient)
+    record_request(request, AuditAction.CHANGE_PATIENT, patient)
     return patient
 
 
 @router.delete("/patients/{patient_id}", response={204: None}, url_name="delete_patient")
 def delete_patient(request, patient_id: int):
     """Delete the patient; their calls are kept, without the patient."""
-    _get(request, patient_id).delete()
+    patient = _get(request, patient_id)
+    with transaction.atomic():
+        record_request(request, AuditAction.CHANGE_PATIENT, patient)
+        patient.delete()
     return 204, None

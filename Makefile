@@ -7,7 +7,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt | md5sum | cut -c1-12)
 
-.PHONY: run test test-unit test-browser venv migrate worker beat bot reap chromium clean
+.PHONY: run test test-unit test-browser venv migrate worker beat bot reap webhooks chromium clean
 
 venv: $(STAMP)
 
@@ -27,7 +27,7 @@ run: migrate
 
 # The Celery worker (needs REDIS_URL); its pool and concurrency come from myrobot/celery.py settings.
 worker: venv
-	$(PY) -m celery -A myrobot worker --loglevel=INFO
+	$(PY) -m celery -A myrobot worker -Q celery,$${WEBHOOK_QUEUE:-webhooks} --loglevel=INFO
 
 beat: venv
 	$(PY) -m celery -A myrobot beat --loglevel=INFO
@@ -39,6 +39,10 @@ bot: venv
 # Without Celery beat (the embedded default): end stale calls every minute.
 reap: venv
 	$(PY) manage.py reap_stale_calls --loop
+
+# Without Celery beat: send webhook retries and anything left unsent.
+webhooks: venv
+	$(PY) manage.py send_webhooks --loop
 
 chromium:
 	@command -v chromium >/dev/null 2>&1 || test -x /usr/bin/chromium || \

@@ -147,6 +147,10 @@ async def dialin_webhook(request, org_slug: str, workflow_slug: str):
 
 
 class StartCallIn(Schema):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"external_id": "EHR-1001", "workflow": "appointment-reminder"}]}
+    )
+
     patient_id: int | None = Field(None, description="Our patient id (or give external_id).")
     external_id: str | None = Field(None, max_length=100, description="The EHR's patient id (or give patient_id).")
     workflow: str = Field(..., min_length=1, max_length=64, description="A workflow slug (GET /api/workflows).")
@@ -155,6 +159,11 @@ class StartCallIn(Schema):
 
 
 class StartCallOut(Schema):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "session_id": "0b6f2c1e-3f7a-4c55-9d1e-2a8f3b9c7d10", "status": "queued",
+        "poll_url": "https://myrobot.example.org/api/calls/0b6f2c1e-3f7a-4c55-9d1e-2a8f3b9c7d10",
+    }]})
+
     session_id: str
     status: str
     poll_url: str
@@ -209,7 +218,20 @@ def start_call(
 # --- reading and canceling calls ------------------------------------------------------
 
 
+CALL_EXAMPLE = {
+    "session_id": "0b6f2c1e-3f7a-4c55-9d1e-2a8f3b9c7d10", "status": "completed", "direction": "dial_out",
+    "workflow": "appointment-reminder", "patient_id": 42, "patient_external_id": "EHR-1001",
+    "from_number": "+14155550100", "to_number": "+14155550123",
+    "created_at": "2026-05-04T17:00:00.812Z", "started_at": "2026-05-04T17:00:02.104Z",
+    "answered_at": "2026-05-04T17:00:09.877Z", "ended_at": "2026-05-04T17:02:11.509Z",
+    "end_reason": "completed", "error": "",
+    "outcome": {"result": "confirmed", "notes": "Will arrive 10 minutes early.", "data": {}},
+}
+
+
 class CallOut(Schema):
+    model_config = ConfigDict(json_schema_extra={"examples": [CALL_EXAMPLE]})
+
     session_id: str
     status: str
     direction: str
@@ -235,6 +257,17 @@ class CallEventOut(Schema):
 
 
 class CallDetailOut(CallOut):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        **CALL_EXAMPLE,
+        "transcript": [
+            {"role": "assistant", "text": "Hello, this is Sunrise Family Clinic calling about your appointment.",
+             "at": "2026-05-04T17:00:10.200Z", "seq": 7},
+            {"role": "user", "text": "Yes, I will be there.", "at": "2026-05-04T17:00:16.900Z", "seq": 9},
+        ],
+        "events": [{"seq": None, "kind": "status", "at": "2026-05-04T17:02:11.509Z",
+                    "data": {"from": "in_progress", "to": "completed", "reason": "completed"}}],
+    }]})
+
     transcript: list[dict[str, Any]]
     events: list[CallEventOut]
 

@@ -13,7 +13,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from ninja import Query, Router, Schema
-from pydantic import Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
 from audit.models import AuditAction
@@ -48,7 +48,16 @@ def _timezone(value):
     return value
 
 
+PATIENT_IN_EXAMPLE = {
+    "external_id": "EHR-1001", "first_name": "Ada", "last_name": "Lovelace", "date_of_birth": "1985-12-10",
+    "phone": "+14155550123", "preferred_language": "en", "timezone": "America/Los_Angeles",
+    "data": {"appointment": "Tuesday 10:30 with Dr. Rivera"}, "consent_to_call": True, "do_not_call": False,
+}
+
+
 class PatientIn(Schema):
+    model_config = ConfigDict(json_schema_extra={"examples": [PATIENT_IN_EXAMPLE]})
+
     external_id: str | None = Field(None, max_length=100, description="The patient's id in the EHR.")
     first_name: str = Field(..., min_length=1, max_length=100)
     last_name: str = Field("", max_length=100)
@@ -67,6 +76,8 @@ class PatientIn(Schema):
 class PatientPatch(Schema):
     """Only the fields sent are changed."""
 
+    model_config = ConfigDict(json_schema_extra={"examples": [{"do_not_call": True}]})
+
     external_id: str | None = Field(None, max_length=100)
     first_name: str = Field(None, min_length=1, max_length=100)
     last_name: str = Field(None, max_length=100)
@@ -83,6 +94,10 @@ class PatientPatch(Schema):
 
 
 class PatientOut(Schema):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "id": 42, **PATIENT_IN_EXAMPLE, "created_at": "2026-05-01T09:12:00Z", "updated_at": "2026-05-03T16:40:00Z",
+    }]})
+
     id: int
     external_id: str | None
     first_name: str
@@ -99,6 +114,8 @@ class PatientOut(Schema):
 
 
 class LookupIn(Schema):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"phone": "+14155550123"}]})
+
     phone: str
 
     _check_phone = field_validator("phone")(_phone)

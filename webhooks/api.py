@@ -6,7 +6,7 @@ import datetime as dt
 from typing import Any, Literal
 
 from ninja import Query, Router, Schema
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from myrobot.pagination import Page, PageParams, paginate
 from organizations.auth import api_key_auth
@@ -17,6 +17,18 @@ router = Router(tags=["webhooks"])
 
 
 class DeliveryOut(Schema):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "id": 17, "webhook_id": "msg_5f0c8e2a9b7d4e61a3c2f1e0d9b8a7c6", "event_type": "call.ended",
+        "endpoint_url": "https://ehr.example.org/hooks/myrobot", "status": "delivered", "attempts": 2,
+        "last_status_code": 204, "response_excerpt": "", "last_error": "", "next_attempt_at": None,
+        "delivered_at": "2026-05-04T17:02:22.140Z", "created_at": "2026-05-04T17:02:11.512Z",
+        "data": {"session_id": "0b6f2c1e-3f7a-4c55-9d1e-2a8f3b9c7d10", "external_id": "EHR-1001", "workflow": "appointment-reminder",
+                 "direction": "dial_out", "status": "completed", "end_reason": "completed",
+                 "outcome": {"result": "confirmed", "notes": "", "data": {}}, "attempt": 1,
+                 "next_attempt_at": None, "campaign_id": None, "started_at": "2026-05-04T17:00:02.104Z",
+                 "answered_at": "2026-05-04T17:00:09.877Z", "ended_at": "2026-05-04T17:02:11.509Z"},
+    }]})
+
     id: int
     webhook_id: str = Field(..., description="The `webhook-id` header, the same on every attempt.")
     event_type: str

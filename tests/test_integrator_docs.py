@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 
 from tests import factories
-from tests.live import ROOT, test_database_url
+from tests import live
+from tests.live import ROOT
 
 DOC = ROOT / "docs" / "integrators.md"
 
@@ -86,7 +87,7 @@ def test_integrator_steps_run_against_the_live_server(fake_daily, fake_runner, a
             **os.environ,
             "PATH": f"{venv_bin}:{os.environ['PATH']}",
             "MYROBOT_URL": asgi_live_server.url,
-            "DATABASE_URL": test_database_url(),
+            "DATABASE_URL": live.test_database_url(),
         }
         shell_env.pop("TEST_DATABASE_NAME", None)
         # One answer per line in the script's output (curl prints none after a body).

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import urllib.error
 import urllib.request
@@ -129,15 +130,21 @@ def campaign_finished(
 # --- sending -----------------------------------------------------------------------
 
 _inline_pool: ThreadPoolExecutor | None = None
+_inline_pid: int | None = None
 _inline_lock = threading.Lock()
 
 
 def _inline_submit(fn, *args) -> None:
-    """Without a broker (Celery eager) sends run on a small thread pool, never in the caller."""
-    global _inline_pool
+    """Without a broker (Celery eager) sends run on a small thread pool, never in the caller.
+
+    One pool per process: a forked child (a server's worker process) must not
+    queue work on its parent's pool, whose threads did not survive the fork.
+    """
+    global _inline_pool, _inline_pid
     with _inline_lock:
-        if _inline_pool is None:
+        if _inline_pool is None or _inline_pid != os.getpid():
             _inline_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="webhooks")
+            _inline_pid = os.getpid()
     _inline_pool.submit(fn, *args)
 
 

@@ -50,6 +50,7 @@ def _install(path: str) -> None:
     django.setup()
     import calls.api as api
     import calls.services as services
+    import calls.starting as starting
     import calls.tasks as tasks
     from botrunner import daily
 
@@ -83,13 +84,13 @@ def _install(path: str) -> None:
 
     tasks.start_call.delay = _delay
 
-    start = tasks._start_call
+    start = starting.start_call
 
-    def _start_call(task, session_id, *args, **kwargs):
+    def _start_call(session_id, *args, **kwargs):
         mark("task_in", session_id)
-        return start(task, session_id, *args, **kwargs)
+        return start(session_id, *args, **kwargs)
 
-    tasks._start_call = _start_call
+    starting.start_call = _start_call
 
     create_room = daily.create_room
 
@@ -101,21 +102,21 @@ def _install(path: str) -> None:
 
     daily.create_room = _create_room
 
-    build = tasks.agent_request.build
+    build = starting.agent_request.build
 
     def _build(call, *args, **kwargs):
         mark("build", call.pk)
         return build(call, *args, **kwargs)
 
-    tasks.agent_request.build = _build
+    starting.agent_request.build = _build
 
-    start_bot = tasks.start_bot
+    start_bot = starting.start_bot
 
     async def _start_bot(req, http):
         mark("start_send", req.session_id)
         return await start_bot(req, http)
 
-    tasks.start_bot = _start_bot
+    starting.start_bot = _start_bot
 
 
 def analyze(samples: list[list[Any]], trace_path: str) -> list[dict[str, Any]]:

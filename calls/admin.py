@@ -9,6 +9,7 @@ from organizations.masking import mask_phone
 
 from . import services
 from .models import CallEvent, CallSession
+from .shaping import scrub_text
 
 
 class CallEventInline(admin.TabularInline):
@@ -99,8 +100,6 @@ class CallSessionAdmin(OrgScopedAdmin):
 
     @admin.display(description="Error")
     def error_masked(self, obj):
-        from .shaping import scrub_text
-
         return scrub_text(obj.error) if obj.error else "—"
 
     def get_inlines(self, request, obj):

@@ -14,6 +14,9 @@ from contextlib import contextmanager
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
+from botrunner import http
+from organizations.masking import mask_phone
+
 from .models import CallEvent, CallSession
 
 log = logging.getLogger(__name__)
@@ -44,8 +47,6 @@ def serialize_call(call: CallSession) -> dict:
             "masked_phone": p.masked_phone,
         }
     else:
-        from organizations.masking import mask_phone
-
         patient = {
             "id": None,
             "name": "Unknown caller",
@@ -149,8 +150,6 @@ def broadcast_call_sync(call_id, events: list[CallEvent] | None = None, *, backg
             return
         payload, event_payloads = serialize_call(call), [serialize_event(e) for e in events or []]
         if background:
-            from botrunner import http
-
             http.submit(send_call_messages(payload, event_payloads)).add_done_callback(_log_failure)
         else:
             async_to_sync(send_call_messages)(payload, event_payloads)

@@ -8,11 +8,13 @@ from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
+from botrunner import daily, http
 from organizations import access
 
 from .broadcast import call_group, load_call, org_group, send_call_messages, serialize_call, serialize_event
 from .events import BadMessage, apply_bot_message, token_matches
 from .models import CallSession
+from .selectors import call_events, unfinished_calls
 from .shaping import shape_call_for, shape_event_for  # noqa: F401 - also used by tests and views
 
 log = logging.getLogger(__name__)
@@ -107,8 +109,6 @@ class BotStatusConsumer(_DispatchWithoutDbHop, AsyncJsonWebsocketConsumer):
 
     def _delete_room_later(self, room_name: str) -> None:
         """The call is over: delete its room without holding up the socket."""
-        from botrunner import daily, http
-
         async def delete():
             session = await http.get_session()
             return await daily.delete_room(session, room_name)
@@ -193,8 +193,6 @@ class CallListConsumer(_BrowserConsumer):
         return [org_group(org_id) for org_id in self.roles]
 
     def snapshot(self):
-        from .selectors import unfinished_calls
-
         calls = unfinished_calls(self.roles)[: self.SNAPSHOT_LIMIT]
         return [{"type": "call.update", "call": shape_call_for(self.user, serialize_call(c))} for c in calls]
 
@@ -211,8 +209,6 @@ class CallDetailConsumer(_BrowserConsumer):
         return [call_group(session_id)]
 
     def snapshot(self):
-        from .selectors import call_events
-
         call = load_call(self.session_id)
         if call is None:
             return []

@@ -17,6 +17,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from .models import FINAL_STATUSES, CallEvent, CallSession, CallStatus
+from .starting import hash_status_token
 from .state import transition
 
 log = logging.getLogger(__name__)
@@ -77,8 +78,6 @@ def parse_message(msg) -> tuple[int, str, datetime, dict]:
 
 def token_matches(call_id, raw_token: str) -> bool:
     """The per-call status token is valid until the call is final."""
-    from .tasks import hash_status_token
-
     row = CallSession.objects.filter(pk=call_id).values_list("status_token_hash", "status").first()
     if row is None or not raw_token:
         return False

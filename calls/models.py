@@ -126,14 +126,6 @@ class CallSession(models.Model):
     def get_absolute_url(self) -> str:
         return reverse("calls:detail", kwargs={"session_id": self.pk})
 
-    def transition(self, to: str, *, reason: str = "", error: str = "", data=None, at=None) -> bool:
-        """Move this call to `to` if legal; see calls.state.transition."""
-        from .state import transition
-
-        moved = transition(self.pk, to, reason=reason, error=error, data=data, at=at)
-        self.refresh_from_db()
-        return moved
-
 
 class CallEvent(models.Model):
     """Something that happened on a call: a bot message (with its seq) or a status move."""

@@ -10,6 +10,8 @@ from django.db.models import Q
 from django.utils import timezone
 
 from .models import CallSession, CallStatus
+from .starting import delete_call_room
+from .state import transition
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +43,6 @@ def stale_reason(call: CallSession, now) -> str | None:
 
 def reap_stale_calls(now=None) -> int:
     """Fail every stale call with a reason and delete its room; returns how many."""
-    from .state import transition
-    from .tasks import delete_call_room
-
     now = now or timezone.now()
     candidates = CallSession.objects.select_related("workflow").filter(
         status__in=[CallStatus.QUEUED, CallStatus.STARTING, CallStatus.RINGING, CallStatus.WAITING, CallStatus.IN_PROGRESS]

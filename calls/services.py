@@ -29,8 +29,9 @@ request is wrong and the client cannot fix it; the server's operator must set
 the missing variables (``botrunner.start.check_start_config()`` lists them).
 
 Both ``place_call`` and ``accept_dialin`` create the CallSession (``queued``)
-and enqueue ``calls.tasks.start_call`` when the transaction commits. Phone
-numbers are stored in E.164. Logs carry session ids and masked numbers only.
+and enqueue ``calls.tasks.start_call`` (a thin task over ``calls.starting``)
+when the transaction commits. Phone numbers are stored in E.164. Logs carry
+session ids and masked numbers only.
 """
 
 from __future__ import annotations
@@ -38,19 +39,25 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
+from asgiref.sync import async_to_sync
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from audit.models import AuditAction
 from audit.services import record as audit
+from botrunner import http
+from botrunner.start import check_start_config
 from organizations.masking import mask_phone
 from organizations.models import Direction
 from patients.models import Patient
 from patients.phone import normalize_phone, try_normalize_phone
 
+from .broadcast import send_call_messages, serialize_call
 from .models import CallSession, CallStatus
+from .starting import delete_call_room, room_hint
 from .state import transition
+from .tasks import start_call
 
 log = logging.getLogger(__name__)
 
@@ -94,8 +101,6 @@ class CallRefused(Exception):
 
 
 def _check_deployment() -> None:
-    from botrunner.start import check_start_config
-
     problems = check_start_config()
     if problems:
         raise CallRefused(
@@ -123,8 +128,6 @@ def _check_workflow(organization, workflow, *, dialin: bool) -> None:
 
 
 def _start_on_commit(call: CallSession) -> None:
-    from .tasks import room_hint, start_call
-
     session_id = str(call.pk)
     # The room's parameters travel with the task: the worker asks Daily for the
     # room before it reads the call (the caller's hold time, bench/RESULTS.md).
@@ -145,11 +148,6 @@ def _announce(call: CallSession) -> None:
     Sent before an eager start (which would otherwise report `starting` before
     this `queued`); with a worker, right after the start is enqueued.
     """
-    from asgiref.sync import async_to_sync
-
-    from .broadcast import send_call_messages, serialize_call
-    from .tasks import start_call
-
     try:
         payload = serialize_call(call)
         if start_call.app.conf.task_always_eager:
@@ -159,8 +157,6 @@ def _announce(call: CallSession) -> None:
             # for the channel layer (a hop back to the server's busy event loop)
             # was most of a webhook's time under load (bench/RESULTS.md): send it
             # from the process's background loop instead.
-            from botrunner import http
-
             http.submit(send_call_messages(payload, [])).add_done_callback(_log_announce_failure)
     except Exception:  # noqa: BLE001 - a page missing an update must never stop a call
         log.exception("could not announce call %s", call.pk)
@@ -380,7 +376,5 @@ def cancel_call(call: CallSession, *, by_user=None, by_api_key=None) -> CallSess
         audit(AuditAction.CANCEL_CALL, call, user=by_user, api_key=by_api_key, via="api" if by_api_key else "admin")
     # No room name yet: the start task is making it (or never will); it sees
     # the cancel when it claims the start and deletes the room itself.
-    from .tasks import delete_call_room
-
     delete_call_room(call)
     return call

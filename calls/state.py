@@ -12,6 +12,7 @@ import logging
 from django.db import transaction
 from django.utils import timezone
 
+from .broadcast import broadcast_call_sync
 from .models import FINAL_STATUSES, TRANSITIONS, CallEvent, CallSession, CallStatus
 from .signals import call_ended
 
@@ -77,8 +78,6 @@ def transition(
                     # commits (or not) together with the move.
                     call_ended.send(sender=CallSession, call_id=call_id, status=to)
                 if broadcast:
-                    from .broadcast import broadcast_call_sync
-
                     transaction.on_commit(lambda: broadcast_call_sync(call_id, [event]))
                 return True
         # Someone else moved it first: look again.

@@ -3,6 +3,8 @@
 Every error answers `{"detail": "<for a person>", "errors": [{"field", "message"}]}`.
 """
 
+import functools
+
 from django.http import Http404
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
@@ -112,8 +114,6 @@ def _note_unknown_query(run):
 
 
 def _refuse_unknown_query(view_func):
-    import functools
-
     @functools.wraps(view_func)
     def wrapper(request, *args, **kwargs):
         noted = getattr(request, "_unknown_query", None)

@@ -7,6 +7,7 @@ request; members need no Django groups or model permissions, only is_staff.
 from django.contrib import admin
 
 from . import access
+from .models import Organization
 
 
 class OrgScopedAdmin(admin.ModelAdmin):
@@ -49,8 +50,6 @@ class OrgScopedAdmin(admin.ModelAdmin):
         return self.has_change_permission(request, obj)
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
-        from .models import Organization
-
         if db_field.related_model is Organization and not request.user.is_superuser:
             kwargs["queryset"] = Organization.objects.filter(
                 pk__in=access.org_ids_with(request.user, self.write_right)

@@ -118,11 +118,13 @@ class TestStateMachine:
             call.refresh_from_db()
             assert call.status == final and call.end_reason == "test" and call.ended_at
 
-    def test_model_method_refreshes(self, org, workflow):
+    def test_a_legal_move_is_stored_and_an_illegal_one_refused(self, org, workflow):
         call = factories.make_call(org, workflow)
-        assert call.transition("starting")
+        assert transition(call.pk, "starting")
+        call.refresh_from_db()
         assert call.status == "starting"
-        assert call.transition("completed") is False
+        assert transition(call.pk, "completed") is False
+        call.refresh_from_db()
         assert call.status == "starting"
 
     def test_a_stale_writer_cannot_overwrite_a_newer_status(self, org, workflow):

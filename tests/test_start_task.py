@@ -1,4 +1,4 @@
-"""calls.tasks.start_call against the fakes, over real HTTP, through the settings a user sets."""
+"""calls.tasks.start_call (calls.starting) against the fakes, over real HTTP, through the settings a user sets."""
 
 import pytest
 from django.db import connection
@@ -6,7 +6,9 @@ from django.test.utils import CaptureQueriesContext
 
 from botrunner.agent_request import AgentRequest
 from calls.models import CallEvent, CallSession
-from calls.tasks import start_call, status_url_for
+from calls.starting import room_hint, status_url_for
+from calls.state import transition
+from calls.tasks import start_call
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -174,7 +176,7 @@ def test_redelivery_makes_no_second_room_or_bot(fake_daily, fake_runner, dialout
 
 
 def test_canceled_call_is_left_alone(fake_daily, fake_runner, dialout_call):
-    dialout_call.transition("canceled")
+    transition(dialout_call.pk, "canceled")
     start_call(str(dialout_call.pk))
     assert fake_daily.requests == [] and fake_runner.requests == []
 
@@ -211,8 +213,6 @@ def test_429_backoff_then_start_with_a_real_worker(fake_daily, fake_pipecat, cel
 
 
 def test_room_hint_starts_the_call_with_one_room(fake_daily, fake_runner, dialin_call):
-    from calls.tasks import room_hint
-
     start_call(str(dialin_call.pk), room=room_hint(dialin_call))
     assert len(fake_daily.rooms) == 1 and len(fake_runner.started) == 1
     props = fake_daily.requests_to("POST /rooms")[0]["json"]["properties"]
@@ -225,10 +225,8 @@ def test_an_invalid_room_hint_is_ignored(fake_daily, fake_runner, dialout_call):
 
 
 def test_room_made_for_a_call_canceled_meanwhile_is_deleted(fake_daily, fake_runner, dialout_call):
-    from calls.tasks import room_hint
-
     hint = room_hint(dialout_call)
-    dialout_call.transition("canceled")
+    transition(dialout_call.pk, "canceled")
     start_call(str(dialout_call.pk), room=hint)
     assert fake_runner.requests == []
     assert fake_daily.rooms == {}
@@ -243,8 +241,6 @@ def test_room_made_for_a_missing_call_is_deleted(fake_daily, fake_runner):
 
 
 def test_redelivery_with_a_hint_keeps_the_room_and_starts_no_second_bot(fake_daily, fake_runner, dialout_call):
-    from calls.tasks import room_hint
-
     start_call(str(dialout_call.pk), room=room_hint(dialout_call))
     start_call(str(dialout_call.pk), room=room_hint(dialout_call))
     assert len(fake_runner.started) == 1

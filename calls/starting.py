@@ -1,0 +1,338 @@
+"""Starting a bot for a call: the one orchestration of the start path.
+
+``start_call`` reads top to bottom, one named step per line:
+
+1. ``order_room`` — ask Daily for the call's room (and sign its token) on the
+   process's event loop; with a room hint this happens before the call is read,
+   so the Daily round trip overlaps the database work.
+2. ``load_call`` / ``is_startable`` — a missing, ended or already-started call
+   is left alone (its freshly made room is dropped again).
+3. ``mark_starting`` — ``queued → starting`` through the state machine.
+4. ``wait_for_room`` — the room and token, or a retry / a failed call.
+5. ``claim_start`` — only one delivery of the task may send the start; it
+   stores the room and the hash of a fresh status token.
+6. ``send_start`` — build the AgentRequest and call ``start_bot``; retried only
+   when no bot can have started (DESIGN's rule: never ring a patient twice).
+
+Nothing here knows Celery: a retry is a ``RetryStart`` raised to the task
+(``calls.tasks.start_call``), which re-runs the start after its delay.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+from concurrent.futures import Future
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.utils import timezone
+
+from botrunner import agent_request, daily, http
+from botrunner.errors import AmbiguousStartError, BotRunnerError, TransientError
+from botrunner.start import check_start_config, start_bot
+
+from .models import FINAL_STATUSES, CallEvent, CallSession, CallStatus
+from .state import transition
+
+log = logging.getLogger(__name__)
+
+MAX_START_RETRIES = 5
+RETRY_BASE_S = 2
+EAGER_RETRY_BASE_S = 0.1
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """Which delivery of the start this is: ``retries`` before it; ``eager`` when it
+    runs inline (the embedded default), where a retry waits briefly instead."""
+
+    retries: int = 0
+    eager: bool = False
+
+    def retry_delay_s(self) -> float:
+        countdown = RETRY_BASE_S * (2 ** self.retries)
+        if self.eager:
+            return min(countdown, EAGER_RETRY_BASE_S * (2 ** self.retries))
+        return countdown
+
+
+class RetryStart(Exception):
+    """A transient fault before any bot was started: run the start again in ``delay_s``."""
+
+    def __init__(self, error: BotRunnerError, delay_s: float) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.delay_s = delay_s
+
+
+# --- the start, top to bottom ------------------------------------------------------
+
+
+def start_call(call_session_id: str, hint: dict | None = None, attempt: Attempt = Attempt()) -> None:
+    """queued → starting → room, token, AgentRequest, start_bot.
+
+    ``hint``: ``room_hint()`` of the call, sent along by the services that enqueue
+    the start, so the room is asked for before the call is read. Raises
+    ``RetryStart`` when the caller should run it again later.
+    """
+    problems = check_start_config()
+    room = order_room(call_session_id, valid_hint(hint)) if not problems else None
+    call = load_call(call_session_id)
+    if call is None or not is_startable(call):
+        drop_room(call, room)
+        return
+    if room is None and not problems:
+        room = order_room(call.pk, room_hint(call))
+    if not mark_starting(call):
+        drop_room(call, room)
+        return
+    if problems:
+        fail_start(call, " ".join(problems), delete_room=False)
+        return
+    made = wait_for_room(call, room, attempt)
+    if made is None:
+        return
+    daily_room, token = made
+    raw_status_token = claim_start(call, daily_room)
+    if raw_status_token is None:
+        return
+    send_start(call, daily_room, token, raw_status_token, attempt)
+
+
+# --- its steps, in order -----------------------------------------------------------
+
+
+def order_room(call_session_id, hint: dict | None) -> Future | None:
+    """Start making the call's room and token on the process's event loop (None without a hint).
+
+    The room's name is fixed by the call, so a second delivery finds the room it
+    made; a room made for a call that turns out to be over is dropped again.
+    """
+    if hint is None:
+        return None
+    return http.submit(lambda: _make_room_and_token(str(call_session_id), **hint))
+
+
+def load_call(call_session_id: str) -> CallSession | None:
+    """The call with everything its AgentRequest needs, in one query."""
+    call = (
+        CallSession.objects.select_related("organization", "workflow", "patient").filter(pk=call_session_id).first()
+    )
+    if call is None:
+        log.warning("start_call: no call %s", call_session_id)
+    return call
+
+
+def is_startable(call: CallSession) -> bool:
+    """Queued or starting, and no earlier delivery sent the start (a second one could ring twice)."""
+    return call.status in (CallStatus.QUEUED, CallStatus.STARTING) and call.bot_start_requested_at is None
+
+
+def mark_starting(call: CallSession) -> bool:
+    """Move a queued call to starting; False when it was canceled or moved on meanwhile."""
+    if call.status == CallStatus.QUEUED:
+        if transition(call.pk, CallStatus.STARTING, expected=CallStatus.QUEUED):
+            call.status = CallStatus.STARTING
+        else:
+            call.refresh_from_db(fields=["status"])
+    return call.status == CallStatus.STARTING
+
+
+def wait_for_room(call: CallSession, room: Future, attempt: Attempt):
+    """(room, token) once Daily made them; None when the call failed instead."""
+    try:
+        return room.result()
+    except TransientError as exc:
+        retry_or_fail(call, exc, "create the Daily room", attempt)
+    except BotRunnerError as exc:
+        fail_start(call, exc.reason)
+    return None
+
+
+def claim_start(call: CallSession, room: daily.Room) -> str | None:
+    """Claim the start for this delivery; the raw status token, or None when not ours.
+
+    Only one delivery may send the start, and never for a call canceled while its
+    room was being made (then the room is deleted here).
+    """
+    raw_status_token = secrets.token_urlsafe(32)
+    claimed = CallSession.objects.filter(
+        pk=call.pk, status=CallStatus.STARTING, bot_start_requested_at__isnull=True
+    ).update(
+        daily_room_name=room.name,
+        daily_room_url=room.url,
+        status_token_hash=hash_status_token(raw_status_token),
+        bot_start_requested_at=timezone.now(),
+    )
+    if not claimed:
+        call.refresh_from_db()
+        if call.status == CallStatus.CANCELED:
+            call.daily_room_name = room.name
+            delete_call_room(call)
+        return None
+    call.daily_room_name, call.daily_room_url = room.name, room.url
+    return raw_status_token
+
+
+def send_start(call: CallSession, room: daily.Room, token: str, raw_status_token: str, attempt: Attempt) -> None:
+    """Build the AgentRequest and start the bot; record what happened on the call."""
+    req = agent_request.build(call, room.url, token, status_url_for(call.pk), raw_status_token)
+    try:
+        answer = http.run(lambda: _start_bot(req))
+    except TransientError as exc:
+        # Certainly not started: release the claim so the retry may send it.
+        CallSession.objects.filter(pk=call.pk).update(bot_start_requested_at=None)
+        retry_or_fail(call, exc, "start the bot", attempt)
+        return
+    except AmbiguousStartError as exc:
+        record(
+            call.pk,
+            "bot_start_unconfirmed",
+            {"error": str(exc), "note": "not retried: the bot may have started; the reaper fails the call if it never reports"},
+        )
+        return
+    except BotRunnerError as exc:
+        fail_start(call, exc.reason)
+        return
+    data = {"target": "pipecat_cloud" if settings.ENV == "production" else "local_runner"}
+    if isinstance(answer, dict) and answer.get("sessionId"):
+        data["pipecat_session_id"] = answer["sessionId"]
+    record(call.pk, "bot_start_requested", data)
+
+
+# --- retry and failure ----------------------------------------------------------------
+
+
+def retry_or_fail(call: CallSession, exc: BotRunnerError, what: str, attempt: Attempt) -> None:
+    """Raise ``RetryStart`` with the next backoff, or fail the call once the retries are spent."""
+    if attempt.retries >= MAX_START_RETRIES:
+        fail_start(call, f"{exc.reason} (gave up after {attempt.retries + 1} attempts to {what})")
+        return
+    delay_s = attempt.retry_delay_s()
+    record(call.pk, "start_retry", {"what": what, "error": str(exc), "retry_in_s": delay_s})
+    raise RetryStart(exc, delay_s)
+
+
+def fail_start(call: CallSession, reason: str, *, delete_room: bool = True) -> None:
+    """The start failed for ``reason`` (a sentence a person can act on); its room goes too."""
+    transition(call.pk, CallStatus.FAILED, reason="start_failed", error=reason)
+    if delete_room:
+        call.refresh_from_db(fields=["daily_room_name", "status"])
+        delete_call_room(call)
+
+
+# --- rooms ----------------------------------------------------------------------------
+
+
+def room_hint(call: CallSession) -> dict:
+    """What creating the call's room needs, sent along with the task so that the
+    task can ask Daily before it reads the database (``start_call``)."""
+    dialin = call.direction == "dial_in"
+    return {
+        "dialin": dialin,
+        "caller_phone": call.from_number if dialin else None,
+        "max_duration_s": call.workflow.max_duration_s,
+    }
+
+
+def valid_hint(hint) -> dict | None:
+    """The room hint's three fields, or None when it is not one (then the room is
+    made from the call as read from the database)."""
+    if not isinstance(hint, dict):
+        return None
+    try:
+        return {
+            "dialin": bool(hint["dialin"]),
+            "caller_phone": str(hint["caller_phone"]) if hint.get("caller_phone") else None,
+            "max_duration_s": int(hint["max_duration_s"]),
+        }
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def drop_room(call: CallSession | None, room: Future | None) -> None:
+    """The call is missing or over while its room was being made: delete the room.
+
+    Only for a missing or final call: a call another delivery is starting keeps its room.
+    """
+    if room is None:
+        return
+    try:
+        made, _token = room.result()
+    except Exception:  # noqa: BLE001 - nothing was made, or the failure no longer matters
+        return
+    if call is None:
+        try:
+            http.run(_with_session(daily.delete_room, made.name))
+        except Exception:  # noqa: BLE001
+            log.warning("could not delete room %s made for a call that does not exist", made.name)
+        return
+    call.refresh_from_db(fields=["status"])
+    if call.status in FINAL_STATUSES:
+        call.daily_room_name = made.name
+        delete_call_room(call)
+
+
+def delete_call_room(call: CallSession) -> None:
+    """Delete the call's Daily room; a failure is recorded, never raised."""
+    if not call.daily_room_name:
+        return
+    try:
+        http.run(_with_session(daily.delete_room, call.daily_room_name))
+    except BotRunnerError as exc:
+        log.warning("could not delete room %s of call %s: %s", call.daily_room_name, call.pk, exc)
+        record(call.pk, "room_delete_failed", {"error": str(exc)})
+    except Exception as exc:  # noqa: BLE001
+        log.exception("could not delete room %s of call %s", call.daily_room_name, call.pk)
+        record(call.pk, "room_delete_failed", {"error": exc.__class__.__name__})
+
+
+# --- what the bot is given --------------------------------------------------------------
+
+
+def hash_status_token(raw: str) -> str:
+    """What is stored of the bot's status token (the bot socket compares against it)."""
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def status_url_for(session_id) -> str:
+    """The WebSocket URL the bot reports to: PUBLIC_BASE_URL with ws(s)://."""
+    base = settings.PUBLIC_BASE_URL
+    if base.startswith("https://"):
+        base = "wss://" + base[len("https://"):]
+    elif base.startswith("http://"):
+        base = "ws://" + base[len("http://"):]
+    return f"{base}/ws/bot/{session_id}/"
+
+
+def record(call_id, kind: str, data: dict) -> None:
+    """An event on the call's timeline that is not a status move."""
+    CallEvent.objects.create(call_id=call_id, at=timezone.now(), kind=kind, data=data)
+
+
+# --- on the process's event loop ----------------------------------------------------------
+
+
+async def _make_room_and_token(session_id: str, *, dialin: bool, caller_phone, max_duration_s: int):
+    session = await http.get_session()
+    room = await daily.create_room(
+        session, session_id=session_id, dialin=dialin, caller_phone=caller_phone, max_duration_s=max_duration_s,
+    )
+    token = await daily.meeting_token(session, room)
+    return room, token
+
+
+async def _start_bot(req):
+    session = await http.get_session()
+    return await start_bot(req, session)
+
+
+async def _with_session_coro(fn, *args, **kwargs):
+    session = await http.get_session()
+    return await fn(session, *args, **kwargs)
+
+
+def _with_session(fn, *args, **kwargs):
+    return lambda: _with_session_coro(fn, *args, **kwargs)

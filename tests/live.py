@@ -156,6 +156,7 @@ def celery_worker(transactional_db, settings, live_server_port):
 
     class Worker:
         output = lines
+        queue_name = queue  # the only queue it consumes (route extra queues here in a test)
 
     try:
         yield Worker

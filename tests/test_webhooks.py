@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import threading
+import time
+import urllib.request
 from datetime import timedelta
 
 import pytest
@@ -390,3 +392,42 @@ def test_api_lists_the_organisations_deliveries(client, org, other_org, workflow
     assert client.get(f"/api/webhooks/deliveries?session_id={call.pk}", **auth(raw)).json()["count"] == 1
     bad = client.get("/api/webhooks/deliveries?state=pending", **auth(raw))
     assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "state"
+
+
+# --- with a real worker (PostgreSQL + Redis) ------------------------------------------
+
+
+@pytest.fixture
+def webhooks_to_worker(settings, celery_worker):
+    """Route webhook sends to the test worker's queue (before the live server forks)."""
+    settings.WEBHOOK_QUEUE = celery_worker.queue_name
+    return celery_worker
+
+
+@pytest.mark.worker
+def test_a_worker_on_the_webhooks_queue_delivers_a_canceled_call(
+    settings, fake_daily, fake_runner, fake_receiver, webhooks_to_worker, asgi_live_server
+):
+    """Through the real stack: the API cancels, the server commits the outbox, the
+    worker takes the send from the webhooks queue, the receiver verifies it."""
+    org = factories.make_org()
+    workflow = factories.make_workflow(org)
+    patient = factories.make_patient(org)
+    endpoint_for(org, fake_receiver)
+    _key, raw = ApiKey.generate(org)
+    headers = {"Authorization": f"Bearer {raw}"}
+    call = factories.make_call(org, workflow, patient, status=CallStatus.RINGING)
+
+    request = urllib.request.Request(
+        f"{asgi_live_server.url}/api/calls/{call.pk}/cancel", headers=headers, method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 200
+
+    deadline = time.monotonic() + 20
+    while not fake_receiver.verified and time.monotonic() < deadline:
+        time.sleep(0.05)  # waiting for the sentinel: the receiver's verified delivery
+    [got] = fake_receiver.verified
+    assert got["event"]["data"] == {**got["event"]["data"], "session_id": str(call.pk), "status": "canceled"}
+    delivery = WebhookDelivery.objects.get()
+    assert got["id"] == delivery.message_id

@@ -431,3 +431,31 @@ def test_a_worker_on_the_webhooks_queue_delivers_a_canceled_call(
     assert got["event"]["data"] == {**got["event"]["data"], "session_id": str(call.pk), "status": "canceled"}
     delivery = WebhookDelivery.objects.get()
     assert got["id"] == delivery.message_id
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_hanging_receiver_does_not_hold_up_the_request_that_ended_the_call(client, settings, fake_receiver):
+    """Without a broker the send runs on a background thread: the API answers the
+    cancel while the receiver is still hanging on the webhook."""
+    settings.WEBHOOK_TIMEOUT_S = 1
+    fake_receiver.hang_s = 3
+    org = factories.make_org()
+    workflow = factories.make_workflow(org)
+    call = factories.make_call(org, workflow, factories.make_patient(org), status=CallStatus.RINGING)
+    endpoint_for(org, fake_receiver)
+    fake_receiver.hang_next("POST /hooks/myrobot")
+    _key, raw = ApiKey.generate(org)
+
+    response = client.post(f"/api/calls/{call.pk}/cancel", **auth(raw))
+    assert response.status_code == 200
+
+    deadline = time.monotonic() + 10
+    while not fake_receiver.requests and time.monotonic() < deadline:
+        time.sleep(0.02)  # the sentinel: the receiver got the webhook (and hangs)
+    assert fake_receiver.requests
+    delivery = WebhookDelivery.objects.get()
+    assert delivery.attempts == 0  # the request above did not wait for the send to finish
+    while WebhookDelivery.objects.get().attempts == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)  # let the background send time out before the database is torn down
+    delivery.refresh_from_db()
+    assert delivery.attempts == 1 and delivery.status == "pending" and "timed out" in delivery.last_error.lower()

@@ -87,10 +87,14 @@ def enqueue_event(organization_id, event_type: str, event_key: str, payload: dic
 
 
 def on_call_ended(sender, call_id, status, **kwargs) -> None:
-    """`calls.signals.call_ended` receiver: runs inside the final transition's transaction."""
-    call = CallSession.objects.select_related("workflow", "patient").get(pk=call_id)
-    if not _subscribed(call.organization_id, WebhookEvent.CALL_ENDED):
+    """`calls.signals.call_ended` receiver: runs inside the final transition's transaction.
+
+    One query when the organisation has no endpoint for `call.ended` (the usual case).
+    """
+    endpoints = WebhookEndpoint.objects.filter(organization__calls__pk=call_id, is_active=True)
+    if not any(WebhookEvent.CALL_ENDED in (e.events or []) for e in endpoints):
         return
+    call = CallSession.objects.select_related("workflow", "patient").get(pk=call_id)
     enqueue_event(call.organization_id, WebhookEvent.CALL_ENDED, f"call.ended:{call.pk}", call_ended_payload(call))
 
 

@@ -14,6 +14,8 @@ import uuid
 from typing import Any, Literal
 
 from asgiref.sync import sync_to_async
+from django.core.exceptions import FieldDoesNotExist
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import F
 from django.urls import reverse
 from ninja import Header, Query, Router, Schema
@@ -335,7 +337,7 @@ class CallFilters(PageParams):
     patient_id: int | None = None
     external_id: str | None = Field(None, max_length=100, description="The patient's EHR id.")
     workflow: str | None = Field(None, max_length=64, description="Workflow slug.")
-    campaign: int | None = Field(None, description="Calls of this campaign.")
+    campaign: str | None = Field(None, max_length=64, description="Calls of this campaign (its id).")
     created_after: dt.datetime | None = Field(None, description="ISO-8601 with offset, e.g. 2026-05-04T00:00:00Z.")
     created_before: dt.datetime | None = None
     ended_after: dt.datetime | None = None
@@ -345,8 +347,17 @@ class CallFilters(PageParams):
     )
 
 
-def _has_field(model, name: str) -> bool:
-    return any(f.name == name for f in model._meta.get_fields())
+def _by_campaign(qs, value: str):
+    """Calls of one campaign; before calls have a campaign, none."""
+    try:
+        field = CallSession._meta.get_field("campaign")
+    except FieldDoesNotExist:
+        return qs.none()
+    try:
+        value = field.target_field.to_python(value)
+    except DjangoValidationError:
+        raise ApiError(422, "campaign must be a campaign id.", [{"field": "campaign", "message": "Not a campaign id."}])
+    return qs.filter(campaign_id=value)
 
 
 @router.get("/calls", response=Page[CallOut], auth=api_key_auth, url_name="list_calls")
@@ -372,8 +383,7 @@ def list_calls(request, filters: Query[CallFilters]):
     if filters.workflow:
         qs = qs.filter(workflow__slug=filters.workflow)
     if filters.campaign is not None:
-        # Before campaigns exist no call belongs to one.
-        qs = qs.filter(campaign_id=filters.campaign) if _has_field(CallSession, "campaign") else qs.none()
+        qs = _by_campaign(qs, filters.campaign)
     if filters.created_after:
         qs = qs.filter(created_at__gte=filters.created_after)
     if filters.created_before:

@@ -136,8 +136,8 @@ def test_only_the_organisations_admins_read_the_trail_and_nobody_edits_it(client
     assert [e.actor for e in by_user.context["cl"].result_list] == ["nurse"]
     by_action = client.get("/admin/audit/auditevent/?action=place_call")
     assert by_action.context["cl"].result_count == 0
-    today = dt.date.today()
-    by_date = client.get(f"/admin/audit/auditevent/?at__gte={today}&at__lt={today + dt.timedelta(days=1)}")
+    today = dt.datetime.now(dt.timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    by_date = client.get("/admin/audit/auditevent/", {"at__gte": str(today), "at__lt": str(today + dt.timedelta(days=1))})
     assert by_date.context["cl"].result_count == 2
     event = AuditEvent.objects.filter(organization=org).first()
     change = client.get(f"/admin/audit/auditevent/{event.pk}/change/")

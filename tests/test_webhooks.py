@@ -20,6 +20,25 @@ from webhooks import services
 from webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
 
 
+@pytest.fixture
+def sends_nowhere(settings):
+    """Sends go to the broker on a queue of their own that no worker takes (then purged)."""
+    import uuid
+
+    from myrobot.celery import app
+
+    settings.WEBHOOK_QUEUE = f"test-nowhere-{uuid.uuid4().hex[:12]}"
+    old = app.conf.task_always_eager
+    app.conf.task_always_eager = False
+    yield
+    app.conf.task_always_eager = old
+    with app.connection_for_write() as conn:
+        try:
+            conn.default_channel.queue_purge(settings.WEBHOOK_QUEUE)
+        except Exception:  # noqa: BLE001 - nothing was declared: nothing to purge
+            pass
+
+
 @pytest.fixture(autouse=True)
 def _no_timed_retries(settings):
     # Retries are driven by the sweep in these tests, under a frozen clock.
@@ -77,7 +96,7 @@ def test_final_transition_writes_one_delivery_per_subscribed_endpoint(org, other
 
 
 @pytest.mark.django_db(transaction=True)
-def test_racing_duplicate_ended_messages_make_one_delivery_per_endpoint(org, workflow, patient):
+def test_racing_duplicate_ended_messages_make_one_delivery_per_endpoint(org, workflow, patient, sends_nowhere):
     """The bot's `ended` delivered twice at once (a reconnect): one transition wins, one delivery each."""
     from calls.events import apply_bot_message
 
@@ -100,16 +119,10 @@ def test_racing_duplicate_ended_messages_make_one_delivery_per_endpoint(org, wor
 
     threads = [threading.Thread(target=report, args=(seq, reason)) for seq, reason in
                [(10, "completed"), (11, "completed"), (12, "no_answer"), (13, "completed")]]
-    from myrobot.celery import app
-
-    app.conf.task_always_eager = False  # sends go to the broker; only the outbox matters here
-    try:
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(30)
-    finally:
-        app.conf.task_always_eager = True
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
     assert not errors, errors
     call.refresh_from_db()
     assert call.is_final
@@ -253,19 +266,12 @@ def test_a_hanging_receiver_times_out_and_is_retried(org, workflow, patient, fak
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_send_lost_after_commit_is_delivered_by_the_sweep(org, workflow, patient, fake_receiver):
+def test_a_send_lost_after_commit_is_delivered_by_the_sweep(org, workflow, patient, fake_receiver, sends_nowhere):
     """The process that committed the transition never sends (its task is enqueued
     where no worker takes it: a worker killed, a broker restarted): the periodic
     sweep finds the outbox row and delivers it."""
-    from myrobot.celery import app
-
     endpoint_for(org, fake_receiver)
-    old = app.conf.task_always_eager
-    app.conf.task_always_eager = False  # the task goes to the broker, and no worker takes it
-    try:
-        ended_call(org, workflow, patient)
-    finally:
-        app.conf.task_always_eager = old
+    ended_call(org, workflow, patient)  # its send goes to the broker, and no worker takes it
     delivery = WebhookDelivery.objects.get()
     assert delivery.status == "pending" and delivery.attempts == 0
     assert fake_receiver.requests == []

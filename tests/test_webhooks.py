@@ -465,3 +465,16 @@ def test_a_hanging_receiver_does_not_hold_up_the_request_that_ended_the_call(cli
         time.sleep(0.05)  # let the background send time out before the database is torn down
     delivery.refresh_from_db()
     assert delivery.attempts == 1 and delivery.status == "pending" and "timed out" in delivery.last_error.lower()
+
+
+def test_what_is_settled_after_the_transition_goes_out_with_the_send(org, workflow, patient, fake_receiver):
+    """A late outcome (or a follow-up attempt's time) is read from the call when the webhook is sent."""
+    endpoint_for(org, fake_receiver)
+    call = ended_call(org, workflow, patient)
+    delivery = WebhookDelivery.objects.get()
+    assert delivery.payload["outcome"] is None
+    type(call).objects.filter(pk=call.pk).update(outcome={"result": "confirmed", "notes": "", "data": {}})
+    services.send_delivery(delivery.pk)
+    [got] = fake_receiver.verified
+    assert got["event"]["data"]["outcome"]["result"] == "confirmed"
+    assert got["event"]["data"]["status"] == "completed"

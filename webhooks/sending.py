@@ -21,6 +21,7 @@ from standardwebhooks import Webhook
 from calls.models import CallSession
 
 from .models import DeliveryStatus, WebhookDelivery, WebhookEndpoint, WebhookEvent
+from .payloads import call_ended_payload, iso
 
 log = logging.getLogger(__name__)
 
@@ -29,10 +30,6 @@ RETRY_DELAYS_S = (10, 60, 5 * 60, 30 * 60, 2 * 3600, 6 * 3600, 15 * 3600)
 MAX_ATTEMPTS = len(RETRY_DELAYS_S) + 1
 EXCERPT_CHARS = 200
 USER_AGENT = "MyRobot-Webhooks/1.0"
-
-
-def _iso(value):
-    return value.isoformat() if value else None
 
 
 def _claim(delivery_id, now) -> bool:
@@ -45,19 +42,24 @@ def _claim(delivery_id, now) -> bool:
 
 
 def build_body(delivery: WebhookDelivery) -> bytes:
-    """Standard Webhooks' shape: {"type", "timestamp", "data"}."""
+    """Standard Webhooks' shape: {"type", "timestamp", "data"}.
+
+    `call.ended` data is read from the call again at send time, so what was
+    settled after the final transition (a follow-up attempt's time, a late
+    outcome) goes out too; the transcript only to endpoints that ask for it.
+    """
     data = dict(delivery.payload or {})
-    endpoint = delivery.endpoint
-    if delivery.event_type == WebhookEvent.CALL_ENDED and endpoint.include_transcript:
-        transcript = (
-            CallSession.objects.filter(pk=data.get("session_id")).values_list("transcript", flat=True).first()
-        )
-        data["transcript"] = [
-            {"role": line.get("role"), "text": line.get("text"), "at": line.get("at")}
-            for line in (transcript or [])
-            if isinstance(line, dict)
-        ]
-    body = {"type": delivery.event_type, "timestamp": _iso(delivery.created_at), "data": data}
+    if delivery.event_type == WebhookEvent.CALL_ENDED:
+        call = CallSession.objects.select_related("workflow", "patient").filter(pk=data.get("session_id")).first()
+        if call is not None:
+            data.update(call_ended_payload(call))
+            if delivery.endpoint.include_transcript:
+                data["transcript"] = [
+                    {"role": line.get("role"), "text": line.get("text"), "at": line.get("at")}
+                    for line in (call.transcript or [])
+                    if isinstance(line, dict)
+                ]
+    body = {"type": delivery.event_type, "timestamp": iso(delivery.created_at), "data": data}
     return json.dumps(body, separators=(",", ":"), sort_keys=True).encode()
 
 

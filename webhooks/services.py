@@ -21,7 +21,8 @@ from django.utils import timezone
 from calls.models import CallSession
 
 from .models import DeliveryStatus, WebhookDelivery, WebhookEndpoint, WebhookEvent
-from .sending import MAX_ATTEMPTS, RETRY_DELAYS_S, _iso, due_deliveries  # noqa: F401 - re-exported
+from .payloads import call_ended_payload, iso
+from .sending import MAX_ATTEMPTS, RETRY_DELAYS_S, due_deliveries  # noqa: F401 - re-exported
 from .tasks import attempt as send_delivery
 from .tasks import schedule_send
 
@@ -29,28 +30,6 @@ log = logging.getLogger(__name__)
 
 
 # --- writing the outbox ------------------------------------------------------------
-
-
-def call_ended_payload(call: CallSession) -> dict:
-    """The `call.ended` data: ids, statuses and times — no name, phone or transcript."""
-    outcome = call.outcome if isinstance(call.outcome, dict) else None
-    next_at = getattr(call, "next_attempt_at", None)
-    campaign_id = getattr(call, "campaign_id", None)
-    return {
-        "session_id": str(call.pk),
-        "external_id": call.patient.external_id if call.patient_id else None,
-        "workflow": call.workflow.slug,
-        "direction": call.direction,
-        "status": call.status,
-        "end_reason": call.end_reason or None,
-        "outcome": outcome,
-        "attempt": getattr(call, "attempt", None),
-        "next_attempt_at": _iso(next_at) if not isinstance(next_at, str) else next_at,
-        "campaign_id": str(campaign_id) if campaign_id is not None else None,
-        "started_at": _iso(call.started_at),
-        "answered_at": _iso(call.answered_at),
-        "ended_at": _iso(call.ended_at),
-    }
 
 
 def _subscribed(organization_id, event_type: str) -> list[WebhookEndpoint]:
@@ -109,7 +88,7 @@ def campaign_finished(
         "status": status,
         "counts": dict(counts or {}),
         "results": dict(results or {}),
-        "finished_at": _iso(finished_at or timezone.now()),
+        "finished_at": iso(finished_at or timezone.now()),
     }
     return enqueue_event(organization_id, WebhookEvent.CAMPAIGN_FINISHED, f"campaign.finished:{campaign_id}", payload)
 

@@ -165,6 +165,8 @@ WEBHOOK_QUEUE = os.environ.get("WEBHOOK_QUEUE", "webhooks")
 WEBHOOK_TIMEOUT_S = float(os.environ.get("WEBHOOK_TIMEOUT_S", "10"))
 # Retries due within this many seconds are timed by the sender; later ones by the sweep.
 WEBHOOK_SHORT_RETRY_S = int(os.environ.get("WEBHOOK_SHORT_RETRY_S", "300"))
+# A sweep sends at most this many deliveries per endpoint (a dead one cannot take every sender).
+WEBHOOK_SWEEP_PER_ENDPOINT = int(os.environ.get("WEBHOOK_SWEEP_PER_ENDPOINT", "5"))
 CELERY_TASK_ROUTES = {
     "webhooks.tasks.deliver": {"queue": WEBHOOK_QUEUE},
     "webhooks.tasks.sweep": {"queue": WEBHOOK_QUEUE},

@@ -478,3 +478,42 @@ def test_what_is_settled_after_the_transition_goes_out_with_the_send(org, workfl
     [got] = fake_receiver.verified
     assert got["event"]["data"]["outcome"]["result"] == "confirmed"
     assert got["event"]["data"]["status"] == "completed"
+
+
+def test_a_sweep_sends_only_a_few_deliveries_per_endpoint(org, settings):
+    settings.WEBHOOK_SWEEP_PER_ENDPOINT = 3
+    dead = endpoint_for(org, url="https://dead.example.org/hook")
+    alive = endpoint_for(org, url="https://alive.example.org/hook", events=["campaign.finished"])
+    for n in range(6):
+        services.enqueue_event(org.pk, "call.ended", f"call.ended:dead-{n}", {})
+    for n in range(2):
+        services.enqueue_event(org.pk, "campaign.finished", f"campaign.finished:{n}", {})
+    due = services.due_deliveries()
+    by_endpoint = {ep: WebhookDelivery.objects.filter(pk__in=due, endpoint=ep).count() for ep in (dead, alive)}
+    assert by_endpoint == {dead: 3, alive: 2}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failing_endpoint_gets_new_events_through_the_sweep(fake_receiver):
+    """The healthy endpoint's webhook goes out when the call ends; the failing one's waits for the sweep."""
+    org = factories.make_org()
+    workflow = factories.make_workflow(org)
+    failing = endpoint_for(org, fake_receiver, url=fake_receiver.hook_url + "?a=failing")
+    healthy = endpoint_for(org, url=fake_receiver.hook_url + "?b=healthy")
+    WebhookEndpoint.objects.filter(pk=healthy.pk).update(secret=failing.secret)
+    WebhookEndpoint.objects.filter(pk=failing.pk).update(failing_since=timezone.now())
+
+    ended_call(org, workflow, factories.make_patient(org))
+
+    deadline = time.monotonic() + 10
+    while not fake_receiver.verified and time.monotonic() < deadline:
+        time.sleep(0.02)  # the sentinel: the healthy endpoint's delivery arrived
+    sent_first = WebhookDelivery.objects.get(endpoint=healthy)
+    waiting = WebhookDelivery.objects.get(endpoint=failing)
+    assert [v["id"] for v in fake_receiver.verified] == [sent_first.message_id]
+    assert (waiting.attempts, waiting.claimed_until, waiting.status) == (0, None, "pending")
+
+    services.sweep(send_inline=True)
+    waiting.refresh_from_db()
+    assert waiting.status == "delivered"
+    assert WebhookEndpoint.objects.get(pk=failing.pk).failing_since is None  # a 2xx clears the mark

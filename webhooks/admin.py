@@ -37,10 +37,12 @@ class WebhookEndpointAdmin(OrgScopedAdmin):
     form = WebhookEndpointForm
     read_right = access.MANAGE
     write_right = access.MANAGE
-    list_display = ["url", "organization", "events_display", "is_active", "include_transcript", "disabled_reason"]
+    list_display = [
+        "url", "organization", "events_display", "is_active", "include_transcript", "failing_since", "disabled_reason",
+    ]
     list_filter = ["is_active", ("organization", admin.RelatedOnlyFieldListFilter)]
     list_select_related = ["organization"]
-    readonly_fields = ["disabled_reason", "created_at", "updated_at"]
+    readonly_fields = ["disabled_reason", "failing_since", "created_at", "updated_at"]
     actions = ["rotate_secret"]
 
     @admin.display(description="Events")

@@ -81,6 +81,9 @@ class WebhookEndpoint(models.Model):
     # Kept in full: every delivery is signed with it. Shown once, when created.
     secret = models.CharField(max_length=100, default=new_secret, editable=False)
     disabled_reason = models.CharField(max_length=200, blank=True)
+    #: since when its attempts fail (cleared by a 2xx): new events then wait for the
+    #: sweep, which sends only a few per endpoint at a time
+    failing_since = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -128,7 +128,12 @@ def send_delivery(delivery_id) -> tuple[str | None, int | None]:
         "claimed_until": None,
     }
     retry_in = None
-    if code is not None and 200 <= code < 300:
+    ok = code is not None and 200 <= code < 300
+    if ok and endpoint.failing_since is not None:
+        WebhookEndpoint.objects.filter(pk=endpoint.pk).update(failing_since=None)
+    elif not ok and code != 410 and endpoint.failing_since is None:
+        WebhookEndpoint.objects.filter(pk=endpoint.pk, failing_since__isnull=True).update(failing_since=now)
+    if ok:
         updates.update(status=DeliveryStatus.DELIVERED, delivered_at=timezone.now(), next_attempt_at=None)
     elif code == 410:
         updates.update(status=DeliveryStatus.FAILED, next_attempt_at=None, last_error="410 Gone: endpoint disabled")
@@ -156,12 +161,24 @@ def disable_endpoint(endpoint: WebhookEndpoint, reason: str) -> None:
 
 
 def due_deliveries(now=None, limit: int = 500) -> list[int]:
+    """Due, unclaimed deliveries, oldest first, at most WEBHOOK_SWEEP_PER_ENDPOINT per
+    endpoint: a dead endpoint with a long backlog takes a few senders, not all of them."""
     now = now or timezone.now()
-    return list(
+    per_endpoint = settings.WEBHOOK_SWEEP_PER_ENDPOINT
+    rows = (
         WebhookDelivery.objects.filter(status=DeliveryStatus.PENDING, next_attempt_at__lte=now)
         .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
-        .order_by("next_attempt_at")
-        .values_list("pk", flat=True)[:limit]
+        .order_by("next_attempt_at", "pk")
+        .values_list("pk", "endpoint_id")[: limit * 4]
     )
+    taken: dict[int, int] = {}
+    due = []
+    for pk, endpoint_id in rows:
+        if taken.get(endpoint_id, 0) < per_endpoint:
+            taken[endpoint_id] = taken.get(endpoint_id, 0) + 1
+            due.append(pk)
+            if len(due) >= limit:
+                break
+    return due
 
 

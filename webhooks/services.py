@@ -59,8 +59,10 @@ def enqueue_event(organization_id, event_type: str, event_key: str, payload: dic
                 )
         except IntegrityError:
             log.info("webhook %s for endpoint %s already queued", event_key, endpoint.pk)
-    if created:
-        ids = [d.pk for d in created]
+    # An endpoint that is failing gets new events through the sweep (a few at a time),
+    # not one sender each the moment they happen.
+    ids = [d.pk for d in created if d.endpoint.failing_since is None]
+    if ids:
         transaction.on_commit(lambda: [schedule_send(pk) for pk in ids])
     return created
 

@@ -136,8 +136,8 @@ def _search(qs, q: str):
     parts = q.split(None, 1)
     if len(parts) == 2:
         match |= Q(first_name__icontains=parts[0], last_name__icontains=parts[1])
-    digits = "".join(ch for ch in q if ch.isdigit())
-    if len(digits) >= 4 and len(digits) >= len(q.replace(" ", "").lstrip("+")) - 3:
+    digits = "".join(ch for ch in q if ch not in " +-().")
+    if len(digits) >= 4 and digits.isdigit():  # a number, however it is written
         match |= Q(phone__contains=digits)
     return qs.filter(match)
 

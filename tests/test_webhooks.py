@@ -517,3 +517,34 @@ def test_a_failing_endpoint_gets_new_events_through_the_sweep(fake_receiver):
     waiting.refresh_from_db()
     assert waiting.status == "delivered"
     assert WebhookEndpoint.objects.get(pk=failing.pk).failing_since is None  # a 2xx clears the mark
+
+
+@pytest.mark.worker
+def test_a_worker_killed_in_the_middle_of_a_send_is_covered_by_the_sweep(
+    settings, fake_receiver, webhooks_to_worker
+):
+    """The worker takes the delivery and is killed (SIGKILL) while the receiver is
+    still reading it: the row stays pending, and once the sender's claim has expired
+    the sweep delivers it, with the same webhook-id."""
+    fake_receiver.hang_s = 30
+    org = factories.make_org()
+    workflow = factories.make_workflow(org)
+    endpoint_for(org, fake_receiver)
+    fake_receiver.hang_next("POST /hooks/myrobot")
+    ended_call(org, workflow, factories.make_patient(org))  # committed: the send goes to the worker
+
+    deadline = time.monotonic() + 20
+    while not fake_receiver.requests and time.monotonic() < deadline:
+        time.sleep(0.05)  # the sentinel: the worker's request reached the receiver
+    assert fake_receiver.requests
+    webhooks_to_worker.process.kill()
+    webhooks_to_worker.process.wait(10)
+
+    delivery = WebhookDelivery.objects.get()
+    assert delivery.status == "pending" and delivery.attempts == 0 and delivery.claimed_until is not None
+    assert services.sweep(send_inline=True) == 0  # the dead worker's claim still holds
+    with time_machine.travel(delivery.claimed_until + timedelta(seconds=1), tick=False):
+        assert services.sweep(send_inline=True) == 1
+    delivery.refresh_from_db()
+    assert delivery.status == "delivered"
+    assert [v["id"] for v in fake_receiver.verified] == [delivery.message_id]

@@ -132,3 +132,27 @@ def _refuse_unknown_query(view_func):
 
 api.add_decorator(_note_unknown_query, mode="view")
 api.add_decorator(_refuse_unknown_query, mode="operation")
+
+UNKNOWN_QUERY_RESPONSE = {
+    "description": "A query parameter is invalid, or is not one this route takes.",
+    "content": {"application/json": {"example": {
+        "detail": "Unknown query parameter(s): outcom. This route takes: limit, offset, outcome, status, …",
+        "errors": [{"field": "outcom", "message": "Unknown query parameter."}],
+    }}},
+}
+
+
+def _document_unknown_query(routers) -> None:
+    """Every GET documents its 422 (set before the routers are bound, which copies operations)."""
+    for router in routers:
+        for path_view in router.path_operations.values():
+            for operation in path_view.operations:
+                if "GET" in operation.methods:
+                    extra = dict(operation.openapi_extra or {})
+                    responses = dict(extra.get("responses") or {})
+                    responses.setdefault(422, UNKNOWN_QUERY_RESPONSE)
+                    extra["responses"] = responses
+                    operation.openapi_extra = extra
+
+
+_document_unknown_query([organizations_router, patients_router, calls_router, webhooks_router])

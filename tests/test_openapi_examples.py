@@ -41,3 +41,13 @@ def test_the_patient_example_is_a_valid_body(client, org, api_key):
     [example] = doc["components"]["schemas"]["PatientIn"]["examples"]
     response = post_json(client, f"/api/patients/by-external-id/{example['external_id']}", example, api_key, method="put")
     assert response.status_code == 201, response.json()
+
+
+def test_every_get_documents_the_unknown_parameter_422(client):
+    doc = client.get("/api/openapi.json").json()
+    gets = {path: ops["get"] for path, ops in doc["paths"].items() if "get" in ops}
+    assert "/api/calls" in gets and "/api/webhooks/deliveries" in gets
+    missing = [path for path, op in gets.items() if "422" not in op["responses"]]
+    assert missing == []
+    example = gets["/api/calls"]["responses"]["422"]["content"]["application/json"]["example"]
+    assert example["errors"][0]["message"] == "Unknown query parameter."

@@ -93,9 +93,8 @@ def _query_names(operation) -> frozenset[str]:
     names = set()
     for model in getattr(operation, "models", []):
         if getattr(model, "__ninja_param_source__", None) == "query":
+            # The names a client sends (aliases, flattened out of Query[Schema]).
             names.update(getattr(model, "__ninja_flatten_map__", {}) or {})
-            for name, field in model.model_fields.items():
-                names.add(field.alias or name)
     return frozenset(names)
 
 

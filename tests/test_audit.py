@@ -8,7 +8,6 @@ import pytest
 
 from audit.models import AuditEvent
 from audit.services import record
-from calls.models import CallStatus
 from tests import factories
 from tests.api_fixtures import api_key, auth, post_json  # noqa: F401
 

@@ -38,7 +38,7 @@ def prepare(cfg: Config) -> tuple[str, list[int]]:
     from patients.models import Patient
 
     org, _ = Organization.objects.update_or_create(
-        slug=ORG_SLUG, defaults={"name": "Bench Dial-out Clinic", "is_active": True, "dialout_caller_id": "bench-caller-id"}
+        slug=ORG_SLUG, defaults={"name": "Bench Dial-out Clinic", "is_active": True, "dialout_caller_id": "+14155550000"}
     )
     Workflow.objects.update_or_create(
         organization=org, slug=WORKFLOW_SLUG,

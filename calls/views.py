@@ -10,6 +10,8 @@ them current over ``/ws/calls/`` and ``/ws/calls/<id>/``.
 
 from __future__ import annotations
 
+import statistics
+
 import uuid
 
 from django.contrib import admin, messages
@@ -109,6 +111,8 @@ def describe_event(event: dict) -> tuple[str, str]:
         detail = data.get("result") or ""
     elif kind == "start_retry":
         detail = data.get("error") or ""
+    elif kind == "dtmf":
+        detail = data.get("digits") or ""  # viewers' events no longer carry it (calls/shaping.py)
     else:
         detail = ""
     return label, str(detail)
@@ -219,11 +223,16 @@ def call_detail(request, session_id):
     record_request(request, AuditAction.VIEW_CALL, call, via="page")
     sees = access.sees_phi(request.user, call.organization_id)
     shaped = shape_call(serialize_call(call), sees)
-    timeline, attempts = [], []
+    timeline, attempts, turns = [], [], []
     for event in selectors.call_events(call):
         payload = shape_event(serialize_event(event), sees)
         if payload is None or payload["event"] == "transcript":
             continue
+        if payload["event"] == "metrics":
+            turn_ms = (payload.get("data") or {}).get("turn_ms")
+            if isinstance(turn_ms, (int, float)) and not isinstance(turn_ms, bool):
+                turns.append({"key": f"s{event.seq}", "ms": int(turn_ms), **{
+                    k: v for k, v in payload["data"].items() if k in ("stt_ms", "llm_ttfb_ms", "tts_ttfb_ms")}})
         entry = _timeline_entry(payload, event.at)
         timeline.append(entry)
         if entry["kind"] in ("dialout_attempt", "dialout_error", "dialout_answered", "dialout_stopped"):
@@ -247,6 +256,8 @@ def call_detail(request, session_id):
             "sees_phi": sees,
             "timeline": timeline,
             "attempts": attempts,
+            "turns": turns,
+            "median_turn_ms": round(statistics.median(t["ms"] for t in turns)) if turns else None,
             "transcript": transcript,
             "can_cancel": access.has_right(request.user, access.PLACE_CALLS, call.organization_id),
             "admin_url": reverse("admin:calls_callsession_change", args=[call.pk]),

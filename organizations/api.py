@@ -4,6 +4,7 @@ from django.urls import reverse
 from ninja import Query, Router, Schema
 from pydantic import ConfigDict
 
+from myrobot.errors import errors
 from myrobot.pagination import Page, PageParams, paginate
 
 from .auth import api_key_auth
@@ -30,7 +31,9 @@ class WorkflowOut(Schema):
     dialin_webhook_url: str | None = None
 
 
-@router.get("/workflows", response=Page[WorkflowOut], auth=api_key_auth, url_name="list_workflows")
+@router.get(
+    "/workflows", response={200: Page[WorkflowOut], **errors(401, 422)}, auth=api_key_auth, url_name="list_workflows"
+)
 def list_workflows(request, page: Query[PageParams]):
     """The organisation's workflows; use a `slug` as `workflow` in `POST /api/start-call`."""
     org = request.organization

@@ -8,7 +8,9 @@ from typing import Any, Literal
 from ninja import Query, Router, Schema
 from pydantic import ConfigDict, Field
 
+from myrobot.errors import errors
 from myrobot.pagination import Page, PageParams, paginate
+from myrobot.validation import StrictSchema
 from organizations.auth import api_key_auth
 
 from .models import DeliveryStatus, WebhookDelivery, WebhookEvent
@@ -44,7 +46,7 @@ class DeliveryOut(Schema):
     data: dict[str, Any]
 
 
-class DeliveryFilters(PageParams):
+class DeliveryFilters(PageParams, StrictSchema):
     status: Literal[tuple(DeliveryStatus.values)] | None = None  # type: ignore[valid-type]
     event_type: Literal[tuple(WebhookEvent.values)] | None = None  # type: ignore[valid-type]
     session_id: str | None = Field(None, max_length=40, description="Deliveries about this call.")
@@ -68,7 +70,12 @@ def _out(d: WebhookDelivery) -> dict:
     }
 
 
-@router.get("/webhooks/deliveries", response=Page[DeliveryOut], auth=api_key_auth, url_name="list_webhook_deliveries")
+@router.get(
+    "/webhooks/deliveries",
+    response={200: Page[DeliveryOut], **errors(401, 422)},
+    auth=api_key_auth,
+    url_name="list_webhook_deliveries",
+)
 def list_deliveries(request, filters: Query[DeliveryFilters]):
     """The organisation's webhook deliveries, newest first."""
     qs = WebhookDelivery.objects.filter(organization=request.organization).select_related("endpoint")

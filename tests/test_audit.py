@@ -133,8 +133,9 @@ def test_only_the_organisations_admins_read_the_trail_and_nobody_edits_it(client
     assert page.context["cl"].result_count == 2  # not the other organisation's row
     by_user = client.get(f"/admin/audit/auditevent/?user__id__exact={nurse.pk}")
     assert [e.actor for e in by_user.context["cl"].result_list] == ["nurse"]
-    by_action = client.get("/admin/audit/auditevent/?action=place_call")
+    by_action = client.get("/admin/audit/auditevent/?action__exact=place_call")
     assert by_action.context["cl"].result_count == 0
+    assert client.get("/admin/audit/auditevent/?action__exact=view_patient").context["cl"].result_count == 2
     today = dt.datetime.now(dt.timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
     by_date = client.get("/admin/audit/auditevent/", {"at__gte": str(today), "at__lt": str(today + dt.timedelta(days=1))})
     assert by_date.context["cl"].result_count == 2

@@ -8,7 +8,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt | md5sum | cut -c1-12)
 
-.PHONY: run demo test test-unit test-browser venv migrate worker beat bot reap dispatch chromium clean
+.PHONY: run demo test test-unit test-browser venv migrate worker beat bot reap dispatch webhooks chromium clean
 
 venv: $(STAMP)
 
@@ -46,7 +46,7 @@ demo: migrate
 
 # The Celery worker (needs REDIS_URL); its pool and concurrency come from myrobot/celery.py settings.
 worker: venv
-	$(PY) -m celery -A myrobot worker --loglevel=INFO
+	$(PY) -m celery -A myrobot worker -Q celery,$${WEBHOOK_QUEUE:-webhooks} --loglevel=INFO
 
 beat: venv
 	$(PY) -m celery -A myrobot beat --loglevel=INFO
@@ -62,6 +62,10 @@ reap: venv
 # Without Celery beat: the call policy's dispatcher (make run starts it already).
 dispatch: venv
 	$(PY) manage.py dispatch_calls --loop
+
+# Without Celery beat: send webhook retries and anything left unsent.
+webhooks: venv
+	$(PY) manage.py send_webhooks --loop
 
 chromium:
 	@command -v chromium >/dev/null 2>&1 || test -x /usr/bin/chromium || \

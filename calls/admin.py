@@ -6,6 +6,8 @@ from django.db.models import Q
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
+from audit.models import AuditAction
+from audit.services import record_request
 from masking import mask_phone, mask_phones
 from organizations import access, timefmt
 from organizations.admin_scoping import OrgScopedAdmin
@@ -312,7 +314,10 @@ class CallSessionAdmin(OrgScopedAdmin):
             label = f"{obj.get_direction_display()} {who} — {obj.get_status_display()} ({str(obj.pk)[:8]})"
             extra_context.setdefault("subtitle", label)
             extra_context.setdefault("call_label", label)
-        return super().change_view(request, object_id, form_url, extra_context)
+        response = super().change_view(request, object_id, form_url, extra_context)
+        if obj is not None and request.method == "GET" and getattr(response, "status_code", None) == 200:
+            record_request(request, AuditAction.VIEW_CALL, obj, via="admin")
+        return response
 
     @admin.display(description="Patient")
     def patient_masked(self, obj):

@@ -14,11 +14,16 @@ import uuid
 from typing import Any, Literal
 
 from asgiref.sync import sync_to_async
+from django.core.exceptions import FieldDoesNotExist
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db.models import F
 from django.urls import reverse
 from ninja import Header, Query, Router, Schema
 from pydantic import ConfigDict, Field, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
 
+from audit.models import AuditAction
+from audit.services import record_request
 from myrobot.errors import ApiError, errors
 from myrobot.pagination import Page, PageParams, paginate
 from myrobot.validation import Int64, StrictSchema, loads_strict
@@ -146,6 +151,10 @@ async def dialin_webhook(request, org_slug: str, workflow_slug: str):
 
 
 class StartCallIn(StrictSchema):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"external_id": "EHR-1001", "workflow": "appointment-reminder"}]}
+    )
+
     patient_id: Int64 | None = Field(None, description="Our patient id (or give external_id).")
     external_id: str | None = Field(None, max_length=100, description="The EHR's patient id (or give patient_id).")
     workflow: str = Field(..., min_length=1, max_length=64, description="A workflow slug (GET /api/workflows).")
@@ -161,6 +170,11 @@ class StartCallIn(StrictSchema):
 
 
 class StartCallOut(Schema):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "session_id": "0b6f2c1e-3f7a-4c55-9d1e-2a8f3b9c7d10", "status": "queued",
+        "poll_url": "https://myrobot.example.org/api/calls/0b6f2c1e-3f7a-4c55-9d1e-2a8f3b9c7d10",
+    }]})
+
     session_id: str
     status: str = Field(..., description="`queued` (ringing now) or `scheduled` (see `scheduled_for`).")
     scheduled_for: dt.datetime | None = Field(None, description="When a scheduled call will ring.")
@@ -227,7 +241,20 @@ def start_call(
 # --- reading and canceling calls ------------------------------------------------------
 
 
+CALL_EXAMPLE = {
+    "session_id": "0b6f2c1e-3f7a-4c55-9d1e-2a8f3b9c7d10", "status": "completed", "direction": "dial_out",
+    "workflow": "appointment-reminder", "patient_id": 42, "patient_external_id": "EHR-1001",
+    "from_number": "+14155550100", "to_number": "+14155550123",
+    "created_at": "2026-05-04T17:00:00.812Z", "started_at": "2026-05-04T17:00:02.104Z",
+    "answered_at": "2026-05-04T17:00:09.877Z", "ended_at": "2026-05-04T17:02:11.509Z",
+    "end_reason": "completed", "error": "",
+    "outcome": {"result": "confirmed", "notes": "Will arrive 10 minutes early.", "data": {}},
+}
+
+
 class CallOut(Schema):
+    model_config = ConfigDict(json_schema_extra={"examples": [CALL_EXAMPLE]})
+
     session_id: str
     status: str
     direction: str
@@ -259,6 +286,17 @@ class CallEventOut(Schema):
 
 
 class CallDetailOut(CallOut):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        **CALL_EXAMPLE,
+        "transcript": [
+            {"role": "assistant", "text": "Hello, this is Sunrise Family Clinic calling about your appointment.",
+             "at": "2026-05-04T17:00:10.200Z", "seq": 7},
+            {"role": "user", "text": "Yes, I will be there.", "at": "2026-05-04T17:00:16.900Z", "seq": 9},
+        ],
+        "events": [{"seq": None, "kind": "status", "at": "2026-05-04T17:02:11.509Z",
+                    "data": {"from": "in_progress", "to": "completed", "reason": "completed"}}],
+    }]})
+
     transcript: list[dict[str, Any]]
     events: list[CallEventOut]
 
@@ -322,16 +360,34 @@ def _get_call(request, session_id: str) -> CallSession:
     return call
 
 
+ORDERINGS = {
+    "-created_at": ("-created_at", "-pk"),
+    "created_at": ("created_at", "pk"),
+    "-ended_at": (F("ended_at").desc(nulls_last=True), "-pk"),
+    "ended_at": (F("ended_at").asc(nulls_last=True), "pk"),
+}
+
+
 class CallFilters(PageParams, StrictSchema):
-    status: Literal[tuple(CallStatus.values)] | None = None  # type: ignore[valid-type]
+    status: Literal[tuple(CallStatus.values)] | None = Field(None, description="e.g. `completed`.")  # type: ignore[valid-type]
+    outcome: str | None = Field(
+        None, max_length=64, description="The outcome's result, e.g. `confirmed` (see the workflow's outcome_results)."
+    )
+    end_reason: str | None = Field(None, max_length=64, description="e.g. `completed`, `no_answer`, `voicemail`.")
     direction: Literal["dial_in", "dial_out"] | None = None
     patient_id: Int64 | None = None
     external_id: str | None = Field(None, max_length=100, description="The patient's EHR id.")
     workflow: str | None = Field(None, max_length=64, description="Workflow slug.")
-    created_after: dt.datetime | None = None
+    campaign: str | None = Field(None, max_length=64, description="Calls of this campaign (its id).")
+    created_after: dt.datetime | None = Field(None, description="ISO-8601 with offset, e.g. 2026-05-04T00:00:00Z.")
     created_before: dt.datetime | None = None
+    ended_after: dt.datetime | None = None
+    ended_before: dt.datetime | None = None
+    ordering: Literal[tuple(ORDERINGS)] = Field(  # type: ignore[valid-type]
+        "-created_at", description="`-created_at` (newest first, default), `created_at`, `-ended_at`, `ended_at`."
+    )
 
-    @field_validator("created_after", "created_before")
+    @field_validator("created_after", "created_before", "ended_after", "ended_before")
     @classmethod
     def _in_utc_range(cls, value):
         """A time the database can compare (no offset pushing it past year 1 or 9999)."""
@@ -345,14 +401,35 @@ class CallFilters(PageParams, StrictSchema):
             raise PydanticCustomError("datetime_range", "is outside the years 1 to 9999 in UTC")
 
 
+def _by_campaign(qs, value: str):
+    """Calls of one campaign; before calls have a campaign, none."""
+    try:
+        field = CallSession._meta.get_field("campaign")
+    except FieldDoesNotExist:
+        return qs.none()
+    try:
+        value = field.target_field.to_python(value)
+    except DjangoValidationError:
+        raise ApiError(422, "campaign must be a campaign id.", [{"field": "campaign", "message": "Not a campaign id."}])
+    return qs.filter(campaign_id=value)
+
+
 @router.get("/calls", response={200: Page[CallOut], **errors(401, 422)}, auth=api_key_auth, url_name="list_calls")
 def list_calls(request, filters: Query[CallFilters]):
-    """The organisation's calls, newest first."""
+    """The organisation's calls, newest first; every filter narrows the list (an unknown parameter is a 422).
+
+    Example: calls that ended confirmed yesterday —
+    `GET /api/calls?outcome=confirmed&ended_after=2026-05-04T00:00:00Z&ended_before=2026-05-05T00:00:00Z`.
+    """
     qs = CallSession.objects.filter(organization=request.organization).select_related(
         "workflow", "patient", "next_attempt_call"
     )
     if filters.status:
         qs = qs.filter(status=filters.status)
+    if filters.outcome:
+        qs = qs.filter(outcome__result=filters.outcome)
+    if filters.end_reason:
+        qs = qs.filter(end_reason=filters.end_reason)
     if filters.direction:
         qs = qs.filter(direction=filters.direction)
     if filters.patient_id is not None:
@@ -361,11 +438,17 @@ def list_calls(request, filters: Query[CallFilters]):
         qs = qs.filter(patient__external_id=filters.external_id)
     if filters.workflow:
         qs = qs.filter(workflow__slug=filters.workflow)
+    if filters.campaign is not None:
+        qs = _by_campaign(qs, filters.campaign)
     if filters.created_after:
         qs = qs.filter(created_at__gte=filters.created_after)
     if filters.created_before:
         qs = qs.filter(created_at__lt=filters.created_before)
-    page = paginate(qs.order_by("-created_at", "pk"), filters)
+    if filters.ended_after:
+        qs = qs.filter(ended_at__gte=filters.ended_after)
+    if filters.ended_before:
+        qs = qs.filter(ended_at__lt=filters.ended_before)
+    page = paginate(qs.order_by(*ORDERINGS[filters.ordering]), filters)
     return {"items": [_call_out(c) for c in page["items"]], "count": page["count"]}
 
 
@@ -374,7 +457,9 @@ def list_calls(request, filters: Query[CallFilters]):
 )
 def get_call(request, session_id: str):
     """One call: status, timestamps, end reason, outcome, transcript and events."""
-    return _call_detail(_get_call(request, session_id))
+    call = _get_call(request, session_id)
+    record_request(request, AuditAction.VIEW_CALL, call)
+    return _call_detail(call)
 
 
 @router.post(

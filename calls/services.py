@@ -45,6 +45,8 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from audit.models import AuditAction
+from audit.services import record as audit
 from botrunner.start import check_start_config
 from masking import mask_phone
 from organizations.models import Direction
@@ -289,6 +291,10 @@ def place_call(
     try:
         with transaction.atomic():
             call.save(force_insert=True)
+            audit(
+                AuditAction.PLACE_CALL, call, user=requested_by_user, api_key=requested_by_api_key,
+                via="api" if requested_by_api_key is not None else "admin",
+            )
             if scheduled:
                 transaction.on_commit(lambda: _announce(call))
             else:
@@ -440,6 +446,8 @@ def cancel_call(call: CallSession, *, by_user=None, by_api_key=None) -> CallSess
     if not moved:
         return call
     log.info("call %s canceled", call.pk)
+    if by_user is not None or by_api_key is not None:
+        audit(AuditAction.CANCEL_CALL, call, user=by_user, api_key=by_api_key, via="api" if by_api_key else "admin")
     # No room name yet: the start task is making it (or never will); it sees
     # the cancel when it claims the start and deletes the room itself.
     delete_call_room(call)

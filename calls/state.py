@@ -15,6 +15,7 @@ from django.utils import timezone
 from .broadcast import broadcast_call_sync
 from .models import FINAL_STATUSES, TRANSITIONS, CallEvent, CallSession, CallStatus
 from .policy import follow_up
+from .signals import call_ended
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,10 @@ def transition(
                 event = CallEvent.objects.create(call_id=call_id, at=at, kind="status", data=payload)
                 if to in RETRYABLE_ENDS:
                     _follow_up(call_id, at)
+                if to in FINAL_STATUSES:
+                    # In this transaction, so an outbox row a receiver writes
+                    # commits (or not) together with the move (and sees the follow-up).
+                    call_ended.send(sender=CallSession, call_id=call_id, status=to)
                 if broadcast:
                     transaction.on_commit(lambda: broadcast_call_sync(call_id, [event]))
                 return True

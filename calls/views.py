@@ -23,6 +23,8 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
+from audit.models import AuditAction
+from audit.services import record_request
 from organizations import access, timefmt
 from organizations.models import Direction
 
@@ -246,6 +248,7 @@ def _patient_zone_note(call) -> str:
 @staff_member_required
 def call_detail(request, session_id):
     call = _visible_call(request, session_id)
+    record_request(request, AuditAction.VIEW_CALL, call, via="page")
     sees = access.sees_phi(request.user, call.organization_id)
     shaped = shape_call(serialize_call(call), sees)
     timeline, attempts, turns = [], [], []

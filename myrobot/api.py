@@ -3,6 +3,8 @@
 Every error answers `{"detail": "<for a person>", "errors": [{"field", "message"}]}`.
 """
 
+import functools
+
 from django.core.exceptions import RequestDataTooBig
 from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import Http404
@@ -12,6 +14,7 @@ from ninja.errors import AuthenticationError, HttpError, ValidationError
 from calls.api import router as calls_router
 from organizations.api import router as organizations_router
 from patients.api import router as patients_router
+from webhooks.api import router as webhooks_router
 
 from .api_guard import too_large_response
 from .errors import ApiError
@@ -106,3 +109,81 @@ def on_dependency_down(request, exc: DatabaseError):
 api.add_router("/", organizations_router)
 api.add_router("/", patients_router)
 api.add_router("/", calls_router)
+api.add_router("/", webhooks_router)
+
+
+# --- unknown query parameters: 422, never silently ignored ---------------------------
+#
+# A GET that names a parameter the route does not take (`?outcom=confirmed`)
+# would otherwise answer as if unfiltered. Two hooks, so the key is checked
+# first (401 before 422): the view-level one reads what the route accepts from
+# ninja's own parameter models; the operation-level one, run after
+# authentication and validation, refuses.
+
+
+def _query_names(operation) -> frozenset[str]:
+    names = set()
+    for model in getattr(operation, "models", []):
+        if getattr(model, "__ninja_param_source__", None) == "query":
+            # The names a client sends (aliases, flattened out of Query[Schema]).
+            names.update(getattr(model, "__ninja_flatten_map__", {}) or {})
+    return frozenset(names)
+
+
+def _note_unknown_query(run):
+    operation = getattr(run, "__self__", None)
+    allowed = _query_names(operation) if operation is not None else None
+
+    def wrapper(request, *args, **kwargs):
+        if allowed is not None and request.method == "GET":
+            unknown = sorted(set(request.GET) - allowed)
+            if unknown:
+                request._unknown_query = (unknown, sorted(allowed))
+        return run(request, *args, **kwargs)
+
+    return wrapper
+
+
+def _refuse_unknown_query(view_func):
+    @functools.wraps(view_func)
+    def wrapper(request, *args, **kwargs):
+        noted = getattr(request, "_unknown_query", None)
+        if noted:
+            unknown, allowed = noted
+            known = ", ".join(allowed) or "none"
+            raise ApiError(
+                422,
+                f"Unknown query parameter(s): {', '.join(unknown)}. This route takes: {known}.",
+                [{"field": name, "message": "Unknown query parameter."} for name in unknown],
+            )
+        return view_func(request, *args, **kwargs)
+
+    return wrapper
+
+
+api.add_decorator(_note_unknown_query, mode="view")
+api.add_decorator(_refuse_unknown_query, mode="operation")
+
+UNKNOWN_QUERY_RESPONSE = {
+    "description": "A query parameter is invalid, or is not one this route takes.",
+    "content": {"application/json": {"example": {
+        "detail": "Unknown query parameter(s): outcom. This route takes: limit, offset, outcome, status, …",
+        "errors": [{"field": "outcom", "message": "Unknown query parameter."}],
+    }}},
+}
+
+
+def _document_unknown_query(routers) -> None:
+    """Every GET documents its 422 (set before the routers are bound, which copies operations)."""
+    for router in routers:
+        for path_view in router.path_operations.values():
+            for operation in path_view.operations:
+                if "GET" in operation.methods:
+                    extra = dict(operation.openapi_extra or {})
+                    responses = dict(extra.get("responses") or {})
+                    responses.setdefault(422, UNKNOWN_QUERY_RESPONSE)
+                    extra["responses"] = responses
+                    operation.openapi_extra = extra
+
+
+_document_unknown_query([organizations_router, patients_router, calls_router, webhooks_router])

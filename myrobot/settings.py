@@ -72,6 +72,8 @@ INSTALLED_APPS = [
     "organizations",
     "patients",
     "calls",
+    "webhooks",
+    "audit",
 ]
 
 # Django's own middleware and WhiteNoise's. (Subclasses that ran their hooks on
@@ -209,6 +211,21 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": float(os.environ.get("DISPATCH_INTERVAL_S", "2")),
         "options": {"expires": 10},
     },
+    "send-due-webhooks": {"task": "webhooks.tasks.sweep", "schedule": 30.0},
+}
+
+# --- Webhooks to the organisation's systems ----------------------------------
+# Sends run on their own queue (a worker started with `-Q celery,webhooks`, or a
+# separate one with `-Q webhooks`), so a slow receiver never holds up a call start.
+WEBHOOK_QUEUE = os.environ.get("WEBHOOK_QUEUE", "webhooks")
+WEBHOOK_TIMEOUT_S = float(os.environ.get("WEBHOOK_TIMEOUT_S", "10"))
+# Retries due within this many seconds are timed by the sender; later ones by the sweep.
+WEBHOOK_SHORT_RETRY_S = int(os.environ.get("WEBHOOK_SHORT_RETRY_S", "300"))
+# A sweep sends at most this many deliveries per endpoint (a dead one cannot take every sender).
+WEBHOOK_SWEEP_PER_ENDPOINT = int(os.environ.get("WEBHOOK_SWEEP_PER_ENDPOINT", "5"))
+CELERY_TASK_ROUTES = {
+    "webhooks.tasks.deliver": {"queue": WEBHOOK_QUEUE},
+    "webhooks.tasks.sweep": {"queue": WEBHOOK_QUEUE},
 }
 
 # --- Daily / Pipecat -------------------------------------------------------

@@ -196,3 +196,6 @@ class WorkflowAdmin(OrgScopedAdmin):
             "A call that ends busy / no answer / voicemail / declined is tried again when listed in retry_on.",
         }),
     ]
+
+
+from . import admin_audit  # noqa: E402,F401  (registers the audit trail's admin)

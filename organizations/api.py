@@ -2,6 +2,7 @@
 
 from django.urls import reverse
 from ninja import Field, Query, Router, Schema
+from pydantic import ConfigDict
 
 from myrobot.errors import errors
 from myrobot.pagination import Page, PageParams, paginate
@@ -13,6 +14,12 @@ router = Router(tags=["workflows"])
 
 
 class WorkflowOut(Schema):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "slug": "appointment-reminder", "name": "Appointment reminder", "direction": "dial_out", "is_active": True,
+        "takes_dialin": False, "dials_out": True, "max_duration_s": 600,
+        "outcome_results": ["confirmed", "rescheduled", "declined", "unreachable"], "dialin_webhook_url": None,
+    }]})
+
     slug: str
     name: str
     direction: str

@@ -1,5 +1,7 @@
 from django.contrib import admin
 
+from audit.models import AuditAction
+from audit.services import record_request
 from organizations import access
 from organizations.admin_scoping import OrgScopedAdmin
 
@@ -24,6 +26,19 @@ class PatientAdmin(OrgScopedAdmin):
     def action_label(self, obj) -> str:
         return f"patient {obj.external_id or obj.pk}"
 
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        record_request(request, AuditAction.CHANGE_PATIENT, obj, via="admin")
+
+    def delete_model(self, request, obj):
+        record_request(request, AuditAction.CHANGE_PATIENT, obj, via="admin")
+        super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        for obj in queryset:
+            record_request(request, AuditAction.CHANGE_PATIENT, obj, via="admin")
+        super().delete_queryset(request, queryset)
+
     def _sees_phi(self, request, obj):
         return access.sees_phi(request.user, obj.organization_id)
 
@@ -35,7 +50,10 @@ class PatientAdmin(OrgScopedAdmin):
         if obj is not None:
             extra_context.setdefault("subtitle", display.label_for(request.user, obj))
             extra_context.setdefault("patient_label", display.label_for(request.user, obj))
-        return super().change_view(request, object_id, form_url, extra_context)
+        response = super().change_view(request, object_id, form_url, extra_context)
+        if obj is not None and request.method == "GET" and getattr(response, "status_code", None) == 200:
+            record_request(request, AuditAction.VIEW_PATIENT, obj, via="admin")
+        return response
 
     def get_list_display(self, request):
         """Names and phones in clear only where the user's role allows (not for viewers)."""

@@ -12,11 +12,14 @@ from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 from ninja import Path, Query, Router, Schema
-from pydantic import Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
+from audit.models import AuditAction
+from audit.services import record_request
 from myrobot.errors import ApiError, errors
 from myrobot.pagination import Page, PageParams, paginate
 from myrobot.validation import INT64_MAX, StrictSchema, storable_problem
@@ -46,6 +49,13 @@ def _timezone(value):
     except DjangoValidationError as exc:
         raise PydanticCustomError("timezone", " ".join(exc.messages))
     return value
+
+
+PATIENT_IN_EXAMPLE = {
+    "external_id": "EHR-1001", "first_name": "Ada", "last_name": "Lovelace", "date_of_birth": "1985-12-10",
+    "phone": "+14155550123", "preferred_language": "en", "timezone": "America/Los_Angeles",
+    "data": {"appointment": "Tuesday 10:30 with Dr. Rivera"}, "consent_to_call": True, "do_not_call": False,
+}
 
 
 #: Patient ``data`` travels in every start body (Pipecat Cloud refuses bodies
@@ -79,6 +89,8 @@ def _data(value):
 
 
 class PatientIn(StrictSchema):
+    model_config = ConfigDict(json_schema_extra={"examples": [PATIENT_IN_EXAMPLE]})
+
     external_id: str | None = Field(None, max_length=100, description="The patient's id in the EHR.")
     first_name: str = Field(..., min_length=1, max_length=100)
     last_name: str = Field("", max_length=100)
@@ -99,6 +111,8 @@ class PatientIn(StrictSchema):
 class PatientPatch(StrictSchema):
     """Only the fields sent are changed."""
 
+    model_config = ConfigDict(json_schema_extra={"examples": [{"do_not_call": True}]})
+
     external_id: str | None = Field(None, max_length=100)
     first_name: str = Field(None, min_length=1, max_length=100)
     last_name: str = Field(None, max_length=100)
@@ -117,6 +131,10 @@ class PatientPatch(StrictSchema):
 
 
 class PatientOut(Schema):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "id": 42, **PATIENT_IN_EXAMPLE, "created_at": "2026-05-01T09:12:00Z", "updated_at": "2026-05-03T16:40:00Z",
+    }]})
+
     id: int
     external_id: str | None
     first_name: str
@@ -133,13 +151,32 @@ class PatientOut(Schema):
 
 
 class LookupIn(StrictSchema):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"phone": "+14155550123"}]})
+
     phone: str
 
     _check_phone = field_validator("phone")(_phone)
 
 
 class PatientFilters(PageParams, StrictSchema):
-    external_id: str | None = Field(None, max_length=100)
+    external_id: str | None = Field(None, max_length=100, description="The patient's EHR id.")
+    q: str | None = Field(
+        None, min_length=2, max_length=100,
+        description="Part of a name, or of a phone number (4 digits or more), e.g. `lovelace` or `5550123`.",
+    )
+
+
+def _search(qs, q: str):
+    """Name (first, last, or "first last") or phone digits; case-insensitive."""
+    q = q.strip()
+    match = Q(first_name__icontains=q) | Q(last_name__icontains=q)
+    parts = q.split(None, 1)
+    if len(parts) == 2:
+        match |= Q(first_name__icontains=parts[0], last_name__icontains=parts[1])
+    digits = "".join(ch for ch in q if ch not in " +-().")
+    if len(digits) >= 4 and digits.isdigit():  # a number, however it is written
+        match |= Q(phone__contains=digits)
+    return qs.filter(match)
 
 
 def _get(request, patient_id: int) -> Patient:
@@ -167,13 +204,17 @@ def list_patients(request, filters: Query[PatientFilters]):
     qs = Patient.objects.filter(organization=request.organization).order_by("pk")
     if filters.external_id is not None:
         qs = qs.filter(external_id=filters.external_id)
+    if filters.q:
+        qs = _search(qs, filters.q)
     return paginate(qs, filters)
 
 
 @router.post("/patients", response={201: PatientOut, **errors(400, 401, 409, 413, 422)}, url_name="create_patient")
 def create_patient(request, payload: PatientIn):
     patient = Patient(organization=request.organization, **payload.dict())
-    _save(patient, force_insert=True)
+    with transaction.atomic():
+        _save(patient, force_insert=True)
+        record_request(request, AuditAction.CHANGE_PATIENT, patient)
     return 201, patient
 
 
@@ -183,6 +224,8 @@ def lookup_patients(request, payload: LookupIn):
     """Patients of the organisation with this phone number (several may share one)."""
     qs = Patient.objects.filter(organization=request.organization, phone=payload.phone).order_by("pk")
     items = list(qs[:100])
+    for patient in items:
+        record_request(request, AuditAction.VIEW_PATIENT, patient)
     return {"items": items, "count": len(items)}
 
 
@@ -208,12 +251,15 @@ def upsert_patient(request, payload: PatientIn, external_id: str = Path(..., max
         patient, created = Patient.objects.update_or_create(
             organization=request.organization, external_id=external_id, defaults=values
         )
+        record_request(request, AuditAction.CHANGE_PATIENT, patient)
     return (201 if created else 200), patient
 
 
 @router.get("/patients/{patient_id}", response={200: PatientOut, **errors(401, 404, 422)}, url_name="get_patient")
 def get_patient(request, patient_id: int = Path(..., ge=-INT64_MAX - 1, le=INT64_MAX)):
-    return _get(request, patient_id)
+    patient = _get(request, patient_id)
+    record_request(request, AuditAction.VIEW_PATIENT, patient)
+    return patient
 
 
 @router.put(
@@ -225,6 +271,7 @@ def replace_patient(request, payload: PatientIn, patient_id: int = Path(..., ge=
     for name, value in payload.dict().items():
         setattr(patient, name, value)
     _save(patient)
+    record_request(request, AuditAction.CHANGE_PATIENT, patient)
     return patient
 
 
@@ -239,6 +286,7 @@ def update_patient(request, payload: PatientPatch, patient_id: int = Path(..., g
     for name, value in changes.items():
         setattr(patient, name, value)
     _save(patient)
+    record_request(request, AuditAction.CHANGE_PATIENT, patient)
     return patient
 
 
@@ -247,5 +295,8 @@ def update_patient(request, payload: PatientPatch, patient_id: int = Path(..., g
 )
 def delete_patient(request, patient_id: int = Path(..., ge=-INT64_MAX - 1, le=INT64_MAX)):
     """Delete the patient; their calls are kept, without the patient."""
-    _get(request, patient_id).delete()
+    patient = _get(request, patient_id)
+    with transaction.atomic():
+        record_request(request, AuditAction.CHANGE_PATIENT, patient)
+        patient.delete()
     return 204, None

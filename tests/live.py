@@ -158,6 +158,8 @@ def celery_worker(transactional_db, settings, live_server_port):
 
     class Worker:
         output = lines
+        queue_name = queue  # the only queue it consumes (route extra queues here in a test)
+        process = proc  # a test may kill it
 
     try:
         yield Worker

@@ -25,6 +25,8 @@ __all__ = [
     "fake_daily",
     "fake_pipecat",
     "fake_runner",
+    "fake_receiver_server",
+    "fake_receiver",
 ]
 
 
@@ -81,3 +83,19 @@ def fake_runner(fake_runner_server, settings):
     settings.LOCAL_SERVER_URL = fake_runner_server.url
     yield fake_runner_server
     fake_runner_server.reset()
+
+
+@pytest.fixture(scope="session")
+def fake_receiver_server():
+    from .receiver import FakeReceiver
+
+    server = FakeReceiver().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fake_receiver(fake_receiver_server):
+    """A webhook receiver that verifies signatures itself; set ``.secret`` to the endpoint's."""
+    fake_receiver_server.reset()
+    return fake_receiver_server

@@ -1,0 +1,107 @@
+"""Webhook endpoints and deliveries in the admin: the organisation's admins only.
+
+The endpoint's secret is shown once, in the message after it is created (or
+rotated); no page shows it again.
+"""
+
+from django import forms
+from django.contrib import admin, messages
+
+from organizations import access
+from organizations.admin_scoping import OrgScopedAdmin
+
+from . import services
+from .models import WebhookDelivery, WebhookEndpoint, WebhookEvent, new_secret
+
+
+class WebhookEndpointForm(forms.ModelForm):
+    events = forms.MultipleChoiceField(
+        choices=WebhookEvent.choices, widget=forms.CheckboxSelectMultiple, initial=list(WebhookEvent.values)
+    )
+
+    class Meta:
+        model = WebhookEndpoint
+        fields = ["organization", "url", "description", "events", "is_active", "include_transcript"]
+
+
+def _show_secret_once(request, endpoint, verb: str) -> None:
+    messages.warning(
+        request,
+        f"{verb} signing secret for {endpoint.url}: {endpoint.secret} — copy it now into your receiver; "
+        "it is not shown again.",
+    )
+
+
+@admin.register(WebhookEndpoint)
+class WebhookEndpointAdmin(OrgScopedAdmin):
+    form = WebhookEndpointForm
+    read_right = access.MANAGE
+    write_right = access.MANAGE
+    list_display = [
+        "url", "organization", "events_display", "is_active", "include_transcript", "failing_since", "disabled_reason",
+    ]
+    list_filter = ["is_active", ("organization", admin.RelatedOnlyFieldListFilter)]
+    list_select_related = ["organization"]
+    readonly_fields = ["disabled_reason", "failing_since", "created_at", "updated_at"]
+    actions = ["rotate_secret"]
+
+    @admin.display(description="Events")
+    def events_display(self, obj):
+        return ", ".join(obj.events or [])
+
+    def save_model(self, request, obj, form, change):
+        if obj.is_active:
+            obj.disabled_reason = ""
+        super().save_model(request, obj, form, change)
+        if not change:
+            _show_secret_once(request, obj, "The")
+
+    @admin.action(description="Rotate the signing secret of selected endpoints")
+    def rotate_secret(self, request, queryset):
+        for endpoint in queryset:
+            if not access.has_right(request.user, access.MANAGE, endpoint.organization_id):
+                continue
+            endpoint.secret = new_secret()
+            endpoint.save(update_fields=["secret", "updated_at"])
+            _show_secret_once(request, endpoint, "New")
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(OrgScopedAdmin):
+    read_right = access.MANAGE
+    write_right = access.MANAGE
+    list_display = [
+        "created_at", "event_type", "endpoint", "status", "attempts", "last_status_code", "next_attempt_at",
+        "delivered_at",
+    ]
+    list_filter = ["status", "event_type"]
+    list_select_related = ["endpoint"]
+    date_hierarchy = "created_at"
+    fields = [
+        "organization", "endpoint", "event_type", "event_key", "message_id", "status", "attempts",
+        "last_attempt_at", "last_status_code", "response_excerpt", "last_error", "next_attempt_at", "delivered_at",
+        "created_at", "payload",
+    ]
+    readonly_fields = fields
+    actions = ["redeliver"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_redeliver_permission(self, request):
+        return access.has_right(request.user, access.MANAGE)
+
+    @admin.action(description="Redeliver selected deliveries (same webhook-id)", permissions=["redeliver"])
+    def redeliver(self, request, queryset):
+        count = 0
+        for delivery in queryset:
+            if access.has_right(request.user, access.MANAGE, delivery.organization_id):
+                services.redeliver(delivery)
+                count += 1
+        self.message_user(request, f"Queued {count} delivery(ies) again.", messages.SUCCESS)

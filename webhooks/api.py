@@ -1,0 +1,89 @@
+"""GET /api/webhooks/deliveries: what was sent to the organisation's endpoints, and how it went."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Literal
+
+from ninja import Query, Router, Schema
+from pydantic import ConfigDict, Field
+
+from myrobot.errors import errors
+from myrobot.pagination import Page, PageParams, paginate
+from myrobot.validation import StrictSchema
+from organizations.auth import api_key_auth
+
+from .models import DeliveryStatus, WebhookDelivery, WebhookEvent
+
+router = Router(tags=["webhooks"])
+
+
+class DeliveryOut(Schema):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "id": 17, "webhook_id": "msg_5f0c8e2a9b7d4e61a3c2f1e0d9b8a7c6", "event_type": "call.ended",
+        "endpoint_url": "https://ehr.example.org/hooks/myrobot", "status": "delivered", "attempts": 2,
+        "last_status_code": 204, "response_excerpt": "", "last_error": "", "next_attempt_at": None,
+        "delivered_at": "2026-05-04T17:02:22.140Z", "created_at": "2026-05-04T17:02:11.512Z",
+        "data": {"session_id": "0b6f2c1e-3f7a-4c55-9d1e-2a8f3b9c7d10", "external_id": "EHR-1001", "workflow": "appointment-reminder",
+                 "direction": "dial_out", "status": "completed", "end_reason": "completed",
+                 "outcome": {"result": "confirmed", "notes": "", "data": {}}, "attempt": 1,
+                 "next_attempt_at": None, "campaign_id": None, "started_at": "2026-05-04T17:00:02.104Z",
+                 "answered_at": "2026-05-04T17:00:09.877Z", "ended_at": "2026-05-04T17:02:11.509Z"},
+    }]})
+
+    id: int
+    webhook_id: str = Field(..., description="The `webhook-id` header, the same on every attempt.")
+    event_type: str
+    endpoint_url: str
+    status: str = Field(..., description="pending, delivered or failed.")
+    attempts: int
+    last_status_code: int | None
+    response_excerpt: str
+    last_error: str
+    next_attempt_at: dt.datetime | None
+    delivered_at: dt.datetime | None
+    created_at: dt.datetime
+    data: dict[str, Any]
+
+
+class DeliveryFilters(PageParams, StrictSchema):
+    status: Literal[tuple(DeliveryStatus.values)] | None = None  # type: ignore[valid-type]
+    event_type: Literal[tuple(WebhookEvent.values)] | None = None  # type: ignore[valid-type]
+    session_id: str | None = Field(None, max_length=40, description="Deliveries about this call.")
+
+
+def _out(d: WebhookDelivery) -> dict:
+    return {
+        "id": d.pk,
+        "webhook_id": d.message_id,
+        "event_type": d.event_type,
+        "endpoint_url": d.endpoint.url,
+        "status": d.status,
+        "attempts": d.attempts,
+        "last_status_code": d.last_status_code,
+        "response_excerpt": d.response_excerpt,
+        "last_error": d.last_error,
+        "next_attempt_at": d.next_attempt_at,
+        "delivered_at": d.delivered_at,
+        "created_at": d.created_at,
+        "data": d.payload or {},
+    }
+
+
+@router.get(
+    "/webhooks/deliveries",
+    response={200: Page[DeliveryOut], **errors(401, 422)},
+    auth=api_key_auth,
+    url_name="list_webhook_deliveries",
+)
+def list_deliveries(request, filters: Query[DeliveryFilters]):
+    """The organisation's webhook deliveries, newest first."""
+    qs = WebhookDelivery.objects.filter(organization=request.organization).select_related("endpoint")
+    if filters.status:
+        qs = qs.filter(status=filters.status)
+    if filters.event_type:
+        qs = qs.filter(event_type=filters.event_type)
+    if filters.session_id:
+        qs = qs.filter(event_key=f"call.ended:{filters.session_id}")
+    page = paginate(qs.order_by("-created_at", "-pk"), filters)
+    return {"items": [_out(d) for d in page["items"]], "count": page["count"]}

@@ -87,6 +87,13 @@ class CallSession(models.Model):
     # can tell it must not start a second bot.
     bot_start_requested_at = models.DateTimeField(null=True, blank=True)
 
+    # Campaigns (the ``campaigns`` app) tag their calls with a plain id, not a
+    # foreign key: ``calls`` stays independent of ``campaigns`` (no import, no
+    # migration dependency). A held call is never started: its campaign
+    # releases it at the campaign's pace (and holds it again while paused).
+    campaign_id = models.BigIntegerField(null=True, blank=True, db_index=True)
+    held = models.BooleanField(default=False)
+
     end_reason = models.CharField(max_length=64, blank=True)
     error = models.TextField(blank=True, help_text="Why the call failed, for a person to act on.")
     outcome = models.JSONField(null=True, blank=True)

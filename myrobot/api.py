@@ -8,6 +8,7 @@ from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
 from calls.api import router as calls_router
+from campaigns.api import router as campaigns_router
 from organizations.api import router as organizations_router
 from patients.api import router as patients_router
 
@@ -74,3 +75,4 @@ def on_not_found(request, exc):
 api.add_router("/", organizations_router)
 api.add_router("/", patients_router)
 api.add_router("/", calls_router)
+api.add_router("/", campaigns_router)

@@ -62,6 +62,7 @@ INSTALLED_APPS = [
     "organizations",
     "patients",
     "calls",
+    "campaigns",
 ]
 
 # Django's middleware (and WhiteNoise), subclassed so that under ASGI their hooks

@@ -70,6 +70,7 @@ def serialize_call(call: CallSession) -> dict:
         "error": call.error,
         "outcome": call.outcome,
         "dialout_attempts": call.dialout_attempts,
+        "campaign_id": call.campaign_id,
     }
 
 

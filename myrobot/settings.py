@@ -154,6 +154,9 @@ CELERY_WORKER_CONCURRENCY = int(os.environ.get("CELERY_WORKER_CONCURRENCY", "32"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE = {
     "reap-stale-calls": {"task": "calls.tasks.reap_stale_calls", "schedule": 60.0},
+    # Campaigns release their held calls at their pace (campaigns.services.release_due).
+    "release-campaign-calls": {"task": "campaigns.tasks.release_campaign_calls", "schedule": 2.0,
+                               "options": {"expires": 10}},
 }
 
 # --- Daily / Pipecat -------------------------------------------------------

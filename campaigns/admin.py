@@ -90,8 +90,11 @@ class CampaignAdmin(OrgScopedAdmin):
     def get_urls(self):
         return [
             path("<int:pk>/upload/", self.admin_site.admin_view(self.upload_view), name="campaigns_campaign_upload"),
-            path("<int:pk>/<str:action>/", self.admin_site.admin_view(self.action_view),
-                 name="campaigns_campaign_action"),
+            *[
+                path(f"<int:pk>/{action}/", self.admin_site.admin_view(self.action_view),
+                     {"action": action}, name=f"campaigns_campaign_{action}")
+                for action in ACTIONS
+            ],
         ] + super().get_urls()
 
     def _visible(self, request, pk) -> Campaign:
@@ -136,10 +139,11 @@ class CampaignAdmin(OrgScopedAdmin):
         return TemplateResponse(request, "admin/campaigns/campaign/page.html", context)
 
     @staticmethod
-    def _buttons(campaign) -> list[tuple[str, str]]:
+    def _buttons(campaign) -> list[tuple[str, str, str]]:
         status = campaign.status
         return [
-            (name, label) for name, label, allowed in [
+            (name, label, reverse(f"admin:campaigns_campaign_{name}", args=[campaign.pk]))
+            for name, label, allowed in [
                 ("start", "Start campaign", status == CampaignStatus.DRAFT),
                 ("pause", "Pause", status == CampaignStatus.RUNNING),
                 ("resume", "Resume", status == CampaignStatus.PAUSED),

@@ -116,7 +116,7 @@ class CampaignAdmin(OrgScopedAdmin):
         rows = []
         for call in selectors.calls_of(campaign):
             shaped = shape_call(serialize_call(call), sees)
-            rows.append({"c": shaped, "status_label": STATUS_LABELS.get(call.status, call.status),
+            rows.append({"c": shaped, "call": call, "status_label": STATUS_LABELS.get(call.status, call.status),
                          "url": reverse("calls:detail", kwargs={"session_id": call.pk})})
         payload = serialize_campaign(campaign)
         context = {

@@ -19,7 +19,7 @@
   function field(name) { return root.querySelector('[data-field="' + name + '"]'); }
 
   function applyCampaign(c) {
-    const status = field("status");
+    const status = field("campaign-status");
     status.textContent = c.status_display;
     status.className = "status-badge campaign-status-" + c.status;
     root.dataset.status = c.status;
@@ -64,7 +64,7 @@
   function connect() {
     const scheme = location.protocol === "https:" ? "wss://" : "ws://";
     const socket = new WebSocket(scheme + location.host + root.dataset.wsPath);
-    socket.onopen = function () { delay = 500; setIndicator("live", "Live"); };
+    socket.onopen = function () { delay = 500; root.dataset.ws = "open"; setIndicator("live", "Live"); };
     socket.onmessage = function (e) {
       let msg;
       try { msg = JSON.parse(e.data); } catch (err) { return; }
@@ -72,6 +72,7 @@
       else if (msg.type === "call.update") applyCall(msg.call);
     };
     socket.onclose = function () {
+      root.dataset.ws = "closed";
       setIndicator("offline", "Reconnecting…");
       setTimeout(connect, delay);
       delay = Math.min(delay * 2, 10000);

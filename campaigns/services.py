@@ -24,6 +24,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from django.db import IntegrityError, transaction
 from django.db.models import Q
@@ -77,13 +78,18 @@ class CampaignRefused(Exception):
 # --- who may be called -----------------------------------------------------------------
 
 
+# Phone numbers are parsed once per process and number: a 5,000-patient campaign
+# checks each number when it is added and again when it starts.
+_normalized = lru_cache(maxsize=65536)(try_normalize_phone)
+
+
 def skip_reason_for(patient) -> str:
     """Why a patient is skipped by a campaign ('' when they may be called)."""
     if patient.do_not_call:
         return SkipReason.DO_NOT_CALL
     if not patient.consent_to_call:
         return SkipReason.NO_CONSENT
-    if try_normalize_phone(patient.phone or "") is None:
+    if _normalized(patient.phone or "") is None:
         return SkipReason.INVALID_PHONE
     return ""
 
@@ -226,7 +232,7 @@ def start_campaign(campaign: Campaign, *, by_user=None) -> Campaign:
                     direction=Direction.DIAL_OUT,
                     status=CallStatus.QUEUED,
                     from_number=caller_id,
-                    to_number=try_normalize_phone(target.patient.phone),
+                    to_number=_normalized(target.patient.phone),
                     requested_by_user_id=campaign.created_by_user_id,
                     requested_by_api_key_id=campaign.created_by_api_key_id,
                     campaign_id=campaign.pk,

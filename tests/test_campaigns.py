@@ -183,3 +183,13 @@ def test_dialin_only_workflow_refused(clinic):
         services.create_campaign(organization=org, workflow=inbound, name="X", patients=[factories.make_patient(org)])
     assert exc.value.code == "workflow_not_dialout"
     assert not Campaign.objects.exists()
+
+
+def test_nothing_below_imports_campaigns():
+    """Dependencies point one way: campaigns import calls, patients, organizations; none of those imports campaigns."""
+    from tests.test_import_cycles import app_modules, import_graph
+
+    graph = import_graph(app_modules())
+    below = [m for m in graph if m.split(".")[0] in ("organizations", "patients", "calls", "botrunner", "botkit")]
+    assert not [m for m in below if any(t.split(".")[0] == "campaigns" for t in graph[m])]
+    assert "calls.models" in graph["campaigns.services"]

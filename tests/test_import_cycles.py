@@ -16,7 +16,7 @@ import pathlib
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-APP_PACKAGES = ("organizations", "patients", "calls", "botrunner", "botkit", "myrobot")
+APP_PACKAGES = ("organizations", "patients", "calls", "campaigns", "botrunner", "botkit", "myrobot")
 # Read for the graph, not imported: it loads the whole Pipecat pipeline.
 NOT_IMPORTED = {"bot"}
 

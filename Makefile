@@ -7,7 +7,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt | md5sum | cut -c1-12)
 
-.PHONY: run test test-unit test-browser venv migrate worker beat bot reap chromium clean
+.PHONY: run test test-unit test-browser venv migrate worker beat bot reap dispatch chromium clean
 
 venv: $(STAMP)
 
@@ -21,9 +21,13 @@ $(STAMP): requirements.txt
 migrate: venv
 	$(PY) manage.py migrate --noinput
 
+# The dispatcher (scheduled calls, the queue, stale calls) runs beside the server,
+# as Celery beat runs it in production; it stops with the server.
 run: migrate
 	$(PY) manage.py seed_demo
-	DEBUG=$${DEBUG:-1} $(PY) manage.py runserver 127.0.0.1:8000
+	$(PY) manage.py dispatch_calls --loop & DISPATCHER=$$!; \
+	  trap 'kill $$DISPATCHER 2>/dev/null' EXIT INT TERM; \
+	  DEBUG=$${DEBUG:-1} $(PY) manage.py runserver 127.0.0.1:8000
 
 # The Celery worker (needs REDIS_URL); its pool and concurrency come from myrobot/celery.py settings.
 worker: venv
@@ -39,6 +43,10 @@ bot: venv
 # Without Celery beat (the embedded default): end stale calls every minute.
 reap: venv
 	$(PY) manage.py reap_stale_calls --loop
+
+# Without Celery beat: the call policy's dispatcher (make run starts it already).
+dispatch: venv
+	$(PY) manage.py dispatch_calls --loop
 
 chromium:
 	@command -v chromium >/dev/null 2>&1 || test -x /usr/bin/chromium || \

@@ -17,6 +17,7 @@ its time ends when ``bot()`` is entered.
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import sys
 from typing import Any
@@ -37,14 +38,19 @@ def prepare(cfg: Config) -> tuple[str, list[int]]:
     from organizations.models import ApiKey, Organization, Workflow
     from patients.models import Patient
 
+    # Calls placed "now" with a free slot (the bench's bots never end, so the
+    # slots must not run out) inside a window that is always open.
     org, _ = Organization.objects.update_or_create(
-        slug=ORG_SLUG, defaults={"name": "Bench Dial-out Clinic", "is_active": True, "dialout_caller_id": "bench-caller-id"}
+        slug=ORG_SLUG, defaults={"name": "Bench Dial-out Clinic", "is_active": True, "dialout_caller_id": "bench-caller-id",
+                                 "max_concurrent_calls": 1_000_000}
     )
     Workflow.objects.update_or_create(
         organization=org, slug=WORKFLOW_SLUG,
         defaults={"name": "Reminder", "direction": "dial_out", "is_active": True,
                   "instructions": "Remind {first_name} of the appointment.",
-                  "first_message": "Hello {first_name}, this is {client_name}."},
+                  "first_message": "Hello {first_name}, this is {client_name}.",
+                  "window_start": datetime.time(0, 0), "window_end": datetime.time.max,
+                  "window_days": [1, 2, 3, 4, 5, 6, 7]},
     )
     CallSession.objects.filter(organization=org).delete()
     existing = Patient.objects.filter(organization=org).count()

@@ -5,8 +5,8 @@ from organizations import access
 from organizations.admin_scoping import OrgScopedAdmin
 from organizations.masking import mask_phone
 
-from . import services
-from .models import CallEvent, CallSession
+from . import selectors, services
+from .models import CallEvent, CallSession, CallStatus
 from .shaping import scrub_text
 
 
@@ -25,11 +25,41 @@ class CallEventInline(admin.TabularInline):
         return False
 
 
+class QueueFilter(admin.SimpleListFilter):
+    """Where a call not yet ringing stands in the call policy."""
+
+    title = "queue"
+    parameter_name = "queue"
+
+    def lookups(self, request, model_admin):
+        return [
+            ("scheduled", "Scheduled (waiting for its time)"),
+            ("waiting", "Waiting for a slot"),
+            ("deferred", "Deferred (bot runner at capacity)"),
+            ("retry", "Later attempts (2nd, 3rd …)"),
+        ]
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if value == "scheduled":
+            return queryset.filter(status=CallStatus.SCHEDULED)
+        if value == "waiting":
+            return queryset.filter(status=CallStatus.QUEUED, direction="dial_out", dispatched_at__isnull=True)
+        if value == "deferred":
+            return queryset.filter(status=CallStatus.QUEUED, start_deferrals__gt=0)
+        if value == "retry":
+            return queryset.filter(attempt__gt=1)
+        return queryset
+
+
 @admin.register(CallSession)
 class CallSessionAdmin(OrgScopedAdmin):
     write_right = access.PLACE_CALLS
     # Related filters list only what the user may see (their organisations' objects).
-    list_filter = ["status", "direction", ("workflow", admin.RelatedOnlyFieldListFilter), ("organization", admin.RelatedOnlyFieldListFilter), "created_at"]
+    list_filter = [
+        "status", QueueFilter, "direction", ("workflow", admin.RelatedOnlyFieldListFilter),
+        ("organization", admin.RelatedOnlyFieldListFilter), "created_at",
+    ]
     search_fields = ["id", "patient__external_id", "daily_call_id"]
     list_select_related = ["organization", "workflow__organization", "patient"]  # str(workflow) names its organisation
     date_hierarchy = "created_at"
@@ -39,6 +69,9 @@ class CallSessionAdmin(OrgScopedAdmin):
             "live_link", "id", "organization", "workflow", "direction", "status", "patient_display", "phone_display",
         ]}),
         ("Timeline", {"fields": ["created_at", "started_at", "answered_at", "ended_at", "end_reason", "error"]}),
+        ("Call policy", {"fields": [
+            "scheduled_for", "attempt_display", "previous_attempt_link", "next_attempt_link", "queue_display",
+        ]}),
         ("Result", {"fields": ["outcome", "transcript_display", "dialout_attempts"]}),
         ("Daily", {"fields": ["daily_room_name", "daily_room_url", "daily_call_id", "daily_call_domain"]}),
         ("Requested by", {"fields": ["requested_by_user", "requested_by_api_key"]}),
@@ -49,7 +82,43 @@ class CallSessionAdmin(OrgScopedAdmin):
             return self._patient_text(request, obj)
 
         patient.short_description = "Patient"
-        return ["short_id", patient, "workflow", "direction", "status", "created_at", "end_reason", "live_link"]
+        return [
+            "short_id", patient, "workflow", "direction", "status", "scheduled_for", "attempt_display", "created_at",
+            "end_reason", "live_link",
+        ]
+
+    @admin.display(description="Attempt", ordering="attempt")
+    def attempt_display(self, obj):
+        return f"{obj.attempt} of {obj.max_attempts}" if obj.direction == "dial_out" else "—"
+
+    def _attempt_link(self, call):
+        if call is None:
+            return "—"
+        when = f", rings {call.scheduled_for:%Y-%m-%d %H:%M} UTC" if call.status == CallStatus.SCHEDULED else ""
+        return format_html(
+            '<a href="{}">{} (attempt {}, {}{})</a>', call.get_absolute_url(), str(call.pk)[:8], call.attempt,
+            call.get_status_display().lower(), when,
+        )
+
+    @admin.display(description="Previous attempt")
+    def previous_attempt_link(self, obj):
+        return self._attempt_link(obj.previous_attempt if obj.previous_attempt_id else None)
+
+    @admin.display(description="Next attempt")
+    def next_attempt_link(self, obj):
+        return self._attempt_link(selectors.next_attempt(obj))
+
+    @admin.display(description="In the queue")
+    def queue_display(self, obj):
+        if obj.status == CallStatus.SCHEDULED:
+            return "Scheduled: waits for its time"
+        if obj.status != CallStatus.QUEUED:
+            return "—"
+        if obj.start_deferrals:
+            return f"Deferred {obj.start_deferrals}× (bot runner at capacity); next try {obj.start_retry_at:%H:%M:%S} UTC"
+        if obj.dispatched_at is None and obj.direction == "dial_out":
+            return "Waiting for a free slot"
+        return "Handed to a worker"
 
     @admin.display(description="Live page")
     def live_link(self, obj):

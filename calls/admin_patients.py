@@ -17,13 +17,14 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 
 from organizations import access
 from organizations.models import Workflow, WorkflowDirection
 from patients.admin import PatientAdmin
 from patients.models import Patient
 
-from . import services
+from . import policy, services
 
 
 def dialout_workflows(organization_ids):
@@ -48,11 +49,62 @@ class WorkflowChoiceField(forms.ModelChoiceField):
 
 
 class CallPatientForm(forms.Form):
-    def __init__(self, *args, workflows, show_org=False, **kwargs):
+    def __init__(self, *args, workflows, show_org=False, zone_name: str | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["workflow"] = WorkflowChoiceField(
             queryset=workflows, show_org=show_org, empty_label=None, label="Workflow"
         )
+        if zone_name:  # one patient: "now" or a time in the patient's zone
+            self.fields["ring_at"] = forms.DateTimeField(
+                required=False,
+                label="Or ring at",
+                widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+                input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"],
+                help_text=f"The patient's local time ({zone_name}); moved into the workflow's calling hours.",
+            )
+
+    def clean(self):
+        data = super().clean()
+        if "ring_at" in self.fields and self.data.get("when") == "later" and not data.get("ring_at"):
+            self.add_error("ring_at", "Give the time to ring, or choose Call now.")
+        return data
+
+
+def wall_time(value) -> tuple:
+    """(date, time) as typed: a form's datetime is made aware in the server's zone; undo that."""
+    naive = timezone.make_naive(value) if timezone.is_aware(value) else value
+    return naive.date(), naive.time()
+
+
+def describe_ring_time(at, now, patient, organization) -> str:
+    """When a call rings, for staff: in the patient's zone and the clinic's."""
+    if at <= now:
+        return "now"
+    zone = policy.patient_zone(patient, organization)
+    clinic = policy.zone_named(organization.timezone)
+    text = f"{at.astimezone(zone):%a %d %b %Y %H:%M} ({zone.key})"
+    if clinic.key != zone.key:
+        text += f", {at.astimezone(clinic):%a %H:%M} clinic time ({clinic.key})"
+    return text
+
+
+def ring_previews(workflows, patient) -> list[dict]:
+    """For each workflow: when a call placed now would ring (its calling window, the patient's zone)."""
+    now = timezone.now()
+    previews = []
+    for workflow in workflows:
+        at = policy.ring_time_for(workflow, patient, patient.organization, now=now)
+        previews.append({
+            "workflow": workflow.name,
+            "hours": f"{workflow.window_start:%H:%M}–{workflow.window_end:%H:%M}, "
+                     + " ".join(DAY_NAMES[d] for d in sorted(workflow.window_days or [])),
+            "rings": describe_ring_time(at, now, patient, patient.organization),
+            "now": at <= now,
+        })
+    return previews
+
+
+DAY_NAMES = {1: "Mon", 2: "Tue", 3: "Wed", 4: "Thu", 5: "Fri", 6: "Sat", 7: "Sun"}
 
 
 def _call_url(call) -> str:
@@ -95,19 +147,33 @@ class PatientCallAdmin(PatientAdmin):
             raise Http404("No such patient.")
         if not self.has_place_call_permission(request, patient):
             raise PermissionDenied
-        form = CallPatientForm(request.POST or None, workflows=dialout_workflows([patient.organization_id]))
+        zone = policy.patient_zone(patient, patient.organization)
+        workflows = dialout_workflows([patient.organization_id])
+        form = CallPatientForm(request.POST or None, workflows=workflows, zone_name=zone.key)
         if request.method == "POST" and form.is_valid():
+            not_before = None
+            if request.POST.get("when") == "later":
+                day, wall = wall_time(form.cleaned_data["ring_at"])
+                not_before = policy.local_instant(day, wall, zone)
             try:
                 call = services.place_call(
                     organization=patient.organization,
                     workflow=form.cleaned_data["workflow"],
                     patient=patient,
                     requested_by_user=request.user,
+                    not_before=not_before,
                 )
             except services.CallRefused as exc:
                 self.message_user(request, f"The call was not placed: {exc.message}", messages.ERROR)
             else:
-                self.message_user(request, f"Calling {patient} with {call.workflow.name}.", messages.SUCCESS)
+                if call.status == "scheduled":
+                    when = describe_ring_time(call.scheduled_for, timezone.now(), patient, patient.organization)
+                    self.message_user(
+                        request, f"Scheduled: {patient} will be called with {call.workflow.name} on {when}.",
+                        messages.SUCCESS,
+                    )
+                else:
+                    self.message_user(request, f"Calling {patient} with {call.workflow.name}.", messages.SUCCESS)
                 return HttpResponseRedirect(_call_url(call))
         context = {
             **self.admin_site.each_context(request),
@@ -117,6 +183,8 @@ class PatientCallAdmin(PatientAdmin):
             "original": patient,
             "form": form,
             "has_workflows": form.fields["workflow"].queryset.exists(),
+            "previews": ring_previews(workflows, patient),
+            "patient_zone": zone.key,
         }
         return TemplateResponse(request, "admin/patients/patient/call_patient.html", context)
 
@@ -171,8 +239,10 @@ class PatientCallAdmin(PatientAdmin):
                     break
                 refused.append(f"{patient}: {exc.message}")
         if placed:
+            scheduled = sum(1 for call in placed if call.status == "scheduled")
+            note = f" ({scheduled} outside calling hours: scheduled for the next opening)" if scheduled else ""
             self.message_user(
-                request, f"Placed {len(placed)} call(s) with {workflow.name}.", messages.SUCCESS
+                request, f"Placed {len(placed)} call(s) with {workflow.name}{note}.", messages.SUCCESS
             )
         for line in refused:
             self.message_user(request, f"Not called — {line}", messages.ERROR)

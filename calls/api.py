@@ -24,7 +24,7 @@ from organizations.auth import api_key_auth
 from organizations.models import Workflow
 from patients.models import Patient
 
-from . import services, webhooks
+from . import selectors, services, webhooks
 from .models import CallSession, CallStatus
 
 log = logging.getLogger(__name__)
@@ -149,11 +149,16 @@ class StartCallIn(Schema):
     workflow: str = Field(..., min_length=1, max_length=64, description="A workflow slug (GET /api/workflows).")
     phone_number: str | None = Field(None, max_length=32, description="E.164 number to call instead of the patient's.")
     caller_id: str | None = Field(None, max_length=32, description="Daily caller id; default: the organisation's.")
+    not_before: dt.datetime | None = Field(
+        None,
+        description="ISO-8601 with a UTC offset: ring no earlier than this (moved into the workflow's calling window).",
+    )
 
 
 class StartCallOut(Schema):
     session_id: str
-    status: str
+    status: str = Field(..., description="`queued` (ringing now) or `scheduled` (see `scheduled_for`).")
+    scheduled_for: dt.datetime | None = Field(None, description="When a scheduled call will ring.")
     poll_url: str
 
 
@@ -172,6 +177,9 @@ def start_call(
     if (payload.patient_id is None) == (payload.external_id is None):
         message = "Give exactly one of patient_id and external_id."
         raise ApiError(422, message, [{"field": "patient_id", "message": message}])
+    if payload.not_before is not None and payload.not_before.utcoffset() is None:
+        message = "Give not_before with a UTC offset, e.g. 2026-03-09T09:00:00-05:00."
+        raise ApiError(422, message, [{"field": "not_before", "message": message}])
     org = request.organization
     workflow = Workflow.objects.filter(organization=org, slug=payload.workflow).first()
     if workflow is None:
@@ -195,12 +203,15 @@ def start_call(
             requested_by_api_key=request.api_key,
             idempotency_key=idempotency_key,
             request_fingerprint=_fingerprint(payload),
+            not_before=payload.not_before,
         )
     except services.CallRefused as exc:
         raise _refusal(exc)
     call.refresh_from_db(fields=["status"])
     poll_url = request.build_absolute_uri(reverse("api:get_call", kwargs={"session_id": str(call.pk)}))
-    return 202, {"session_id": str(call.pk), "status": call.status, "poll_url": poll_url}
+    return 202, {
+        "session_id": str(call.pk), "status": call.status, "scheduled_for": call.scheduled_for, "poll_url": poll_url,
+    }
 
 
 # --- reading and canceling calls ------------------------------------------------------
@@ -222,6 +233,12 @@ class CallOut(Schema):
     end_reason: str
     error: str
     outcome: dict[str, Any] | None
+    scheduled_for: dt.datetime | None = Field(None, description="When a scheduled call will ring (not before).")
+    attempt: int = Field(1, description="Which attempt of the request this call is, from 1.")
+    max_attempts: int = Field(1, description="Attempts the workflow allows for the request.")
+    previous_attempt: str | None = Field(None, description="Session id of the attempt before this one.")
+    next_attempt: str | None = Field(None, description="Session id of the attempt after this one.")
+    next_attempt_at: dt.datetime | None = Field(None, description="When the next attempt rings (or rang).")
 
 
 class CallEventOut(Schema):
@@ -253,6 +270,20 @@ def _call_out(call: CallSession) -> dict:
         "end_reason": call.end_reason,
         "error": call.error,
         "outcome": call.outcome if isinstance(call.outcome, dict) else None,
+        **attempt_fields(call),
+    }
+
+
+def attempt_fields(call: CallSession) -> dict:
+    """The call policy's fields of a call resource: when it rings, and its chain of attempts."""
+    nxt = selectors.next_attempt(call)
+    return {
+        "scheduled_for": call.scheduled_for,
+        "attempt": call.attempt,
+        "max_attempts": call.max_attempts,
+        "previous_attempt": str(call.previous_attempt_id) if call.previous_attempt_id else None,
+        "next_attempt": str(nxt.pk) if nxt else None,
+        "next_attempt_at": nxt.scheduled_for if nxt else None,
     }
 
 
@@ -272,7 +303,7 @@ def _get_call(request, session_id: str) -> CallSession:
     except ValueError:
         raise ApiError(404, "No such call.")
     call = (
-        CallSession.objects.select_related("workflow", "patient")
+        CallSession.objects.select_related("workflow", "patient", "next_attempt_call")
         .filter(organization=request.organization, pk=pk)
         .first()
     )
@@ -294,7 +325,9 @@ class CallFilters(PageParams):
 @router.get("/calls", response=Page[CallOut], auth=api_key_auth, url_name="list_calls")
 def list_calls(request, filters: Query[CallFilters]):
     """The organisation's calls, newest first."""
-    qs = CallSession.objects.filter(organization=request.organization).select_related("workflow", "patient")
+    qs = CallSession.objects.filter(organization=request.organization).select_related(
+        "workflow", "patient", "next_attempt_call"
+    )
     if filters.status:
         qs = qs.filter(status=filters.status)
     if filters.direction:

@@ -18,6 +18,7 @@ from botrunner import http
 from organizations.masking import mask_phone
 
 from .models import CallEvent, CallSession
+from .policy import zone_named
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,27 @@ def serialize_call(call: CallSession) -> dict:
         "outcome": call.outcome,
         "dialout_attempts": call.dialout_attempts,
         "campaign_id": call.campaign_id,
+        # The call policy: when it rings, which attempt, whether it waits for a slot.
+        "scheduled_for": _iso(call.scheduled_for),
+        "ring_times": ring_times(call),
+        "attempt": call.attempt,
+        "max_attempts": call.max_attempts,
+        "previous_attempt": str(call.previous_attempt_id) if call.previous_attempt_id else None,
+        "waiting_for_slot": call.status == "queued" and call.direction == "dial_out" and call.dispatched_at is None,
+    }
+
+
+def ring_times(call: CallSession) -> dict | None:
+    """A scheduled call's ring time on the patient's clock and the clinic's (for pages)."""
+    if call.scheduled_for is None or call.status != "scheduled":
+        return None
+    organization = call.organization
+    patient_zone = zone_named(getattr(call.patient, "timezone", "") if call.patient_id else "", organization.timezone)
+    clinic_zone = zone_named(organization.timezone)
+    local, clinic = call.scheduled_for.astimezone(patient_zone), call.scheduled_for.astimezone(clinic_zone)
+    return {
+        "patient": f"{local:%a %d %b %H:%M} ({patient_zone.key})",
+        "clinic": f"{clinic:%a %d %b %H:%M} ({clinic_zone.key})",
     }
 
 

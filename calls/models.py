@@ -10,6 +10,7 @@ from patients.models import Patient
 
 
 class CallStatus(models.TextChoices):
+    SCHEDULED = "scheduled", "Scheduled"
     QUEUED = "queued", "Queued"
     STARTING = "starting", "Starting"
     RINGING = "ringing", "Ringing"
@@ -26,12 +27,19 @@ FINAL_STATUSES = frozenset(
     {CallStatus.COMPLETED, CallStatus.FAILED, CallStatus.NO_ANSWER, CallStatus.BUSY, CallStatus.CANCELED}
 )
 ACTIVE_STATUSES = frozenset(set(CallStatus.values) - {str(s) for s in FINAL_STATUSES})
+# A call holds one of its organisation's slots from starting until it is final.
+HOLDING_STATUSES = frozenset({CallStatus.STARTING, CallStatus.RINGING, CallStatus.WAITING, CallStatus.IN_PROGRESS})
 _ANY_END = {CallStatus.FAILED, CallStatus.NO_ANSWER, CallStatus.BUSY, CallStatus.CANCELED}
 
 # status -> statuses it may move to (DESIGN.md "Call states").
+# starting → queued: the bot runner was at capacity (HTTP 429), so no bot started
+# and the call waits for its turn again (calls.policy).
 TRANSITIONS: dict[str, frozenset] = {
+    CallStatus.SCHEDULED: frozenset({CallStatus.QUEUED, *_ANY_END}),
     CallStatus.QUEUED: frozenset({CallStatus.STARTING, *_ANY_END}),
-    CallStatus.STARTING: frozenset({CallStatus.RINGING, CallStatus.WAITING, CallStatus.IN_PROGRESS, *_ANY_END}),
+    CallStatus.STARTING: frozenset(
+        {CallStatus.QUEUED, CallStatus.RINGING, CallStatus.WAITING, CallStatus.IN_PROGRESS, *_ANY_END}
+    ),
     CallStatus.RINGING: frozenset({CallStatus.IN_PROGRESS, *_ANY_END}),
     CallStatus.WAITING: frozenset({CallStatus.IN_PROGRESS, *_ANY_END}),
     CallStatus.IN_PROGRESS: frozenset({CallStatus.COMPLETED, *_ANY_END}),
@@ -93,6 +101,23 @@ class CallSession(models.Model):
     # releases it at the campaign's pace (and holds it again while paused).
     campaign_id = models.BigIntegerField(null=True, blank=True, db_index=True)
     held = models.BooleanField(default=False)
+    # Call policy (calls.policy): when it may ring, which attempt it is, its place in the queue.
+    scheduled_for = models.DateTimeField(
+        null=True, blank=True, db_index=True, help_text="Not before this time (inside the calling window)."
+    )
+    attempt = models.PositiveSmallIntegerField(default=1)
+    max_attempts = models.PositiveSmallIntegerField(default=1)
+    previous_attempt = models.OneToOneField(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="next_attempt_call"
+    )
+    queued_at = models.DateTimeField(null=True, blank=True)
+    # When a start was last handed to a worker (None: waiting for a slot); the
+    # dispatcher hands it again when it looks lost.
+    dispatched_at = models.DateTimeField(null=True, blank=True)
+    # The bot runner was at capacity (429): not before this time, and since when.
+    start_retry_at = models.DateTimeField(null=True, blank=True)
+    deferred_since = models.DateTimeField(null=True, blank=True)
+    start_deferrals = models.PositiveSmallIntegerField(default=0)
 
     end_reason = models.CharField(max_length=64, blank=True)
     error = models.TextField(blank=True, help_text="Why the call failed, for a person to act on.")
@@ -116,6 +141,7 @@ class CallSession(models.Model):
         indexes = [
             models.Index(fields=["organization", "-created_at"], name="call_org_created"),
             models.Index(fields=["organization", "status"], name="call_org_status"),
+            models.Index(fields=["status", "scheduled_for"], name="call_status_scheduled"),
         ]
 
     def __str__(self) -> str:

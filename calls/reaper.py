@@ -18,7 +18,11 @@ log = logging.getLogger(__name__)
 
 def stale_reason(call: CallSession, now) -> str | None:
     start_deadline = timedelta(seconds=settings.STALE_START_AFTER_S)
-    if call.status == CallStatus.QUEUED and call.created_at < now - start_deadline:
+    if call.status == CallStatus.QUEUED:
+        # Only a call handed to a worker: one waiting for a slot (dispatched_at
+        # unset) is the dispatcher's, which gives up after CALL_CAPACITY_WAIT_S.
+        if call.dispatched_at is None or call.dispatched_at >= now - start_deadline:
+            return None
         return (
             f"No worker started this call within {settings.STALE_START_AFTER_S} s: "
             "check that the Celery worker is running and can reach Redis."

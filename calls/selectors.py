@@ -8,7 +8,7 @@ patient), so a page's query count does not grow with its rows.
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from django.db.models import Count, Q, QuerySet
 
 from organizations.models import Workflow
 
@@ -69,3 +69,43 @@ def call_for(org_ids, session_id) -> CallSession | None:
 
 def call_events(call: CallSession) -> QuerySet[CallEvent]:
     return CallEvent.objects.filter(call_id=call.pk).order_by("at", "id")
+
+
+def next_attempt(call: CallSession) -> CallSession | None:
+    """The attempt that follows this call (calls.policy), or None; no query when select_related."""
+    try:
+        return call.next_attempt_call
+    except CallSession.DoesNotExist:
+        return None
+
+
+def attempt_chain(call: CallSession) -> list[CallSession]:
+    """Every attempt of the call's request, first to last (a handful of rows)."""
+    first = call
+    seen = {call.pk}
+    while first.previous_attempt_id and first.previous_attempt_id not in seen:
+        prev = CallSession.objects.filter(pk=first.previous_attempt_id).first()
+        if prev is None:
+            break
+        seen.add(prev.pk)
+        first = prev
+    chain = [first]
+    while len(chain) < 50:
+        nxt = CallSession.objects.filter(previous_attempt_id=chain[-1].pk).first()
+        if nxt is None or nxt.pk in {c.pk for c in chain}:
+            break
+        chain.append(nxt)
+    return chain
+
+
+def waiting_counts(org_ids) -> dict:
+    """Per organisation id: dial-outs queued and waiting for a slot, and scheduled ones."""
+    rows = (
+        CallSession.objects.filter(organization_id__in=list(org_ids), status__in=["queued", "scheduled"])
+        .values("organization_id")
+        .annotate(
+            waiting=Count("pk", filter=Q(status="queued", direction="dial_out")),
+            scheduled=Count("pk", filter=Q(status="scheduled")),
+        )
+    )
+    return {r["organization_id"]: {"waiting": r["waiting"], "scheduled": r["scheduled"]} for r in rows}

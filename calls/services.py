@@ -52,7 +52,8 @@ from patients.models import Patient
 from patients.phone import normalize_phone, try_normalize_phone
 
 from .broadcast import send_call_messages, serialize_call
-from .models import CallSession, CallStatus
+from . import policy
+from .models import ACTIVE_STATUSES, CallSession, CallStatus
 from .starting import delete_call_room, room_hint
 from .state import transition
 from .tasks import start_call
@@ -197,8 +198,15 @@ def place_call(
     requested_by_api_key=None,
     idempotency_key: str | None = None,
     request_fingerprint: str = "",
+    not_before=None,
 ) -> CallSession:
-    """Create a dial-out call (``queued``) and start its bot when the transaction commits.
+    """Create a dial-out call and start its bot when the transaction commits.
+
+    The call policy (``calls.policy``) decides when it rings: placed for now,
+    inside the workflow's calling window, it is ``queued`` and started at once;
+    outside the window (or with a later ``not_before``, an aware datetime) it
+    is ``scheduled`` with ``scheduled_for`` = when it will ring, and the
+    dispatcher starts it then.
 
     Raises ``CallRefused``. With ``idempotency_key`` a second request with the
     same key (within 24 h, same ``request_fingerprint``) returns the first
@@ -229,20 +237,27 @@ def place_call(
                 field="phone_number",
             )
 
-    if patient.do_not_call:
-        raise CallRefused("do_not_call", "The patient is marked do-not-call.", field="patient")
-    if not patient.consent_to_call:
-        raise CallRefused("no_consent", "The patient has not consented to be called.", field="patient")
+    refused = policy.refusal(organization, workflow, patient)
+    if refused is not None:
+        raise CallRefused(*refused)
 
     _check_deployment()
 
+    now = timezone.now()
+    ring_at = policy.ring_time_for(workflow, patient, organization, not_before, now=now)
+    scheduled = ring_at > now
     caller_id = (caller_id or "").strip() or organization.dialout_caller_id or ""
     call = CallSession(
         organization=organization,
         workflow=workflow,
         patient=patient,
         direction=Direction.DIAL_OUT,
-        status=CallStatus.QUEUED,
+        status=CallStatus.SCHEDULED if scheduled else CallStatus.QUEUED,
+        scheduled_for=ring_at if scheduled else None,
+        queued_at=None if scheduled else now,
+        dispatched_at=None if scheduled else now,
+        attempt=1,
+        max_attempts=workflow.max_attempts,
         from_number=caller_id[:32],
         to_number=to_number,
         requested_by_user=requested_by_user,
@@ -253,7 +268,10 @@ def place_call(
     try:
         with transaction.atomic():
             call.save(force_insert=True)
-            _start_on_commit(call)
+            if scheduled:
+                transaction.on_commit(lambda: _announce(call))
+            else:
+                _start_on_commit(call)
     except IntegrityError:
         if not idempotency_key:
             raise
@@ -265,7 +283,8 @@ def place_call(
         return existing
     call.replayed = False
     log.info(
-        "placed call %s (dial-out, workflow %s) to %s", call.pk, workflow.slug, mask_phone(to_number)
+        "placed call %s (dial-out, workflow %s) to %s, %s", call.pk, workflow.slug, mask_phone(to_number),
+        f"scheduled for {ring_at.isoformat()}" if scheduled else "now",
     )
     return call
 
@@ -325,6 +344,8 @@ def accept_dialin(
         status=CallStatus.QUEUED,
         from_number=caller,
         to_number=_clean_number(to_number),
+        queued_at=timezone.now(),
+        dispatched_at=timezone.now(),
         daily_call_id=call_id,
         daily_call_domain=call_domain,
     )
@@ -348,11 +369,24 @@ def accept_dialin(
 # --- cancel -------------------------------------------------------------------------
 
 
+def _pending_follow_ups(call: CallSession) -> list:
+    """Later attempts of this call that have not ended (normally at most one, scheduled)."""
+    pending, current = [], call.pk
+    while True:
+        nxt = CallSession.objects.filter(previous_attempt_id=current).values_list("pk", "status").first()
+        if nxt is None:
+            return pending
+        if nxt[1] in ACTIVE_STATUSES:
+            pending.append(nxt[0])
+        current = nxt[0]
+
+
 def cancel_call(call: CallSession, *, by_user=None, by_api_key=None) -> CallSession:
     """Mark the call ``canceled`` and delete its Daily room (which ends the bot's call).
 
-    Raises ``CallRefused("not_cancelable")`` when the call has already ended.
-    Returns the call, refreshed.
+    Its scheduled follow-up attempt (calls.policy) is canceled too, also when
+    the call itself has already ended. Raises ``CallRefused("not_cancelable")``
+    when there is nothing left to cancel. Returns the call, refreshed.
     """
     data = {}
     if by_user is not None:
@@ -360,11 +394,20 @@ def cancel_call(call: CallSession, *, by_user=None, by_api_key=None) -> CallSess
     if by_api_key is not None:
         data["by_api_key"] = by_api_key.prefix
     moved = transition(call.pk, CallStatus.CANCELED, reason="canceled", data=data)
+    # After the call's own move: a follow-up written with its end is found here.
+    followers = [
+        pk for pk in _pending_follow_ups(call)
+        if transition(pk, CallStatus.CANCELED, reason="canceled", data={**data, "with_attempt": str(call.pk)})
+    ]
     call.refresh_from_db()
-    if not moved:
+    if not moved and not followers:
         raise CallRefused(
             "not_cancelable", f"The call has already ended ({call.get_status_display().lower()})."
         )
+    if followers:
+        log.info("call %s: canceled its follow-up attempt(s) %s", call.pk, ", ".join(str(pk) for pk in followers))
+    if not moved:
+        return call
     log.info("call %s canceled", call.pk)
     # No room name yet: the start task is making it (or never will); it sees
     # the cancel when it claims the start and deletes the room itself.

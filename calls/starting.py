@@ -7,12 +7,15 @@
    so the Daily round trip overlaps the database work.
 2. ``load_call`` / ``is_startable`` — a missing, ended or already-started call
    is left alone (its freshly made room is dropped again).
-3. ``mark_starting`` — ``queued → starting`` through the state machine.
+3. ``mark_starting`` — ``queued → starting`` through the state machine; a
+   dial-out takes one of its organisation's slots (``take_slot``) or goes back
+   to waiting for one (the dispatcher hands it again when a slot frees).
 4. ``wait_for_room`` — the room and token, or a retry / a failed call.
 5. ``claim_start`` — only one delivery of the task may send the start; it
    stores the room and the hash of a fresh status token.
 6. ``send_start`` — build the AgentRequest and call ``start_bot``; retried only
-   when no bot can have started (DESIGN's rule: never ring a patient twice).
+   when no bot can have started (never ring a patient twice). The bot runner
+   at capacity (429) sends the call back to the queue (``defer_start``).
 
 Nothing here knows Celery: a retry is a ``RetryStart`` raised to the task
 (``calls.tasks.start_call``), which re-runs the start after its delay.
@@ -33,6 +36,7 @@ from botrunner import agent_request, daily, http
 from botrunner.errors import AmbiguousStartError, BotRunnerError, TransientError
 from botrunner.start import check_start_config, start_bot
 
+from . import policy
 from .models import FINAL_STATUSES, CallEvent, CallSession, CallStatus
 from .state import transition
 
@@ -86,7 +90,7 @@ def start_call(call_session_id: str, hint: dict | None = None, attempt: Attempt 
     if room is None and not problems:
         room = order_room(call.pk, room_hint(call))
     if not mark_starting(call):
-        drop_room(call, room)
+        drop_room(call, room, waiting=call.status == CallStatus.QUEUED)
         return
     if problems:
         fail_start(call, " ".join(problems), delete_room=False)
@@ -135,13 +139,30 @@ def is_startable(call: CallSession) -> bool:
 
 
 def mark_starting(call: CallSession) -> bool:
-    """Move a queued call to starting; False when it was canceled or moved on meanwhile."""
+    """Move a queued call to starting; False when it was canceled or moved on
+    meanwhile, or (a dial-out) its organisation has no free slot."""
     if call.status == CallStatus.QUEUED:
-        if transition(call.pk, CallStatus.STARTING, expected=CallStatus.QUEUED):
+        moved = transition(call.pk, CallStatus.STARTING, expected=CallStatus.QUEUED) if call.direction == "dial_in" \
+            else take_slot(call)
+        if moved:
             call.status = CallStatus.STARTING
         else:
             call.refresh_from_db(fields=["status"])
     return call.status == CallStatus.STARTING
+
+
+def take_slot(call: CallSession) -> bool:
+    """queued → starting when the organisation has a free slot, decided under its row lock.
+
+    Dial-ins never come here (a person is on the line: they start at once, and
+    count). Without a slot the call waits (``dispatched_at`` cleared): the
+    dispatcher hands it to a worker again when a slot frees.
+    """
+    with policy.slot_lock(call.organization_id) as cap:
+        if policy.slots_held(call.organization_id) >= cap:
+            CallSession.objects.filter(pk=call.pk, status=CallStatus.QUEUED).update(dispatched_at=None)
+            return False
+        return transition(call.pk, CallStatus.STARTING, expected=CallStatus.QUEUED)
 
 
 def wait_for_room(call: CallSession, room: Future, attempt: Attempt):
@@ -186,6 +207,9 @@ def send_start(call: CallSession, room: daily.Room, token: str, raw_status_token
     try:
         answer = http.run(lambda: _start_bot(req))
     except TransientError as exc:
+        if exc.status == 429:
+            defer_start(call, exc)  # the runner is at capacity: back to the queue
+            return
         # Certainly not started: release the claim so the retry may send it.
         CallSession.objects.filter(pk=call.pk).update(bot_start_requested_at=None)
         retry_or_fail(call, exc, "start the bot", attempt)
@@ -217,6 +241,41 @@ def retry_or_fail(call: CallSession, exc: BotRunnerError, what: str, attempt: At
     delay_s = attempt.retry_delay_s()
     record(call.pk, "start_retry", {"what": what, "error": str(exc), "retry_in_s": delay_s})
     raise RetryStart(exc, delay_s)
+
+
+def defer_start(call: CallSession, exc: BotRunnerError) -> None:
+    """The bot runner answered 429 (at capacity): no bot started, so the call goes
+    back to ``queued`` (a ``start_deferred`` event) to be handed again after a
+    backoff; it fails with reason ``capacity`` only once it has waited
+    ``CALL_CAPACITY_WAIT_S`` in all.
+    """
+    now = timezone.now()
+    row = CallSession.objects.filter(pk=call.pk).values("deferred_since", "start_deferrals").first() or {}
+    since = row.get("deferred_since") or now
+    if policy.capacity_wait_over(since, now):
+        waited = int((now - since).total_seconds())
+        transition(
+            call.pk, CallStatus.FAILED, reason="capacity",
+            error=f"{exc.reason} The call waited {waited} s for capacity and was given up: "
+            "raise the agent's capacity on Pipecat Cloud or place fewer calls at once.",
+        )
+        call.refresh_from_db(fields=["daily_room_name", "status"])
+        delete_call_room(call)
+        return
+    deferrals = (row.get("start_deferrals") or 0) + 1
+    delay = policy.deferral_delay(deferrals)
+    # The room goes: by the next try it could be close to its expiry.
+    delete_call_room(call)
+    CallSession.objects.filter(pk=call.pk, status=CallStatus.STARTING).update(
+        bot_start_requested_at=None, dispatched_at=None, start_retry_at=now + delay, deferred_since=since,
+        start_deferrals=deferrals, daily_room_name="", daily_room_url="", status_token_hash="",
+    )
+    if transition(call.pk, CallStatus.QUEUED, reason="capacity", expected=CallStatus.STARTING):
+        record(call.pk, "start_deferred", {
+            "error": str(exc), "retry_in_s": delay.total_seconds(), "deferrals": deferrals,
+            "waiting_since": since.isoformat(),
+        })
+        log.info("call %s deferred (bot runner at capacity), try %s in %.0f s", call.pk, deferrals + 1, delay.total_seconds())
 
 
 def fail_start(call: CallSession, reason: str, *, delete_room: bool = True) -> None:
@@ -256,10 +315,12 @@ def valid_hint(hint) -> dict | None:
         return None
 
 
-def drop_room(call: CallSession | None, room: Future | None) -> None:
+def drop_room(call: CallSession | None, room: Future | None, *, waiting: bool = False) -> None:
     """The call is missing or over while its room was being made: delete the room.
 
-    Only for a missing or final call: a call another delivery is starting keeps its room.
+    Only for a missing or final call, or (``waiting``) one that went back to
+    wait for a slot: its next start makes a fresh room. A call another delivery
+    is starting keeps its room.
     """
     if room is None:
         return
@@ -267,11 +328,11 @@ def drop_room(call: CallSession | None, room: Future | None) -> None:
         made, _token = room.result()
     except Exception:  # noqa: BLE001 - nothing was made, or the failure no longer matters
         return
-    if call is None:
+    if call is None or waiting:
         try:
             http.run(_with_session(daily.delete_room, made.name))
         except Exception:  # noqa: BLE001
-            log.warning("could not delete room %s made for a call that does not exist", made.name)
+            log.warning("could not delete room %s made for a call that is not starting", made.name)
         return
     call.refresh_from_db(fields=["status"])
     if call.status in FINAL_STATUSES:

@@ -14,8 +14,12 @@ from django.utils import timezone
 
 from .broadcast import broadcast_call_sync
 from .models import FINAL_STATUSES, TRANSITIONS, CallEvent, CallSession, CallStatus
+from .policy import follow_up
 
 log = logging.getLogger(__name__)
+
+# The ends after which the call policy may schedule another attempt (calls.policy.follow_up).
+RETRYABLE_ENDS = frozenset({CallStatus.NO_ANSWER, CallStatus.BUSY})
 
 
 class IllegalTransition(Exception):
@@ -51,6 +55,8 @@ def transition(
                 continue  # the caller's reading does not allow it: read the status itself
             return False
         updates: dict = {"status": to}
+        if to == CallStatus.QUEUED:
+            updates["queued_at"] = at
         if to == CallStatus.STARTING:
             updates["started_at"] = at
         if to == CallStatus.IN_PROGRESS:
@@ -72,8 +78,26 @@ def transition(
                 if data:
                     payload.update(data)
                 event = CallEvent.objects.create(call_id=call_id, at=at, kind="status", data=payload)
+                if to in RETRYABLE_ENDS:
+                    _follow_up(call_id, at)
                 if broadcast:
                     transaction.on_commit(lambda: broadcast_call_sync(call_id, [event]))
                 return True
         # Someone else moved it first: look again.
     return False
+
+
+def _follow_up(call_id, at) -> None:
+    """The call policy's next attempt, written with the end itself so it is never lost.
+
+    A policy that cannot be applied (say, a workflow saved with an impossible
+    window) must not lose the call's end: it is logged and the end stands.
+    """
+    try:
+        with transaction.atomic():
+            nxt = follow_up(call_id, now=at)
+    except Exception:  # noqa: BLE001
+        log.exception("could not schedule the next attempt of call %s", call_id)
+        return
+    if nxt is not None:  # a new call: live lists show it
+        transaction.on_commit(lambda: broadcast_call_sync(nxt.pk, [], background=True))

@@ -12,7 +12,7 @@ import time
 
 from celery import shared_task
 
-from . import broadcast, reaper, starting
+from . import broadcast, dispatcher, reaper, starting
 
 
 @shared_task(bind=True, max_retries=starting.MAX_START_RETRIES, acks_late=True, ignore_result=True)
@@ -41,3 +41,10 @@ def start_call(self, call_session_id: str, room: dict | None = None) -> None:
 def reap_stale_calls() -> int:
     """Fail calls that stopped reporting, so nothing stays non-final forever."""
     return reaper.reap_stale_calls()
+
+
+@shared_task(ignore_result=True)
+def dispatch_calls() -> str:
+    """The call policy's dispatcher tick (Celery beat, every few seconds): due
+    scheduled calls, queued calls with a free slot, lost starts; see calls.dispatcher."""
+    return str(dispatcher.dispatch(start_call.delay, reap=False))

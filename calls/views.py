@@ -82,6 +82,9 @@ EVENT_LABELS = {
     "bot_start_unconfirmed": "Bot start unconfirmed",
     "start_retry": "Start retried",
     "room_delete_failed": "Room not deleted",
+    "start_deferred": "Start deferred (bot runner at capacity)",
+    "start_redispatched": "Start handed to a worker again",
+    "next_attempt": "Next attempt scheduled",
 }
 
 
@@ -107,6 +110,10 @@ def describe_event(event: dict) -> tuple[str, str]:
         detail = data.get("result") or ""
     elif kind == "start_retry":
         detail = data.get("error") or ""
+    elif kind == "start_deferred":
+        detail = f"tried again in {data.get('retry_in_s')} s" if data.get("retry_in_s") is not None else ""
+    elif kind == "next_attempt":
+        detail = f"attempt {data.get('attempt')} at {data.get('scheduled_for')}" if data.get("attempt") else ""
     else:
         detail = ""
     return label, str(detail)
@@ -146,6 +153,8 @@ def _row(call, sees: bool) -> dict:
         "duration": format_duration(seconds),
         "duration_start": shaped["answered_at"] or shaped["started_at"] or "",
         "is_final": call.is_final,
+        "attempt": f"{call.attempt} of {call.max_attempts}" if call.direction == Direction.DIAL_OUT else "",
+        "rings": shaped.get("ring_times"),
     }
 
 
@@ -182,6 +191,9 @@ def live_list(request):
     unfinished, finished = selectors.live_list(
         org_ids, workflow_id=workflow_id, direction=direction or None, session_ids=session_ids
     )
+    scheduled = sorted((c for c in unfinished if c.status == CallStatus.SCHEDULED), key=lambda c: c.scheduled_for)
+    unfinished = [c for c in unfinished if c.status != CallStatus.SCHEDULED]
+    counts = selectors.waiting_counts(org_ids)
     sees = {org_id: access.sees_phi(request.user, org_id) for org_id in org_ids}
     return _page(
         request,
@@ -189,6 +201,9 @@ def live_list(request):
         {
             "title": "Live calls",
             "unfinished": [_row(c, sees.get(c.organization_id, False)) for c in unfinished],
+            "scheduled": [_row(c, sees.get(c.organization_id, False)) for c in scheduled],
+            "waiting_for_slot": sum(c["waiting"] for c in counts.values()),
+            "scheduled_count": sum(c["scheduled"] for c in counts.values()),
             "finished": [_row(c, sees.get(c.organization_id, False)) for c in finished],
             "workflows": workflows,
             "show_org": len(org_ids) > 1,
@@ -233,6 +248,12 @@ def call_detail(request, session_id):
             if isinstance(line, dict)
         ]
     row = _row(call, sees)
+    chain = [
+        {"call": c, "url": reverse("calls:detail", kwargs={"session_id": c.pk}), "current": c.pk == call.pk,
+         "status_label": _status_label(c.status)}
+        for c in selectors.attempt_chain(call)
+    ] if call.direction == Direction.DIAL_OUT else []
+    next_attempt = selectors.next_attempt(call)
     return _page(
         request,
         "calls/call_detail.html",
@@ -245,6 +266,8 @@ def call_detail(request, session_id):
             "timeline": timeline,
             "attempts": attempts,
             "transcript": transcript,
+            "chain": chain if len(chain) > 1 or call.max_attempts > 1 else [],
+            "next_attempt": next_attempt,
             "can_cancel": access.has_right(request.user, access.PLACE_CALLS, call.organization_id),
             "admin_url": reverse("admin:calls_callsession_change", args=[call.pk]),
         },

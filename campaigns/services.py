@@ -30,10 +30,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from calls import state
+from calls import policy, state
 from calls.models import FINAL_STATUSES, CallEvent, CallSession, CallStatus
-from calls.tasks import start_call
-from calls.starting import room_hint
 from organizations.models import Direction
 from patients.phone import try_normalize_phone
 
@@ -45,7 +43,7 @@ log = logging.getLogger(__name__)
 IDEMPOTENCY_TTL = dt.timedelta(hours=24)
 PACE_SPAN = dt.timedelta(seconds=60)
 # Statuses of a call that has not started yet (it may still be held or released).
-UNSTARTED = (CallStatus.QUEUED,)
+UNSTARTED = (CallStatus.SCHEDULED, CallStatus.QUEUED)
 FINAL = [str(s) for s in FINAL_STATUSES]
 
 
@@ -213,9 +211,10 @@ def start_campaign(campaign: Campaign, *, by_user=None) -> Campaign:
         if not moved:
             campaign.refresh_from_db()
             raise CampaignRefused("not_allowed", f"The campaign is {campaign.get_status_display().lower()}, not a draft.")
-        check_workflow(campaign.organization, campaign.workflow)
+        organization, workflow = campaign.organization, campaign.workflow
+        check_workflow(organization, workflow)
         now = timezone.now()
-        caller_id = (campaign.organization.dialout_caller_id or "")[:32]
+        caller_id = (organization.dialout_caller_id or "")[:32]
         targets = list(campaign.targets.select_related("patient"))
         calls, reasons = [], {}
         for target in targets:
@@ -224,13 +223,19 @@ def start_campaign(campaign: Campaign, *, by_user=None) -> Campaign:
                 reasons.setdefault(reason, []).append(target.pk)
             if reason:
                 continue
+            # When it may ring under the call policy: the campaign's start, moved into
+            # the workflow's calling window in the patient's zone.
+            ring_at = policy.ring_time_for(workflow, target.patient, organization, campaign.start_at, now=now)
             calls.append(
                 CallSession(
                     organization_id=campaign.organization_id,
                     workflow_id=campaign.workflow_id,
                     patient_id=target.patient_id,
                     direction=Direction.DIAL_OUT,
-                    status=CallStatus.QUEUED,
+                    status=CallStatus.SCHEDULED,
+                    scheduled_for=ring_at,
+                    attempt=1,
+                    max_attempts=workflow.max_attempts,
                     from_number=caller_id,
                     to_number=_normalized(target.patient.phone),
                     requested_by_user_id=campaign.created_by_user_id,
@@ -245,7 +250,8 @@ def start_campaign(campaign: Campaign, *, by_user=None) -> Campaign:
         CallEvent.objects.bulk_create(
             [
                 CallEvent(call_id=c.pk, at=now, kind="status",
-                          data={"from": None, "to": c.status, "reason": "campaign", "campaign_id": campaign.pk})
+                          data={"from": None, "to": c.status, "reason": "campaign", "campaign_id": campaign.pk,
+                                "scheduled_for": c.scheduled_for.isoformat()})
                 for c in calls
             ],
             batch_size=1000,
@@ -273,8 +279,11 @@ def pause_campaign(campaign: Campaign) -> Campaign:
     """No call of the campaign starts any more; calls already started finish."""
     with transaction.atomic():
         _move(campaign, [CampaignStatus.RUNNING], CampaignStatus.PAUSED, "paused")
-        # Released but not started: held again (a worker that picks one up leaves it).
-        CallSession.objects.filter(campaign_id=campaign.pk, held=False, status__in=UNSTARTED).update(held=True)
+        # Released but not started: held again (a worker that picks one up leaves it,
+        # and the dispatcher hands it again once it is released).
+        CallSession.objects.filter(campaign_id=campaign.pk, held=False, status__in=UNSTARTED).update(
+            held=True, dispatched_at=None
+        )
         transaction.on_commit(lambda: announce(campaign.pk))
     log.info("campaign %s paused", campaign.pk)
     return campaign
@@ -322,15 +331,20 @@ class Release:
     canceled_calls: int = 0
 
 
-def release_due(now=None, *, hand=None) -> Release:
-    """One dispatcher step: release held calls of running campaigns at their pace.
+def release_step(now) -> Release:
+    """The campaigns' step in every tick of the calls' dispatcher (``settings.CALL_DISPATCH_STEPS``)."""
+    return release_due(now)
 
-    ``hand(session_id, room_hint)`` enqueues a start (default: the Celery task).
-    Also finishes campaigns with nothing left to do, and cancels calls a
-    canceled campaign still has (a follow-up attempt written after the cancel).
+
+def release_due(now=None) -> Release:
+    """Release held calls of running campaigns at their pace; the calls' dispatcher does the rest.
+
+    A released call is an ordinary call to the policy's dispatcher: when due it
+    is checked again, queued, and handed to a worker when its organisation has a
+    free slot. Also finishes campaigns with nothing left to do, and cancels calls
+    a canceled campaign still has (a follow-up attempt written after the cancel).
     """
     now = now or timezone.now()
-    hand = hand or start_call.delay
     result = Release()
     running = list(
         Campaign.objects.filter(status=CampaignStatus.RUNNING)
@@ -338,13 +352,7 @@ def release_due(now=None, *, hand=None) -> Release:
         .values_list("pk", flat=True)
     )
     for campaign_id in running:
-        released = _release_one(campaign_id, now)
-        result.released += len(released)
-        for call in released:
-            try:
-                hand(str(call.pk), room_hint(call))
-            except Exception as exc:  # noqa: BLE001 - the broker is down: released, started by a later tick
-                log.warning("could not enqueue the start of campaign call %s: %s", call.pk, exc)
+        result.released += _release_one(campaign_id, now)
     for campaign_id in Campaign.objects.filter(
         status__in=[CampaignStatus.RUNNING, CampaignStatus.PAUSED]
     ).values_list("pk", flat=True):
@@ -368,7 +376,7 @@ def pace_budget(campaign: Campaign, now) -> int:
     return max(0, campaign.pace_per_minute - spent)
 
 
-def _release_one(campaign_id, now) -> list[CallSession]:
+def _release_one(campaign_id, now) -> int:
     with transaction.atomic():
         campaign = (
             Campaign.objects.select_for_update()
@@ -376,21 +384,28 @@ def _release_one(campaign_id, now) -> list[CallSession]:
             .first()
         )
         if campaign is None:
-            return []
+            return 0
+        calls = CallSession.objects.filter(campaign_id=campaign_id)
+        # Released, but the policy moved it to a later opening (its window closed
+        # meanwhile): held again, so it does not ring then without the pace.
+        calls.filter(held=False, status=CallStatus.SCHEDULED, scheduled_for__gt=now).update(held=True)
         budget = pace_budget(campaign, now)
         if budget <= 0:
-            return []
+            return 0
         due = list(
-            CallSession.objects.filter(campaign_id=campaign_id, held=True, status__in=UNSTARTED)
-            .select_related("workflow")
-            .order_by("created_at", "pk")[:budget]
+            calls.filter(held=True)
+            .filter(Q(status=CallStatus.SCHEDULED, scheduled_for__lte=now) | Q(status=CallStatus.QUEUED))
+            .order_by("scheduled_for", "created_at", "pk")
+            .values_list("pk", "status")[:budget]
         )
         if not due:
-            return []
-        CallSession.objects.filter(pk__in=[c.pk for c in due], held=True).update(held=False)
-    for call in due:
-        call.held = False
-    return due
+            return 0
+        scheduled = [pk for pk, status in due if status == CallStatus.SCHEDULED]
+        queued = [pk for pk, status in due if status == CallStatus.QUEUED]
+        released = calls.filter(pk__in=scheduled, held=True).update(held=False)
+        if queued:  # held again while waiting for a slot: it waits afresh
+            released += calls.filter(pk__in=queued, held=True).update(held=False, queued_at=now, dispatched_at=None)
+    return released
 
 
 def finish_if_done(campaign_id) -> bool:

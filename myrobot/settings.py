@@ -144,6 +144,8 @@ else:
     CELERY_TASK_ALWAYS_EAGER = True
     CELERY_TASK_EAGER_PROPAGATES = True
 
+# The queue tasks go to (one deployment, or one test run, per queue).
+CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_QUEUE", "celery")
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -154,9 +156,12 @@ CELERY_WORKER_CONCURRENCY = int(os.environ.get("CELERY_WORKER_CONCURRENCY", "32"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE = {
     "reap-stale-calls": {"task": "calls.tasks.reap_stale_calls", "schedule": 60.0},
-    # Campaigns release their held calls at their pace (campaigns.services.release_due).
-    "release-campaign-calls": {"task": "campaigns.tasks.release_campaign_calls", "schedule": 2.0,
-                               "options": {"expires": 10}},
+    # The call policy's dispatcher: due scheduled calls, queued calls with a free slot, lost starts.
+    "dispatch-calls": {
+        "task": "calls.tasks.dispatch_calls",
+        "schedule": float(os.environ.get("DISPATCH_INTERVAL_S", "2")),
+        "options": {"expires": 10},
+    },
 }
 
 # --- Daily / Pipecat -------------------------------------------------------
@@ -178,6 +183,21 @@ DIALIN_WEBHOOK_MAX_SKEW_S = int(os.environ.get("DIALIN_WEBHOOK_MAX_SKEW_S", "300
 # How long a call may stay `starting` with no word from its bot.
 STALE_START_AFTER_S = int(os.environ.get("STALE_START_AFTER_S", "120"))
 STALE_MARGIN_S = int(os.environ.get("STALE_MARGIN_S", "300"))
+
+# --- Call policy (calls.policy, calls.dispatcher) ------------------------------
+# How often the dispatcher runs (beat, or `manage.py dispatch_calls --loop`).
+DISPATCH_INTERVAL_S = float(os.environ.get("DISPATCH_INTERVAL_S", "2"))
+# Steps other apps add to every dispatcher tick, before it promotes and hands calls
+# (calls imports none of them): campaigns release their held calls at their pace.
+CALL_DISPATCH_STEPS = ["campaigns.services.release_step"]
+# A queued call whose start was handed to a worker this long ago and never
+# began (a dead worker, a lost message) is handed again.
+DISPATCH_LOST_START_AFTER_S = float(os.environ.get("DISPATCH_LOST_START_AFTER_S", "15"))
+# Pipecat Cloud at capacity (429): try again after this backoff (doubling, capped),
+# and fail the call with reason `capacity` only after waiting this long in all.
+CALL_CAPACITY_BACKOFF_S = float(os.environ.get("CALL_CAPACITY_BACKOFF_S", "5"))
+CALL_CAPACITY_BACKOFF_MAX_S = float(os.environ.get("CALL_CAPACITY_BACKOFF_MAX_S", "60"))
+CALL_CAPACITY_WAIT_S = float(os.environ.get("CALL_CAPACITY_WAIT_S", "1800"))
 
 # --- Auth, i18n, static ----------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [

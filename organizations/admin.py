@@ -16,7 +16,9 @@ class OrganizationForm(forms.ModelForm):
 
     class Meta:
         model = Organization
-        fields = ["name", "slug", "timezone", "is_active", "dialout_caller_id", "dialin_webhook_secret"]
+        fields = [
+            "name", "slug", "timezone", "is_active", "max_concurrent_calls", "dialout_caller_id", "dialin_webhook_secret",
+        ]
 
     def clean_dialin_webhook_secret(self):
         value = self.cleaned_data.get("dialin_webhook_secret", "").strip()
@@ -139,4 +141,9 @@ class WorkflowAdmin(OrgScopedAdmin):
         (None, {"fields": ["organization", "name", "slug", "direction", "is_active"]}),
         ("Conversation", {"fields": ["instructions", "first_message", "voice", "speaks_first"]}),
         ("Limits and results", {"fields": ["max_duration_s", "max_dialout_attempts", "outcome_results", "config"]}),
+        ("Calling hours and attempts (dial-out)", {
+            "fields": ["window_start", "window_end", "window_days", "retry_on", "max_attempts", "retry_delays_min"],
+            "description": "Calls ring only inside these hours, in the patient's time zone (else the organisation's). "
+            "A call that ends busy / no answer / voicemail / declined is tried again when listed in retry_on.",
+        }),
     ]

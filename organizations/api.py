@@ -1,7 +1,7 @@
 """GET /api/workflows: what an integrator may start (and where Daily posts dial-ins)."""
 
 from django.urls import reverse
-from ninja import Query, Router, Schema
+from ninja import Field, Query, Router, Schema
 
 from myrobot.pagination import Page, PageParams, paginate
 
@@ -21,6 +21,12 @@ class WorkflowOut(Schema):
     max_duration_s: int
     outcome_results: list[str]
     dialin_webhook_url: str | None = None
+    window_start: str = Field(..., description="Calls ring from this local time (patient's zone, else the organisation's).")
+    window_end: str
+    window_days: list[int] = Field(..., description="ISO weekdays, 1 = Monday … 7 = Sunday.")
+    retry_on: list[str]
+    max_attempts: int
+    retry_delays_min: list[int]
 
 
 @router.get("/workflows", response=Page[WorkflowOut], auth=api_key_auth, url_name="list_workflows")
@@ -46,6 +52,12 @@ def list_workflows(request, page: Query[PageParams]):
                 "max_duration_s": wf.max_duration_s,
                 "outcome_results": list(wf.outcome_results or []),
                 "dialin_webhook_url": url,
+                "window_start": wf.window_start.strftime("%H:%M"),
+                "window_end": wf.window_end.strftime("%H:%M"),
+                "window_days": list(wf.window_days or []),
+                "retry_on": list(wf.retry_on or []),
+                "max_attempts": wf.max_attempts,
+                "retry_delays_min": list(wf.retry_delays_min or []),
             }
         )
     return {"items": items, "count": result["count"]}

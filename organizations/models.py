@@ -1,3 +1,4 @@
+import datetime
 import hashlib
 import secrets
 import zoneinfo
@@ -21,6 +22,10 @@ class Organization(models.Model):
     slug = models.SlugField(max_length=64, unique=True)
     timezone = models.CharField(max_length=64, default="UTC", validators=[validate_timezone])
     is_active = models.BooleanField(default=True)
+    max_concurrent_calls = models.PositiveIntegerField(
+        default=10, validators=[MinValueValidator(1)],
+        help_text="Calls that may run at once; more dial-outs wait in the queue (dial-ins never wait).",
+    )
     dialout_caller_id = models.CharField(
         max_length=32,
         blank=True,
@@ -149,6 +154,21 @@ class WorkflowDirection(models.TextChoices):
     BOTH = "both", "Both"
 
 
+RETRYABLE_REASONS = ("no_answer", "busy", "voicemail", "declined")
+
+
+def default_window_days():
+    return [1, 2, 3, 4, 5]
+
+
+def default_retry_on():
+    return ["no_answer", "busy", "voicemail"]
+
+
+def default_retry_delays_min():
+    return [60, 240, 1440]
+
+
 def default_outcome_results():
     return ["confirmed", "rescheduled", "declined", "unreachable"]
 
@@ -171,6 +191,24 @@ class Workflow(models.Model):
     max_dialout_attempts = models.PositiveSmallIntegerField(default=5, validators=[MinValueValidator(1)])
     outcome_results = models.JSONField(default=default_outcome_results, blank=True)
     config = models.JSONField(default=dict, blank=True)
+    # Call policy: when dial-outs may ring (in the patient's zone, else the
+    # organisation's) and how often a patient who did not answer is tried again.
+    window_start = models.TimeField(default=datetime.time(9, 0), help_text="Calls ring from this local time …")
+    window_end = models.TimeField(default=datetime.time(19, 0), help_text="… until this local time.")
+    window_days = models.JSONField(
+        default=default_window_days, blank=True, help_text="ISO weekdays calls may ring on: 1 = Monday … 7 = Sunday."
+    )
+    retry_on = models.JSONField(
+        default=default_retry_on, blank=True,
+        help_text="When to try again: any of " + ", ".join(RETRYABLE_REASONS) + ".",
+    )
+    max_attempts = models.PositiveSmallIntegerField(
+        default=3, validators=[MinValueValidator(1)], help_text="Attempts per request, the first included."
+    )
+    retry_delays_min = models.JSONField(
+        default=default_retry_delays_min, blank=True,
+        help_text="Minutes to wait before attempt 2, 3, …; the last one repeats.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -194,3 +232,18 @@ class Workflow(models.Model):
             raise ValidationError({"outcome_results": "A list of result names, e.g. [\"confirmed\", \"declined\"]."})
         if not isinstance(self.config, dict):
             raise ValidationError({"config": "A JSON object."})
+        errors = {}
+        days = self.window_days
+        if not isinstance(days, list) or not days or not all(isinstance(d, int) and 1 <= d <= 7 for d in days):
+            errors["window_days"] = "A non-empty list of ISO weekdays, 1 (Monday) to 7 (Sunday), e.g. [1, 2, 3, 4, 5]."
+        if self.window_start is not None and self.window_end is not None and self.window_start >= self.window_end:
+            errors["window_end"] = "The window must end after it starts (same day)."
+        if not isinstance(self.retry_on, list) or not all(r in RETRYABLE_REASONS for r in self.retry_on):
+            errors["retry_on"] = "A list of: " + ", ".join(RETRYABLE_REASONS) + "."
+        delays = self.retry_delays_min
+        if not isinstance(delays, list) or not all(isinstance(d, int) and d >= 0 for d in delays):
+            errors["retry_delays_min"] = "A list of minutes (whole numbers), e.g. [60, 240, 1440]."
+        elif self.max_attempts and self.max_attempts > 1 and not delays:
+            errors["retry_delays_min"] = "Give at least one delay when more than one attempt is allowed."
+        if errors:
+            raise ValidationError(errors)

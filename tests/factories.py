@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import itertools
 
 from django.contrib.auth import get_user_model
@@ -19,7 +20,14 @@ def make_org(slug=None, **kwargs) -> Organization:
     return Organization.objects.create(slug=slug, **kwargs)
 
 
+# Tests place calls "now" whatever the clock says: their workflows' calling
+# window is open all week, all day, unless a test gives one.
+ALWAYS_OPEN = {"window_start": datetime.time(0, 0), "window_end": datetime.time.max, "window_days": [1, 2, 3, 4, 5, 6, 7]}
+
+
 def make_workflow(org, slug="reminder", direction="dial_out", **kwargs) -> Workflow:
+    for name, value in ALWAYS_OPEN.items():
+        kwargs.setdefault(name, value)
     kwargs.setdefault("name", slug.replace("-", " ").title())
     kwargs.setdefault("instructions", "Remind {first_name} of the appointment.")
     kwargs.setdefault("first_message", "Hello {first_name}, this is {client_name}.")
@@ -47,7 +55,13 @@ def make_user(username=None, *, org=None, role=None, is_superuser=False, passwor
 def make_call(org, workflow, patient=None, **kwargs):
     from calls.models import CallSession
 
+    from django.utils import timezone
+
     kwargs.setdefault("direction", "dial_out" if workflow.direction != "dial_in" else "dial_in")
+    if kwargs.get("status", "queued") == "queued":
+        # Placed calls are handed to a worker at once (calls.services).
+        kwargs.setdefault("queued_at", timezone.now())
+        kwargs.setdefault("dispatched_at", timezone.now())
     if kwargs["direction"] == "dial_out":
         kwargs.setdefault("to_number", patient.phone if patient else "+14155550100")
     else:

@@ -127,6 +127,8 @@ def celery_worker(transactional_db, settings, live_server_port):
         "DAILY_API_URL", "DAILY_API_KEY", "DAILY_MEETING_TOKEN_MODE", "ENV", "LOCAL_SERVER_URL",
         "PIPECAT_API_URL", "PIPECAT_API_KEY", "PIPECAT_AGENT_NAME", "PUBLIC_BASE_URL", "SECRET_KEY",
         "BOTRUNNER_START_TIMEOUT_S", "STALE_START_AFTER_S", "STALE_MARGIN_S",
+        "DISPATCH_INTERVAL_S", "DISPATCH_LOST_START_AFTER_S", "CALL_CAPACITY_BACKOFF_S",
+        "CALL_CAPACITY_BACKOFF_MAX_S", "CALL_CAPACITY_WAIT_S",
     ):
         env[name] = str(getattr(settings, name))
     queue = f"test-{os.getpid()}-{time.monotonic_ns()}"

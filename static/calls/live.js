@@ -11,13 +11,14 @@
   "use strict";
 
   var STATUS_LABELS = {
-    queued: "Queued", starting: "Starting", ringing: "Ringing", waiting: "Waiting for caller",
+    scheduled: "Scheduled", queued: "Queued", starting: "Starting", ringing: "Ringing", waiting: "Waiting for caller",
     in_progress: "In progress", completed: "Completed", failed: "Failed", no_answer: "No answer",
     busy: "Busy", canceled: "Canceled"
   };
   var FINAL = { completed: 1, failed: 1, no_answer: 1, busy: 1, canceled: 1 };
   // The state machine only moves forward: an update ranked below what a page shows is stale.
-  var RANK = { queued: 0, starting: 1, ringing: 2, waiting: 2, in_progress: 3,
+  // A call deferred by the bot runner (429) goes from starting back to queued: same rank.
+  var RANK = { scheduled: -1, queued: 1, starting: 1, ringing: 2, waiting: 2, in_progress: 3,
                completed: 4, failed: 4, no_answer: 4, busy: 4, canceled: 4 };
   var DIRECTION_LABELS = { dial_in: "Dial-in", dial_out: "Dial-out" };
   // Keep in step with calls/views.py EVENT_LABELS / describe_event.
@@ -29,7 +30,8 @@
     dialout_error: "Dial-out error", participant_left: "Participant left", outcome: "Outcome",
     ended: "Bot ended the call", error: "Error", bot_start_requested: "Bot start requested",
     bot_start_unconfirmed: "Bot start unconfirmed", start_retry: "Start retried",
-    room_delete_failed: "Room not deleted"
+    room_delete_failed: "Room not deleted", start_deferred: "Start deferred (bot runner at capacity)",
+    start_redispatched: "Start handed to a worker again", next_attempt: "Next attempt scheduled"
   };
   var ATTEMPT_EVENTS = { dialout_attempt: 1, dialout_error: 1, dialout_answered: 1, dialout_stopped: 1 };
 
@@ -186,6 +188,7 @@
     var template = document.getElementById("row-template");
     var bodies = {
       unfinished: root.querySelector('tbody[data-section="unfinished"]'),
+      scheduled: root.querySelector('tbody[data-section="scheduled"]'),
       finished: root.querySelector('tbody[data-section="finished"]')
     };
     var orgNames = {};
@@ -218,21 +221,44 @@
     }
 
     function place(row, section) {
-      var body = bodies[section];
+      var body = bodies[section] || bodies.unfinished;
       if (row.parentNode === body) return;
-      var created = row.dataset.created || "";
       var before = null;
-      for (var i = 0; i < body.children.length; i++) {
-        if ((body.children[i].dataset.created || "") < created) { before = body.children[i]; break; }
+      if (section === "scheduled") {
+        // soonest first
+        var when = row.dataset.scheduledFor || "";
+        for (var j = 0; j < body.children.length; j++) {
+          if ((body.children[j].dataset.scheduledFor || "") > when) { before = body.children[j]; break; }
+        }
+      } else {
+        var created = row.dataset.created || "";
+        for (var i = 0; i < body.children.length; i++) {
+          if ((body.children[i].dataset.created || "") < created) { before = body.children[i]; break; }
+        }
       }
       body.insertBefore(row, before);
     }
 
     function refreshEmpty() {
-      ["unfinished", "finished"].forEach(function (section) {
+      ["unfinished", "scheduled", "finished"].forEach(function (section) {
         var note = root.querySelector('[data-empty-for="' + section + '"]');
-        if (note) note.hidden = bodies[section].children.length > 0;
+        if (note && bodies[section]) note.hidden = bodies[section].children.length > 0;
       });
+      // The counts above the tables: what this page shows (its filters apply).
+      var waiting = root.querySelectorAll('tr.live-row[data-waiting="1"]').length;
+      var scheduled = bodies.scheduled ? bodies.scheduled.children.length : 0;
+      var w = root.querySelector('[data-count="waiting"]');
+      var sc = root.querySelector('[data-count="scheduled"]');
+      if (w) w.textContent = String(waiting);
+      if (sc) sc.textContent = String(scheduled);
+    }
+
+    function ringText(call) {
+      var parts = [];
+      if (call.direction === "dial_out" && call.attempt) parts.push(call.attempt + " of " + (call.max_attempts || call.attempt));
+      if (call.ring_times) parts.push(call.ring_times.patient + " — " + call.ring_times.clinic + " clinic time");
+      else if (call.waiting_for_slot) parts.push("waiting for a slot");
+      return parts.join(" · ");
     }
 
     function fill(row, call) {
@@ -241,6 +267,8 @@
       row.dataset.workflow = call.workflow ? call.workflow.id : "";
       row.dataset.direction = call.direction;
       row.dataset.created = call.created_at || "";
+      row.dataset.waiting = call.waiting_for_slot ? "1" : "";
+      row.dataset.scheduledFor = call.scheduled_for || "";
       var link = field(row, "link");
       link.setAttribute("href", "/calls/" + call.session_id + "/");
       setText(link, call.session_id.slice(0, 8));
@@ -252,6 +280,7 @@
       setTime(field(row, "created_at"), call.created_at);
       setDuration(field(row, "duration"), call);
       setText(field(row, "result"), (call.outcome && call.outcome.result) || call.end_reason || "");
+      setText(field(row, "ring"), ringText(call));
     }
 
     function applyUpdate(call) {
@@ -265,7 +294,7 @@
       }
       var changed = isNew || row.dataset.status !== call.status;
       fill(row, call);
-      place(row, FINAL[call.status] ? "finished" : "unfinished");
+      place(row, FINAL[call.status] ? "finished" : (call.status === "scheduled" ? "scheduled" : "unfinished"));
       if (changed) flash(row);
       refreshEmpty();
     }

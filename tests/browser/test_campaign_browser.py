@@ -13,7 +13,8 @@ import pytest
 from asgiref.sync import sync_to_async
 from playwright.async_api import expect
 
-from campaigns import services
+from calls import dispatcher
+from calls.tasks import start_call
 from campaigns.models import Campaign
 from tests import factories
 from tests.browser.test_live_pages_browser import PASSWORD, Bot, logged_in_page
@@ -58,8 +59,8 @@ async def test_campaign_started_watched_and_paused(live, world, browser, fake_ru
     await staff.evaluate("window.__notReloaded = true")
     campaign = await Campaign.objects.aget()
 
-    # One dispatcher tick releases the three calls (pace 10): the bots are started.
-    await sync_to_async(services.release_due)()
+    # One dispatcher tick releases the three calls (pace 10) and starts them.
+    await sync_to_async(dispatcher.dispatch)(start_call.delay, reap=False)
     assert len(fake_runner.started) == 3
     bodies = list(fake_runner.started)
 

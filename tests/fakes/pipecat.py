@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
@@ -31,6 +32,12 @@ class FakePipecatCloud(FakeServer):
 
     def reset_state(self) -> None:
         self.sessions: list[dict[str, Any]] = []
+        self.busy_until = 0.0
+        self.refused_at_capacity = 0
+
+    def at_capacity_for(self, seconds: float) -> None:
+        """Every start answers 429 PCC-AGENT-AT-CAPACITY for the next ``seconds`` (wall clock)."""
+        self.busy_until = time.monotonic() + seconds
 
     def at_capacity(self, times: int = 1) -> None:
         """The next ``times`` starts answer 429 PCC-AGENT-AT-CAPACITY."""
@@ -63,7 +70,8 @@ class FakePipecatCloud(FakeServer):
             return error(400, {"error": "createDailyRoom must be a boolean", "code": "400"})
         if "body" in data and not isinstance(data["body"], dict):
             return error(400, {"error": "body must be an object", "code": "400"})
-        if self.capacity is not None and len(self.sessions) >= self.capacity:
+        if (self.capacity is not None and len(self.sessions) >= self.capacity) or time.monotonic() < self.busy_until:
+            self.refused_at_capacity += 1
             return error(429, {"error": "Agent pool at capacity, try again later", "code": "PCC-AGENT-AT-CAPACITY"})
         session_id = str(uuid.uuid4())
         self.sessions.append({"agent": agent, "sessionId": session_id, "body": data.get("body", {}), "request": data})

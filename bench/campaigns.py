@@ -8,12 +8,14 @@ In this process, on the benchmark database (bench/harness.py):
    twenty marked do-not-call), started at once: wall time, SQL queries, and
    the Python memory it allocated at its peak (tracemalloc) and the process's
    RSS growth.
-2. dispatcher — the campaign's release step (``services.release_due``) ticking
+2. dispatcher — the calls' dispatcher tick (``calls.dispatcher.dispatch``:
+   the campaigns' release step, then promoting due calls and handing them out)
    every 2 s of simulated time at ``--pace`` per minute until every call has
-   been released; each released call is marked started as a worker would (the
-   bot start itself is not measured here: bench/dialout.py does that). Reports
-   the step's time and queries per started call and per tick, and checks the
-   pace held in every 60-second span.
+   been handed out; the hand-off records the call, and after the timed tick
+   each handed call is marked started and completed as a worker and a short
+   call would (the bot start itself is not measured here: bench/dialout.py
+   does that). Reports the tick's time and queries per started call and per
+   tick, and checks the pace held in every 60-second span.
 3. reads — the admin campaign page and ``GET /api/campaigns/{id}`` on the
    finished campaign: queries (the same as for a 10-patient campaign) and time.
 """
@@ -64,14 +66,19 @@ def run(args) -> dict:
     from django.test import Client
     from django.utils import timezone
 
+    from calls import dispatcher
     from calls.models import CallSession
     from campaigns import selectors, services
     from campaigns.models import Campaign
     from organizations.models import ApiKey, Organization, OrganizationMembership, Role, Workflow
 
-    org, _ = Organization.objects.update_or_create(slug="bench-campaigns", defaults={"name": "Bench Campaigns"})
+    org, _ = Organization.objects.update_or_create(
+        slug="bench-campaigns", defaults={"name": "Bench Campaigns", "max_concurrent_calls": 1000}
+    )
     workflow, _ = Workflow.objects.update_or_create(
-        organization=org, slug="reminder", defaults={"name": "Reminder", "instructions": "Remind {first_name}."}
+        organization=org, slug="reminder",
+        defaults={"name": "Reminder", "instructions": "Remind {first_name}.", "window_start": dt.time(0, 0),
+                  "window_end": dt.time.max, "window_days": [1, 2, 3, 4, 5, 6, 7]},
     )
     old = list(Campaign.objects.filter(organization=org).values_list("pk", flat=True))
     CallSession.objects.filter(campaign_id__in=old).delete()
@@ -112,12 +119,12 @@ def run(args) -> dict:
     while len(started) < created_calls and len(tick_times) < 10_000:
         with _queries() as q:
             t0 = time.perf_counter()
-            result = services.release_due(clock[0], hand=hand)
+            result = dispatcher.dispatch(hand, clock[0], reap=False)
             tick_times.append(time.perf_counter() - t0)
         tick_queries.append(len(q.captured_queries))
-        per_tick.append(result.released)
-        # The workers start what was handed (status and started_at, as far as the pace is concerned).
-        CallSession.objects.filter(pk__in=handed).update(status="starting", started_at=clock[0])
+        per_tick.append(result.handed)
+        # The workers start what was handed, and the calls end (as far as the pace and the slots are concerned).
+        CallSession.objects.filter(pk__in=handed).update(status="completed", started_at=clock[0], ended_at=clock[0])
         started.extend([clock[0]] * len(handed))
         handed.clear()
         clock[0] += dt.timedelta(seconds=2)

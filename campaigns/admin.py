@@ -179,7 +179,12 @@ class CampaignAdmin(OrgScopedAdmin):
         if not form.is_valid():
             self.message_user(request, "Choose a CSV file to upload.", messages.ERROR)
             return HttpResponseRedirect(reverse("admin:campaigns_campaign_change", args=[pk]))
-        report = importing.import_targets(campaign, form.cleaned_data["file"].read())
+        upload = form.cleaned_data["file"]
+        if upload.size > importing.MAX_BYTES:
+            report = importing.ImportReport(ok=False, errors=[
+                f"The file is larger than {importing.MAX_BYTES // (1024 * 1024)} MB; split it."])
+        else:
+            report = importing.import_targets(campaign, upload.read())
         if report.ok:
             self.message_user(
                 request,

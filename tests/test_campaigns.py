@@ -199,3 +199,28 @@ def test_nothing_below_imports_campaigns():
     below = [m for m in graph if m.split(".")[0] in ("organizations", "patients", "calls", "botrunner", "botkit")]
     assert not [m for m in below if any(t.split(".")[0] == "campaigns" for t in graph[m])]
     assert "calls.models" in graph["campaigns.services"]
+
+
+def test_follow_up_attempt_stays_in_the_campaign_held_until_released(clinic, fake_daily, fake_runner):
+    org, workflow = clinic
+    workflow.retry_on, workflow.max_attempts, workflow.retry_delays_min = ["busy"], 2, [5]
+    workflow.save()
+    patient = factories.make_patient(org)
+    bot = Bot()
+    with time_machine.travel(T0, tick=False) as clock:
+        campaign = services.create_campaign(organization=org, workflow=workflow, name="Retry", patients=[patient])
+        tick(dt.datetime.now(dt.timezone.utc))
+        first = CallSession.objects.get(campaign_id=campaign.pk)
+        bot.send(first.pk, "ended", {"reason": "busy"})
+        follow = CallSession.objects.get(previous_attempt=first)
+        assert (follow.campaign_id, follow.held, follow.status, follow.attempt) == (campaign.pk, True, "scheduled", 2)
+        assert selectors.progress(campaign)[0]["pending"] == 1  # the latest attempt decides
+        services.pause_campaign(campaign)
+        clock.shift(6 * 60)
+        tick(dt.datetime.now(dt.timezone.utc))
+        follow.refresh_from_db()
+        assert follow.status == "scheduled" and follow.held  # due, but the campaign is paused
+        services.resume_campaign(campaign)
+        tick(dt.datetime.now(dt.timezone.utc))
+        follow.refresh_from_db()
+        assert follow.status == CallStatus.STARTING and not follow.held

@@ -34,12 +34,19 @@ class CampaignIn(Schema):
     pace_per_minute: int = Field(10, ge=1, le=MAX_PACE_PER_MINUTE, description="At most this many starts in any 60 s.")
     start_at: dt.datetime | None = Field(None, description="ISO-8601 with a UTC offset; no call rings before it.")
 
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value):
+        if "\x00" in value:
+            raise ValueError("must not contain NUL characters")
+        return value
+
     @field_validator("external_ids")
     @classmethod
     def _ids(cls, value):
         for item in value:
-            if not item or len(item) > 100:
-                raise ValueError("each external id is 1 to 100 characters")
+            if not item or len(item) > 100 or "\x00" in item:
+                raise ValueError("each external id is 1 to 100 characters, without NUL characters")
         return value
 
     @field_validator("start_at")

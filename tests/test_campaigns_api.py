@@ -104,3 +104,12 @@ def test_bad_input(client, api_key, workflow, people):
     refused = post_json(client, URL, body(workflow=inbound.slug), api_key)
     assert refused.status_code == 409 and refused.json()["errors"][0]["field"] == "workflow"
     assert not Campaign.objects.exists()
+
+
+def test_nul_and_overlong_strings_are_422(client, api_key, workflow, people):
+    for bad, field in [(body(name="a\x00b"), "name"), (body(external_ids=["E0\x00"]), "external_ids"),
+                       (body(name="x" * 201), "name"), (body(external_ids=["x" * 101]), "external_ids")]:
+        response = post_json(client, URL, bad, api_key)
+        assert response.status_code == 422, response.content
+        assert response.json()["errors"][0]["field"] == field
+    assert not Campaign.objects.exists()

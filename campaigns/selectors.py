@@ -40,12 +40,13 @@ def progress(campaign: Campaign) -> tuple[dict, dict]:
     results: dict[str, int] = {}
     latest: dict[int, tuple] = {}
     rows = CallSession.objects.filter(campaign_id=campaign.pk).values_list(
-        "patient_id", "status", "outcome", "created_at"
+        "patient_id", "status", "outcome", "attempt", "created_at"
     )
-    for patient_id, status, outcome, created_at in rows.iterator(chunk_size=2000):
+    for patient_id, status, outcome, attempt, created_at in rows.iterator(chunk_size=2000):
         seen = latest.get(patient_id)
-        if seen is None or created_at >= seen[2]:
-            latest[patient_id] = (status, outcome, created_at)
+        order = (attempt, created_at)  # the attempt number first: two attempts may share a timestamp
+        if seen is None or order >= seen[2]:
+            latest[patient_id] = (status, outcome, order)
     targets = CampaignTarget.objects.filter(campaign=campaign).values_list("patient_id", "skip_reason")
     for patient_id, skip_reason in targets.iterator(chunk_size=2000):
         call = latest.get(patient_id)

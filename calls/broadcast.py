@@ -79,6 +79,7 @@ def serialize_call(call: CallSession) -> dict:
         "max_attempts": call.max_attempts,
         "previous_attempt": str(call.previous_attempt_id) if call.previous_attempt_id else None,
         "waiting_for_slot": call.status == "queued" and call.direction == "dial_out" and call.dispatched_at is None,
+        "start_deferrals": call.start_deferrals,
     }
 
 

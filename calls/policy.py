@@ -43,7 +43,6 @@ from django.utils import timezone
 
 from organizations.masking import mask_phone
 from organizations.models import Organization
-from patients.phone import try_normalize_phone
 
 from .models import HOLDING_STATUSES, CallEvent, CallSession, CallStatus
 
@@ -294,7 +293,7 @@ def follow_up(call_id, *, now=None) -> CallSession | None:
     )
     if when is None:
         return None
-    number = try_normalize_phone(call.patient.phone) or call.to_number
+    number = call.to_number  # the number this request asked for
     nxt = CallSession(
         organization=call.organization,
         workflow=workflow,
@@ -320,9 +319,8 @@ def follow_up(call_id, *, now=None) -> CallSession | None:
         return None  # another process made it already
     reason = retry_reason(call.status, call.end_reason)
     CallEvent.objects.create(
-        call_id=nxt.pk, at=ended_at, kind="status",
-        data={"from": None, "to": CallStatus.SCHEDULED, "reason": "retry", "after": reason,
-              "previous_attempt": str(call.pk), "scheduled_for": when.isoformat()},
+        call_id=nxt.pk, at=ended_at, kind="scheduled",
+        data={"reason": "retry", "after": reason, "previous_attempt": str(call.pk), "scheduled_for": when.isoformat()},
     )
     CallEvent.objects.create(
         call_id=call.pk, at=ended_at, kind="next_attempt",

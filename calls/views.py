@@ -85,6 +85,7 @@ EVENT_LABELS = {
     "start_deferred": "Start deferred (bot runner at capacity)",
     "start_redispatched": "Start handed to a worker again",
     "next_attempt": "Next attempt scheduled",
+    "scheduled": "Scheduled as a new attempt",
 }
 
 

@@ -17,8 +17,9 @@
   };
   var FINAL = { completed: 1, failed: 1, no_answer: 1, busy: 1, canceled: 1 };
   // The state machine only moves forward: an update ranked below what a page shows is stale.
-  // A call deferred by the bot runner (429) goes from starting back to queued: same rank.
-  var RANK = { scheduled: -1, queued: 1, starting: 1, ringing: 2, waiting: 2, in_progress: 3,
+  // A call deferred by the bot runner (429) goes from starting back to queued: its
+  // `start_deferrals` grows, which makes that one step back not stale.
+  var RANK = { scheduled: -1, queued: 0, starting: 1, ringing: 2, waiting: 2, in_progress: 3,
                completed: 4, failed: 4, no_answer: 4, busy: 4, canceled: 4 };
   var DIRECTION_LABELS = { dial_in: "Dial-in", dial_out: "Dial-out" };
   // Keep in step with calls/views.py EVENT_LABELS / describe_event.
@@ -31,7 +32,7 @@
     ended: "Bot ended the call", error: "Error", bot_start_requested: "Bot start requested",
     bot_start_unconfirmed: "Bot start unconfirmed", start_retry: "Start retried",
     room_delete_failed: "Room not deleted", start_deferred: "Start deferred (bot runner at capacity)",
-    start_redispatched: "Start handed to a worker again", next_attempt: "Next attempt scheduled"
+    start_redispatched: "Start handed to a worker again", next_attempt: "Next attempt scheduled", scheduled: "Scheduled as a new attempt"
   };
   var ATTEMPT_EVENTS = { dialout_attempt: 1, dialout_error: 1, dialout_answered: 1, dialout_stopped: 1 };
 
@@ -268,6 +269,7 @@
       row.dataset.direction = call.direction;
       row.dataset.created = call.created_at || "";
       row.dataset.waiting = call.waiting_for_slot ? "1" : "";
+      row.dataset.deferrals = String(call.start_deferrals || 0);
       row.dataset.scheduledFor = call.scheduled_for || "";
       var link = field(row, "link");
       link.setAttribute("href", "/calls/" + call.session_id + "/");
@@ -289,7 +291,8 @@
       if (isNew) {
         if (!matches(call)) return;
         row = newRow();
-      } else if ((RANK[call.status] || 0) < (RANK[row.dataset.status] || 0)) {
+      } else if ((RANK[call.status] || 0) < (RANK[row.dataset.status] || 0) &&
+                 (call.start_deferrals || 0) <= (parseInt(row.dataset.deferrals || "0", 10) || 0)) {
         return; // stale: the row already shows a later state
       }
       var changed = isNew || row.dataset.status !== call.status;
@@ -445,7 +448,9 @@
 
     function applyUpdate(call) {
       if (call.session_id !== sessionId) return;
-      if ((RANK[call.status] || 0) < (RANK[root.dataset.status] || 0)) return; // stale
+      if ((RANK[call.status] || 0) < (RANK[root.dataset.status] || 0) &&
+          (call.start_deferrals || 0) <= (parseInt(root.dataset.deferrals || "0", 10) || 0)) return; // stale
+      root.dataset.deferrals = String(call.start_deferrals || 0);
       var previous = root.dataset.status;
       var changed = previous !== call.status;
       root.dataset.status = call.status;

@@ -33,14 +33,13 @@ import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from celery import current_app
 from django.conf import settings
 from django.db import close_old_connections
 from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from . import broadcast, policy, reaper
+from . import policy, reaper
 from .models import CallEvent, CallSession, CallStatus
 from .starting import room_hint
 from .state import transition
@@ -73,17 +72,11 @@ def dispatch(start, now=None, *, reap: bool = True) -> Tick:
     """One tick of the dispatcher (see the module's docstring); ``start`` enqueues a start."""
     now = now or timezone.now()
     tick = Tick()
-    # Browser updates of the tick's moves go out when it ends, from the process's
-    # loop without waiting: one channel-layer round trip per call was most of a
-    # campaign tick's time (bench/RESULTS.md, campaigns).
-    # (Not with eager Celery, the embedded default: its starts run inline and
-    # send their own updates on this thread, as the start task does.)
-    with broadcast.deferred(background=not current_app.conf.task_always_eager):
-        run_steps(now, tick)
-        promote_due(now, tick)
-        give_up_waiting(now, tick)
-        hand_waiting(start, now, tick)
-        hand_lost(start, now, tick)
+    run_steps(now, tick)
+    promote_due(now, tick)
+    give_up_waiting(now, tick)
+    hand_waiting(start, now, tick)
+    hand_lost(start, now, tick)
     if reap:
         tick.reaped = reaper.reap_stale_calls(now)
     return tick

@@ -27,6 +27,7 @@ os.environ.setdefault("LOGURU_DIAGNOSE", "NO")
 import asyncio  # noqa: E402
 import json  # noqa: E402
 import sys  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
 from typing import Any  # noqa: E402
 
 from loguru import logger  # noqa: E402
@@ -41,45 +42,61 @@ phi.install_redaction()
 from pipecat.adapters.llm.schemas.function_schema import FunctionSchema  # noqa: E402
 from pipecat.adapters.llm.schemas.tools_schema import ToolsSchema  # noqa: E402
 from pipecat.audio.vad.silero import SileroVADAnalyzer  # noqa: E402
+from pipecat.classifiers.base_classifier import BaseClassifier  # noqa: E402
+from pipecat.classifiers.llm.classifier import LLMClassifier  # noqa: E402
+from pipecat.extensions.voicemail.voicemail_detector import VoicemailDetector  # noqa: E402
 from pipecat.frames.frames import (  # noqa: E402
     EndFrame,
+    ErrorFrame,
+    Frame,
     FunctionCallResultProperties,
     LLMRunFrame,
     TTSSpeakFrame,
 )
+from pipecat.observers.service_metrics_observer import ServiceLatencyKind, ServiceMetricsObserver  # noqa: E402
+from pipecat.observers.user_bot_latency_observer import UserBotLatencyObserver  # noqa: E402
 from pipecat.pipeline.pipeline import Pipeline  # noqa: E402
 from pipecat.pipeline.worker import PipelineParams, PipelineWorker  # noqa: E402
+from pipecat.processors.aggregators.dtmf_aggregator import DTMFAggregator  # noqa: E402
 from pipecat.processors.aggregators.llm_context import LLMContext  # noqa: E402
 from pipecat.processors.aggregators.llm_response_universal import (  # noqa: E402
     LLMContextAggregatorPair,
     LLMUserAggregatorParams,
 )
+from pipecat.processors.frame_processor import FrameProcessor  # noqa: E402
 from pipecat.services.llm_service import FunctionCallParams  # noqa: E402
 from pipecat.services.openai.llm import OpenAILLMService  # noqa: E402
 from pipecat.services.openai.stt import OpenAISTTService  # noqa: E402
 from pipecat.services.openai.tts import OpenAITTSService  # noqa: E402
+from pipecat.transcriptions.language import Language  # noqa: E402
 from pipecat.transports.daily.transport import (  # noqa: E402
     DailyDialinSettings,
     DailyParams,
+    DailySIPTransferFrame,
     DailyTransport,
 )
+from pipecat.turns.user_mute.base_user_mute_strategy import BaseUserMuteStrategy  # noqa: E402
 from pipecat.turns.user_turn_strategies import UserTurnStrategies  # noqa: E402
 from pipecat.workers.runner import WorkerRunner  # noqa: E402
 
-from botkit.dialout import DEFAULT_BACKOFF, DialoutManager, safe_daily_data  # noqa: E402
+from botkit.dialout import DEFAULT_BACKOFF, DEFAULT_STOP_GRACE_S, DialoutManager, safe_daily_data  # noqa: E402
 from botkit.reporter import StatusReporter  # noqa: E402
 from botrunner.agent_request import AgentRequest  # noqa: E402
 
 DEFAULT_DAILY_API_URL = "https://api.daily.co/v1"
 REPORTER_CLOSE_TIMEOUT_S = 5.0
 
-# Every transport event the bot relies on. A misspelled name only logs a
-# warning in Pipecat, so tests check each of these has a handler.
+# Every transport event the bot relies on; each is handled by the ``Call``
+# method of the same name (``register_event_handlers``). A misspelled name only
+# logs a warning in Pipecat, so tests check each of these has a handler.
 TRANSPORT_EVENTS = (
     "on_joined",
     "on_left",
     "on_error",
+    "on_call_state_updated",
+    "on_before_leave",
     "on_first_participant_joined",
+    "on_participant_joined",
     "on_participant_left",
     "on_dialin_ready",
     "on_dialin_connected",
@@ -91,7 +108,15 @@ TRANSPORT_EVENTS = (
     "on_dialout_stopped",
     "on_dialout_error",
     "on_dialout_warning",
+    "on_dtmf_event",
 )
+
+# Text of the error the Daily client raises when the meeting ends under the bot
+# (room deleted or expired) rather than through the bot's own leave().
+DISCONNECTED_PREFIX = "Disconnected from "
+
+# The LLM and TTS services' errors end the call with this reason (see Call.on_service_error).
+SERVICE_ERROR = "service_error"
 
 
 # ---------------------------------------------------------------------------
@@ -177,15 +202,22 @@ def create_transport(req: AgentRequest) -> DailyTransport:
 
 
 class Call:
-    """The state of one call and the reactions to Daily's and the LLM's events.
+    """The state of one call and the reactions to Daily's, the LLM's and the pipeline's events.
 
     Kept apart from the pipeline so tests can drive it with a real
-    ``DailyTransport`` and no audio services. ``worker`` is the
-    ``PipelineWorker`` (anything with ``queue_frames`` and ``cancel``), set once
-    the pipeline exists.
+    ``DailyTransport``. ``worker`` is the ``PipelineWorker`` (anything with
+    ``queue_frames`` and ``cancel``), set once the pipeline exists.
 
-    Ending: ``end(reason)`` lets a goodbye finish (a ``TTSSpeakFrame`` followed
-    by an ``EndFrame``); ``fail(message)`` reports a fatal ``error`` and cancels.
+    Ending, three ways:
+
+    * ``end(reason)`` — the normal end: the goodbye (if any) plays out, then an
+      ``EndFrame``; when it reaches the output the transport leaves, and just
+      before leaving (``on_before_leave``) the bot hangs up the phone leg it
+      dialled (``stop_dialout``).
+    * ``remote_ended()`` — Daily ended the meeting under the bot (the server's
+      Cancel deleted the room, or it expired): cancel at once, nobody is there.
+    * ``fail(message)`` — a fatal error: report it and cancel.
+
     ``ended {reason}`` is reported by ``finish()``, after the pipeline is done:
     the server deletes the room as soon as the call is final, which would cut
     the goodbye off.
@@ -200,6 +232,8 @@ class Call:
         sleep=asyncio.sleep,
         timer_sleep=asyncio.sleep,
         dialout_backoff=DEFAULT_BACKOFF,
+        stop_grace_s: float = DEFAULT_STOP_GRACE_S,
+        voicemail_detection: bool | None = None,
     ):
         self.req = req
         self.reporter = reporter
@@ -208,15 +242,29 @@ class Call:
         self._timer_sleep = timer_sleep
 
         self.joined = False
-        self.connected = False          # a person is on the line
+        self.connected = False          # the phone leg is up (answered / dial-in connected)
         self.participant_joined = False
+        self.phone_participant_id: str | None = None
+        # Dial-out: a person (not a mailbox) must be confirmed before anything
+        # personal is said. Dial-in: whoever calls us is a person.
+        self.voicemail_detection = (
+            (req.dialout_settings is not None) if voicemail_detection is None else voicemail_detection
+        )
+        self.person_confirmed = not self.voicemail_detection
         self.greeted = False
+        self.asked_still_there = False
         self.end_reason: str | None = None
+        self.end_data: dict[str, Any] = {}
         self.ending = False
+        self.leaving = False            # our own leave() has begun
+        self.remote_end = False
+        self.transferring = False
         self.fatal_error: str | None = None
         self.outcome: dict[str, Any] | None = None
+        self.turn_latencies_ms: list[int] = []
+        self._pending_metrics: dict[str, int] = {}
         self._finished = False
-        self._timer: asyncio.Task | None = None
+        self._timers: dict[str, asyncio.Task] = {}
 
         self.dialout: DialoutManager | None = None
         if req.dialout_settings is not None:
@@ -226,9 +274,12 @@ class Call:
                 phone_number=req.dialout_settings.phone_number,
                 caller_id=req.dialout_settings.caller_id,
                 max_attempts=req.workflow.max_dialout_attempts,
+                ring_timeout_s=req.workflow.ring_timeout_s,
                 on_give_up=self._dialout_gave_up,
                 backoff=dialout_backoff,
+                stop_grace_s=stop_grace_s,
                 sleep=sleep,
+                ring_sleep=timer_sleep,
             )
 
     @property
@@ -238,24 +289,33 @@ class Call:
     def report(self, event: str, data: dict[str, Any] | None = None) -> int:
         return self.reporter.send(event, data or {})
 
-    # -- transport events ---------------------------------------------------
+    # -- transport events (one method per name in TRANSPORT_EVENTS) -----------
 
     async def on_joined(self, data: Any = None) -> None:
         self.joined = True
         self.report("joined")
-        self._start_timer()
         if self.dialout is not None:
             await self.dialout.start()
 
     async def on_left(self) -> None:
-        # Ours (after an EndFrame) or Daily's (room deleted or expired): either way the call is over.
-        if not self.ending:
-            logger.info("left the room")
-            await self.end(None)
+        # After our own leave() the pipeline is ending anyway; otherwise Daily ended the meeting.
+        if not self.leaving:
+            await self.remote_ended()
+
+    async def on_call_state_updated(self, state: Any) -> None:
+        if state == "left" and not self.leaving:
+            await self.remote_ended()
+
+    async def on_before_leave(self) -> None:
+        """The transport is about to leave (the EndFrame reached it): hang up the phone leg first."""
+        self.leaving = True
+        await self.hang_up()
 
     async def on_error(self, message: Any) -> None:
         text = phi.redact(message)
-        if not self.joined:
+        if str(message).startswith(DISCONNECTED_PREFIX):
+            await self.remote_ended()
+        elif not self.joined:
             await self.fail(f"could not join the room: {text}")
         elif self.is_dialin and not self.connected and "dialin-ready" in text:
             await self.fail(f"could not connect the caller: {text}")
@@ -267,10 +327,16 @@ class Call:
         self.participant_joined = True
         await self.maybe_greet()
 
+    async def on_participant_joined(self, participant: Any = None) -> None:
+        if isinstance(participant, dict) and participant.get("id") and self.phone_participant_id is None:
+            self.phone_participant_id = str(participant["id"])
+
     async def on_participant_left(self, participant: Any = None, reason: Any = None) -> None:
         self.report("participant_left", {"reason": str(reason or "")})
+        if isinstance(participant, dict) and participant.get("id") == self.phone_participant_id:
+            self.connected = False  # that leg is gone: nothing to hang up
         if self.is_dialin or (self.dialout is not None and self.dialout.answered):
-            await self.end("completed")
+            await self.end("transferred" if self.transferring else "completed")
 
     async def on_dialin_ready(self, sip_endpoint: Any) -> None:
         self.report("dialin_ready", {"sip_endpoint": str(sip_endpoint or "")})
@@ -278,10 +344,12 @@ class Call:
     async def on_dialin_connected(self, data: Any) -> None:
         self.connected = True
         self.report("dialin_connected", safe_daily_data(data))
+        self._start_max_duration()
 
     async def on_dialin_stopped(self, data: Any) -> None:
+        self.connected = False
         self.report("dialin_stopped", safe_daily_data(data))
-        await self.end("completed")
+        await self.end("transferred" if self.transferring else "completed")
 
     async def on_dialin_error(self, data: Any) -> None:
         info = safe_daily_data(data)
@@ -293,11 +361,18 @@ class Call:
 
     async def on_dialout_answered(self, data: Any) -> None:
         self.connected = True
+        if isinstance(data, dict) and data.get("participantId"):
+            self.phone_participant_id = str(data["participantId"])
         if self.dialout is not None:
             await self.dialout.handle_answered(data)
+        self._start_max_duration()
+        if self.voicemail_detection:
+            self._start_timer("verdict", self.req.workflow.silence_timeout_s, self._no_verdict)
         await self.maybe_greet()
 
     async def on_dialout_connected(self, data: Any) -> None:
+        if isinstance(data, dict) and data.get("participantId"):
+            self.phone_participant_id = str(data["participantId"])
         self.report("dialout_connected", safe_daily_data(data))
 
     async def on_dialout_stopped(self, data: Any) -> None:
@@ -305,9 +380,10 @@ class Call:
             self.report("dialout_stopped", safe_daily_data(data))
             return
         answered = self.dialout.answered
-        await self.dialout.handle_stopped(data)  # reports, and gives up when never answered
+        await self.dialout.handle_stopped(data)  # reports; before an answer, decides no_answer
         if answered:
-            await self.end("completed")  # the patient hung up
+            self.connected = False
+            await self.end("transferred" if self.transferring else "completed")  # the patient hung up
 
     async def on_dialout_error(self, data: Any) -> None:
         if self.dialout is not None:
@@ -318,24 +394,96 @@ class Call:
     async def on_dialout_warning(self, data: Any) -> None:
         self.report("dialout_warning", safe_daily_data(data))
 
+    async def on_dtmf_event(self, data: Any) -> None:
+        """A key pressed on the phone (the DTMFAggregator turns the tones into text for the LLM)."""
+        tone = data.get("tone") if isinstance(data, dict) else None
+        if tone:
+            self.report("dtmf", {"digits": str(tone)})
+
+    # -- pipeline events -------------------------------------------------------
+
     async def on_idle_timeout(self) -> None:
-        """Nothing said for a while. Ringing (dial-out retries) is not idleness; anything else ends the call."""
+        """The pipeline's own last resort. Ringing (dial-out retries) is not idleness."""
         if self.dialout is not None and not self.dialout.answered and not self.dialout.finished:
             logger.info("idle while dialling: keep waiting")
             return
         logger.info("idle timeout: ending the call")
         await self.end(None)
 
+    async def on_user_turn_started(self) -> None:
+        self.asked_still_there = False
+
+    async def on_user_idle(self) -> None:
+        """The user aggregator's idle timeout (``silence_timeout_s`` after the bot stopped): ask once, then end."""
+        if self.ending:
+            return
+        if not self.asked_still_there:
+            self.asked_still_there = True
+            logger.info("silence: asking whether anyone is there")
+            await self.worker.queue_frames([TTSSpeakFrame(prompt.STILL_THERE)])
+            return
+        logger.info("silence: ending the call")
+        await self.end("silence", goodbye=prompt.SILENCE_GOODBYE)
+
+    async def on_conversation_detected(self) -> None:
+        """The voicemail detector heard a person: now the personal greeting may play."""
+        self._cancel_timer("verdict")
+        self.person_confirmed = True
+        await self.maybe_greet()
+
+    async def on_voicemail_detected(self, processor: FrameProcessor) -> None:
+        """A mailbox answered and its greeting is over: leave only the workflow's message, then hang up."""
+        self._cancel_timer("verdict")
+        self.report("voicemail_detected", {})
+        message = prompt.voicemail_message(self.req) if self.req.workflow.leave_voicemail else ""
+        if message and not self.ending:
+            speak = TTSSpeakFrame(message)
+            speak.interruptible = False
+            # Pushed from the detector: it lets nothing else through once it heard a mailbox.
+            await processor.push_frame(speak)
+        await self.end("voicemail", data={"message_left": bool(message)})
+
+    async def on_service_error(self, frame: ErrorFrame) -> None:
+        """An LLM or TTS error mid-call: a short apology, then end with the reason recorded."""
+        if self.ending:
+            return
+        source = type(getattr(frame, "processor", None)).__name__
+        message = phi.redact(getattr(frame, "error", "") or "unknown error")
+        logger.error(f"{source} failed: {message}")
+        await self.end(
+            SERVICE_ERROR,
+            goodbye=prompt.APOLOGY if self.person_confirmed else None,
+            data={"error": f"{source}: {message}"[:500]},
+        )
+
+    def on_service_ttfb(self, processor: str, seconds: float) -> None:
+        """A service's time to first byte (pipecat's ServiceMetricsObserver): kept for the turn's event."""
+        name = str(processor).upper()
+        key = "stt_ms" if "STT" in name else "llm_ttfb_ms" if "LLM" in name else "tts_ttfb_ms" if "TTS" in name else None
+        if key and seconds > 0:
+            self._pending_metrics[key] = round(seconds * 1000)
+
+    def on_turn_latency(self, seconds: float) -> None:
+        """User stopped → bot started speaking (pipecat's UserBotLatencyObserver): one ``metrics`` event."""
+        turn_ms = round(seconds * 1000)
+        self.turn_latencies_ms.append(turn_ms)
+        data, self._pending_metrics = {**self._pending_metrics, "turn_ms": turn_ms}, {}
+        self.report("metrics", data)
+
     # -- conversation -------------------------------------------------------
 
     async def maybe_greet(self) -> None:
-        """Open the conversation once someone can hear it (dial-out: answered and joined)."""
+        """Open the conversation once a person can hear it (dial-out: answered, joined, not a mailbox)."""
         if self.greeted or self.ending or self.worker is None or not self.participant_joined:
             return
         if self.dialout is not None and not self.dialout.answered:
             return
+        if not self.person_confirmed:
+            return
         self.greeted = True
         if self.req.workflow.speaks_first != "bot":
+            if self.voicemail_detection:
+                await self.worker.queue_frames([LLMRunFrame()])  # they already spoke ("Hello?")
             return
         text = prompt.first_message(self.req)
         if text:
@@ -379,38 +527,124 @@ class Call:
         )
         await self.end("completed", goodbye=goodbye)
 
+    async def transfer_to_human(self, params: FunctionCallParams) -> None:
+        """LLM tool: say so, then hand the phone leg to the workflow's number (Daily SIP call transfer)."""
+        number = self.req.workflow.transfer_number
+        if not number or self.ending:
+            await params.result_callback({"transferred": False, "error": "no transfer is possible on this call"})
+            return
+        await params.result_callback(
+            {"transferring": True}, properties=FunctionCallResultProperties(run_llm=False)
+        )
+        self.transferring = True
+        self.report("transfer_started", {})
+        logger.info("transferring the call to a person")
+        speak = TTSSpeakFrame(prompt.TRANSFER_MESSAGE)
+        speak.interruptible = False
+        # The transport transfers once the sentence before it has played, then the bot leaves
+        # (a cold transfer: the phone leg is no longer ours, so it is not hung up).
+        await self.end(
+            "transferred",
+            frames=[speak, DailySIPTransferFrame(settings={"toEndPoint": number})],
+        )
+
     # -- ending -------------------------------------------------------------
 
-    def _start_timer(self) -> None:
-        if self._timer is None and self.req.workflow.max_duration_s > 0:
-            self._timer = asyncio.create_task(self._max_duration())
+    def _start_timer(self, name: str, seconds: float, action) -> None:
+        if name in self._timers or not seconds or seconds <= 0:
+            return
+
+        async def run():
+            await self._timer_sleep(seconds)
+            self._timers.pop(name, None)
+            await action()
+
+        self._timers[name] = asyncio.ensure_future(run())
+
+    def _cancel_timer(self, name: str) -> None:
+        timer = self._timers.pop(name, None)
+        if timer is not None and not timer.done() and timer is not asyncio.current_task():
+            timer.cancel()
+
+    def _cancel_timers(self) -> None:
+        for name in list(self._timers):
+            self._cancel_timer(name)
+
+    def _start_max_duration(self) -> None:
+        """``max_duration_s`` counts from the answer, not from the join."""
+        self._start_timer("max_duration", self.req.workflow.max_duration_s, self._max_duration)
 
     async def _max_duration(self) -> None:
-        await self._timer_sleep(self.req.workflow.max_duration_s)
         logger.info("max duration reached")
-        await self.end("max_duration", goodbye=prompt.MAX_DURATION_GOODBYE if self.connected else None)
+        await self.end("max_duration", goodbye=prompt.MAX_DURATION_GOODBYE if self.person_confirmed else None)
+
+    async def _no_verdict(self) -> None:
+        """Answered, but nothing was heard that tells a person from a mailbox."""
+        if not self.person_confirmed:
+            logger.info("answered, but nobody spoke: ending the call")
+            await self.end("silence")
 
     async def _dialout_gave_up(self, reason: str) -> None:
         await self.end(reason)
 
-    async def end(self, reason: str | None, *, goodbye: str | None = None) -> None:
-        """End the call gracefully: the goodbye (if any) plays out, then the pipeline ends."""
+    async def end(
+        self,
+        reason: str | None,
+        *,
+        goodbye: str | None = None,
+        frames: list[Frame] | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> None:
+        """End the call gracefully: what is left to say plays out, then the pipeline ends."""
         if self.ending:
             return
         self.ending = True
         self.end_reason = reason
+        self.end_data = dict(data or {})
         if self.dialout is not None:
             self.dialout.stop()
-        self._cancel_timer()
+        self._cancel_timers()
         logger.info(f"ending the call ({reason or 'default reason'})")
         if self.worker is not None:
-            frames: list[Any] = []
+            out: list[Frame] = list(frames or [])
             if goodbye:
                 speak = TTSSpeakFrame(goodbye)
                 speak.interruptible = False
-                frames.append(speak)
-            frames.append(EndFrame())
-            await self.worker.queue_frames(frames)
+                out.append(speak)
+            out.append(EndFrame())
+            await self.worker.queue_frames(out)
+
+    async def hang_up(self) -> None:
+        """Hang up the phone leg the bot dialled (not after a transfer: that leg is someone else's now)."""
+        if self.dialout is None or self.transferring or not self.connected:
+            return
+        self.connected = False
+        participant = self.phone_participant_id
+        if not participant:
+            logger.warning("no phone participant to hang up; leaving the room ends the leg")
+            return
+        try:
+            error = await self.transport.stop_dialout(participant)
+        except Exception as e:  # leaving still ends the leg
+            error = f"{type(e).__name__}"
+        if error:
+            logger.warning(f"stop_dialout failed: {phi.redact(error)}")
+
+    async def remote_ended(self) -> None:
+        """Daily ended the meeting under the bot: stop at once (nobody is left to hear a goodbye)."""
+        if self.remote_end or self.leaving or self.fatal_error is not None:
+            return
+        self.remote_end = True
+        if self.end_reason is None:
+            self.end_reason = "remote_ended"
+        self.ending = True
+        self.connected = False
+        if self.dialout is not None:
+            self.dialout.stop()
+        self._cancel_timers()
+        logger.info("the meeting ended under the bot: stopping")
+        if self.worker is not None:
+            await self.worker.cancel(reason="the meeting ended")
 
     async def fail(self, message: str) -> None:
         """A fatal error: report it and cancel the pipeline at once."""
@@ -420,7 +654,7 @@ class Call:
         self.ending = True
         if self.dialout is not None:
             self.dialout.stop()
-        self._cancel_timer()
+        self._cancel_timers()
         logger.error(f"call failed: {message}")
         self.report("error", {"message": message, "fatal": True})
         if self.worker is not None:
@@ -429,14 +663,19 @@ class Call:
     def default_end_reason(self) -> str | None:
         if self.dialout is not None:
             return "completed" if self.dialout.answered else "no_answer"
-        return "completed" if self.connected else None
+        return "completed" if self.greeted or self.connected else None
 
     def finish(self) -> None:
         """After the pipeline is done: report ``ended`` (unless a fatal error was reported)."""
         if self._finished:
             return
         self._finished = True
-        self._cancel_timer()
+        self._cancel_timers()
+        if self.dialout is not None:
+            self.dialout.stop()
+        if self._pending_metrics:  # measured after the last turn's event
+            self.report("metrics", self._pending_metrics)
+            self._pending_metrics = {}
         if self.fatal_error is not None:
             return
         reason = self.end_reason or self.default_end_reason()
@@ -445,79 +684,37 @@ class Call:
             self.report("error", {"message": self.fatal_error, "fatal": True})
             return
         self.end_reason = reason
-        data: dict[str, Any] = {"reason": reason}
+        data: dict[str, Any] = {"reason": reason, **self.end_data}
         if reason == "dialout_failed" and self.dialout is not None:
             data["error"] = self.dialout.failure_summary()  # shown to staff on the failed call
         self.report("ended", data)
 
-    def _cancel_timer(self) -> None:
-        timer, self._timer = self._timer, None
-        if timer is not None and not timer.done() and timer is not asyncio.current_task():
-            timer.cancel()
-
 
 def register_event_handlers(transport: DailyTransport, call: Call) -> None:
-    """Daily's events -> the call. Every name here is in ``TRANSPORT_EVENTS``."""
+    """Daily's events -> the ``Call`` method of the same name (the transport argument dropped)."""
+    for name in TRANSPORT_EVENTS:
+        method = getattr(call, name)
 
-    @transport.event_handler("on_joined")
-    async def on_joined(transport, data):
-        await call.on_joined(data)
+        async def handler(_transport, *args, _method=method):
+            await _method(*args)
 
-    @transport.event_handler("on_left")
-    async def on_left(transport):
-        await call.on_left()
+        transport.add_event_handler(name, handler)
 
-    @transport.event_handler("on_error")
-    async def on_error(transport, message):
-        await call.on_error(message)
 
-    @transport.event_handler("on_first_participant_joined")
-    async def on_first_participant_joined(transport, participant):
-        await call.on_first_participant_joined(participant)
+class MuteUntilPersonConfirmed(BaseUserMuteStrategy):
+    """Nothing the other end says reaches the LLM until the voicemail detector heard a person.
 
-    @transport.event_handler("on_participant_left")
-    async def on_participant_left(transport, participant, reason):
-        await call.on_participant_left(participant, reason)
+    The system prompt carries the patient's details: if a mailbox greeting could
+    start an LLM turn, its reply would be personal and would reach the TTS.
+    """
 
-    @transport.event_handler("on_dialin_ready")
-    async def on_dialin_ready(transport, sip_endpoint):
-        await call.on_dialin_ready(sip_endpoint)
+    def __init__(self, call: Call):
+        super().__init__()
+        self._call = call
 
-    @transport.event_handler("on_dialin_connected")
-    async def on_dialin_connected(transport, data):
-        await call.on_dialin_connected(data)
-
-    @transport.event_handler("on_dialin_stopped")
-    async def on_dialin_stopped(transport, data):
-        await call.on_dialin_stopped(data)
-
-    @transport.event_handler("on_dialin_error")
-    async def on_dialin_error(transport, data):
-        await call.on_dialin_error(data)
-
-    @transport.event_handler("on_dialin_warning")
-    async def on_dialin_warning(transport, data):
-        await call.on_dialin_warning(data)
-
-    @transport.event_handler("on_dialout_answered")
-    async def on_dialout_answered(transport, data):
-        await call.on_dialout_answered(data)
-
-    @transport.event_handler("on_dialout_connected")
-    async def on_dialout_connected(transport, data):
-        await call.on_dialout_connected(data)
-
-    @transport.event_handler("on_dialout_stopped")
-    async def on_dialout_stopped(transport, data):
-        await call.on_dialout_stopped(data)
-
-    @transport.event_handler("on_dialout_error")
-    async def on_dialout_error(transport, data):
-        await call.on_dialout_error(data)
-
-    @transport.event_handler("on_dialout_warning")
-    async def on_dialout_warning(transport, data):
-        await call.on_dialout_warning(data)
+    async def process_frame(self, frame: Frame) -> bool:
+        await super().process_frame(frame)
+        return not self._call.person_confirmed
 
 
 # ---------------------------------------------------------------------------
@@ -537,33 +734,37 @@ def _settings(cls: Any, **values: Any) -> Any:
     return cls.Settings(**{k: v for k, v in values.items() if v not in (None, "")})
 
 
-def build_tools(req: AgentRequest) -> ToolsSchema:
-    return ToolsSchema(
-        standard_tools=[
-            FunctionSchema(
-                name="record_outcome",
-                description="Record the outcome of this call for the staff.",
-                properties=prompt.record_outcome_properties(req.workflow.outcome_results),
-                required=["result"],
-            ),
-            FunctionSchema(
-                name="end_call",
-                description="Say goodbye and hang up. Call it when the conversation is over.",
-                properties=prompt.END_CALL_PROPERTIES,
-                required=[],
-            ),
-        ]
-    )
+def stt_language(code: str) -> Language | None:
+    """A BCP-47 code as pipecat's ``Language`` (``es-MX`` falls back to ``es``); None when unknown."""
+    code = (code or "").strip()
+    for candidate in (code, code.split("-")[0]):
+        try:
+            return Language(candidate)
+        except ValueError:
+            continue
+    return None
 
 
-def build_pipeline(transport: DailyTransport, call: Call, runner_args: Any = None) -> PipelineWorker:
-    """The pipeline for ``call`` (STT -> LLM -> TTS over Daily), with every handler wired."""
-    req = call.req
+@dataclass
+class Services:
+    """The pipeline's speech and language services (tests hand in scripted ones)."""
+
+    stt: FrameProcessor
+    llm: Any
+    tts: FrameProcessor
+    voicemail_classifier: BaseClassifier | None = None
+    vad_analyzer: Any = None
+    user_turn_strategies: Any = None
+
+
+def create_services(req: AgentRequest) -> Services:
+    """OpenAI speech-to-text, LLM and text-to-speech, in the call's language and the workflow's voice."""
     wf = req.workflow
-
     stt = OpenAISTTService(
         **_openai_kwargs(),
-        settings=_settings(OpenAISTTService, model=os.environ.get("OPENAI_STT_MODEL")),
+        settings=_settings(
+            OpenAISTTService, model=os.environ.get("OPENAI_STT_MODEL"), language=stt_language(wf.language)
+        ),
     )
     llm = OpenAILLMService(
         **_openai_kwargs(),
@@ -579,41 +780,137 @@ def build_pipeline(transport: DailyTransport, call: Call, runner_args: Any = Non
             OpenAITTSService, model=os.environ.get("OPENAI_TTS_MODEL"), voice=wf.voice or None
         ),
     )
+    classifier = None
+    if req.dialout_settings is not None:
+        # Its own LLM, without the system prompt: it only ever sees what the other end said.
+        classifier = LLMClassifier(
+            llm=OpenAILLMService(
+                **_openai_kwargs(),
+                settings=_settings(OpenAILLMService, model=os.environ.get("OPENAI_CLASSIFIER_MODEL")),
+            )
+        )
+    return Services(
+        stt=stt,
+        llm=llm,
+        tts=tts,
+        voicemail_classifier=classifier,
+        vad_analyzer=SileroVADAnalyzer(),
+        user_turn_strategies=UserTurnStrategies(),
+    )
+
+
+def build_tools(req: AgentRequest) -> ToolsSchema:
+    tools = [
+        FunctionSchema(
+            name="record_outcome",
+            description="Record the outcome of this call for the staff.",
+            properties=prompt.record_outcome_properties(req.workflow.outcome_results),
+            required=["result"],
+        ),
+        FunctionSchema(
+            name="end_call",
+            description="Say goodbye and hang up. Call it when the conversation is over.",
+            properties=prompt.END_CALL_PROPERTIES,
+            required=[],
+        ),
+    ]
+    if req.workflow.transfer_number:
+        tools.append(
+            FunctionSchema(
+                name="transfer_to_human",
+                description="Transfer the call to a member of staff when the person asks for a human.",
+                properties=prompt.TRANSFER_PROPERTIES,
+                required=[],
+            )
+        )
+    return ToolsSchema(standard_tools=tools)
+
+
+def build_pipeline(
+    transport: Any, call: Call, runner_args: Any = None, services: Services | None = None
+) -> PipelineWorker:
+    """The pipeline for ``call`` (keypad + STT -> [voicemail] -> LLM -> TTS -> [gate] over Daily), wired."""
+    req = call.req
+    services = services or create_services(req)
+    llm, tts = services.llm, services.tts
+
     llm.register_function("record_outcome", call.record_outcome)
     llm.register_function("end_call", call.end_call)
+    if req.workflow.transfer_number:
+        llm.register_function("transfer_to_human", call.transfer_to_human)
 
+    detector = None
+    if services.voicemail_classifier is not None and call.voicemail_detection:
+        detector = VoicemailDetector(classifier=services.voicemail_classifier)
+
+        async def on_conversation_detected(_processor):
+            await call.on_conversation_detected()
+
+        detector.add_event_handler("on_conversation_detected", on_conversation_detected)
+        detector.add_event_handler("on_voicemail_detected", call.on_voicemail_detected)
+    else:
+        call.voicemail_detection = False
+        call.person_confirmed = True
+
+    user_params = LLMUserAggregatorParams(
+        vad_analyzer=services.vad_analyzer,
+        user_idle_timeout=float(req.workflow.silence_timeout_s or 0),
+        user_mute_strategies=[MuteUntilPersonConfirmed(call)] if detector is not None else [],
+    )
+    if services.user_turn_strategies is not None:
+        user_params.user_turn_strategies = services.user_turn_strategies
     context = LLMContext(tools=build_tools(req))
-    user_aggregator, assistant_aggregator = LLMContextAggregatorPair(
-        context,
-        user_params=LLMUserAggregatorParams(
-            vad_analyzer=SileroVADAnalyzer(),
-            user_turn_strategies=UserTurnStrategies(),
-        ),
-    )
+    user_aggregator, assistant_aggregator = LLMContextAggregatorPair(context, user_params=user_params)
 
-    pipeline = Pipeline(
-        [
-            transport.input(),
-            stt,
-            user_aggregator,
-            llm,
-            tts,
-            transport.output(),
-            assistant_aggregator,
-        ]
-    )
+    processors: list[FrameProcessor] = [
+        transport.input(),
+        services.stt,
+        DTMFAggregator(),  # "press 1": key presses become text the LLM reads
+    ]
+    if detector is not None:
+        processors.append(detector.detector())
+    processors += [user_aggregator, llm, tts]
+    if detector is not None:
+        processors.append(detector.gate())
+    processors += [transport.output(), assistant_aggregator]
+
+    latency, service_metrics = UserBotLatencyObserver(), ServiceMetricsObserver()
     worker = PipelineWorker(
-        pipeline,
-        params=PipelineParams(enable_metrics=False),
+        Pipeline(processors),
+        params=PipelineParams(enable_metrics=True, enable_usage_metrics=True),
+        observers=[latency, service_metrics],
         enable_rtvi=False,
         idle_timeout_secs=getattr(runner_args, "pipeline_idle_timeout_secs", 300),
         cancel_on_idle_timeout=False,  # the call decides (see Call.on_idle_timeout)
     )
     call.worker = worker
+    services_that_end_the_call = (llm, tts)
 
     @worker.event_handler("on_idle_timeout")
     async def on_idle_timeout(worker):
         await call.on_idle_timeout()
+
+    @worker.event_handler("on_pipeline_error")
+    async def on_pipeline_error(worker, frame):
+        if getattr(frame, "processor", None) in services_that_end_the_call:
+            await call.on_service_error(frame)
+
+    @latency.event_handler("on_latency_measured")
+    async def on_latency_measured(observer, seconds):
+        call.on_turn_latency(seconds)
+
+    @service_metrics.event_handler("on_service_latency")
+    async def on_service_latency(observer, record):
+        if record.kind == ServiceLatencyKind.TTFB:
+            call.on_service_ttfb(record.processor, record.seconds)
+
+    @user_aggregator.event_handler("on_user_turn_started")
+    async def on_user_turn_started(aggregator, strategy):
+        await call.on_user_turn_started()
+
+    @user_aggregator.event_handler("on_user_turn_idle")
+    async def on_user_turn_idle(aggregator):
+        await call.on_user_idle()
 
     @user_aggregator.event_handler("on_user_turn_stopped")
     async def on_user_turn_stopped(aggregator, strategy, message):
@@ -627,9 +924,9 @@ def build_pipeline(transport: DailyTransport, call: Call, runner_args: Any = Non
     return worker
 
 
-async def run_bot(transport: DailyTransport, call: Call, runner_args: Any = None) -> None:
+async def run_bot(transport: Any, call: Call, runner_args: Any = None, services: Services | None = None) -> None:
     """Build the pipeline for ``call`` and run it until the call ends."""
-    worker = build_pipeline(transport, call, runner_args)
+    worker = build_pipeline(transport, call, runner_args, services)
     runner = WorkerRunner(handle_sigint=bool(getattr(runner_args, "handle_sigint", False)))
     await runner.add_workers(worker)
     await runner.run()

@@ -41,7 +41,6 @@ def prepare(cfg: Config, k: int, m: int) -> tuple[list[tuple[str, str]], list[st
     Returns ([(session_id, raw token)], [session cookie values]).
     """
     harness.setup_django(cfg)
-    from django.conf import settings
     from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model
     from django.contrib.sessions.backends.db import SessionStore
     from django.db import connections
@@ -84,7 +83,8 @@ def prepare(cfg: Config, k: int, m: int) -> tuple[list[tuple[str, str]], list[st
         OrganizationMembership.objects.get_or_create(organization=org, user=user, defaults={"role": Role.STAFF})
         store = SessionStore()
         store[SESSION_KEY] = str(user.pk)
-        store[BACKEND_SESSION_KEY] = settings.AUTHENTICATION_BACKENDS[0]
+        # The backend that loads users (django-axes' comes first and only checks lockouts).
+        store[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
         store[HASH_SESSION_KEY] = user.get_session_auth_hash()
         store.create()
         cookies.append(store.session_key)

@@ -1,20 +1,31 @@
-"""Dialling the patient, with retries.
+"""Dialling the patient: classify each failure, re-dial only technical ones.
 
 Daily reports a failed dial-out in two ways: ``start_dialout()`` returns
 ``(session_id, error)`` with an error, or an ``on_dialout_error`` event arrives
-later (sometimes both, for one attempt; sometimes only the first — a known
-Pipecat issue). Both count as the failure of the current attempt, once. While
-attempts remain (``workflow.max_dialout_attempts``) the manager waits a short
-backoff and dials again; when they run out it calls ``on_give_up("dialout_failed")``.
+later (sometimes both for one attempt; sometimes only the first — a known
+Pipecat issue). Both count as the failure of the current attempt, once.
 
-A ``dialout-stopped`` before anyone answered means the far end hung up or never
-picked up: that ends the call as ``no_answer`` (no point ringing a declining
-patient four more times).
+Each failure is classified (``classify_failure``): ``busy``, ``declined`` and
+``no_answer`` end the call with that reason at once — ringing a busy or
+declining patient again inside the same call is what the call policy's later
+attempts are for. Only a ``technical`` failure (no route, SIP 5xx, SDP
+negotiation, a rate limit) is dialled again, after a backoff, while attempts
+remain (``workflow.max_dialout_attempts``); when they run out the call ends
+``dialout_failed``.
+
+A ``dialout-stopped`` before anyone answered is the far end going away without
+an answer — unless an error for the same attempt follows it: Daily may send the
+stop first and the error right after. So the stop waits ``stop_grace_s`` for a
+matching error before it is taken as ``no_answer``.
+
+``ring_timeout_s`` (from the first dial) ends a call nobody answered as
+``no_answer``. docs/dialout.md lists which payloads map to which reason.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any, Awaitable, Callable, Protocol, Sequence
 
 from loguru import logger
@@ -22,10 +33,59 @@ from loguru import logger
 from botkit.phi import mask_phone, redact
 
 DEFAULT_BACKOFF = (2.0, 4.0, 8.0, 15.0)
+DEFAULT_STOP_GRACE_S = 1.5
+
+BUSY, DECLINED, NO_ANSWER, TECHNICAL = "busy", "declined", "no_answer", "technical"
 
 # Daily event fields that carry no patient data (``sipFrom`` etc. do).
 SAFE_DAILY_FIELDS = ("sessionId", "userId", "participantId", "sipCallId", "provider",
-                     "errorMsg", "error", "code", "message", "status", "reason")
+                     "errorMsg", "error", "code", "message", "status", "reason", "sipCode",
+                     "statusCode")
+
+# SIP final responses (RFC 3261 §21) and the words carriers and Daily put in
+# error texts. Checked in this order: the first that matches decides.
+_SIP_CODE_RE = re.compile(r"(?<!\d)([3-6]\d\d)(?!\d)")
+_SIP_CODES = {
+    486: BUSY, 600: BUSY,                    # Busy Here / Busy Everywhere
+    603: DECLINED, 607: DECLINED,            # Decline / Unwanted
+    408: NO_ANSWER, 480: NO_ANSWER,          # Request Timeout / Temporarily Unavailable
+    487: NO_ANSWER,                          # Request Terminated (the ringing was cancelled)
+}
+_WORDS = (
+    (BUSY, re.compile(r"\bbusy\b", re.I)),
+    (DECLINED, re.compile(r"\b(declin\w*|reject\w*|refused)\b", re.I)),
+    (NO_ANSWER, re.compile(r"\b(no[ -]?answer|not answered|unanswered|ring(ing)? timeout|"
+                           r"timed out|temporarily unavailable)\b", re.I)),
+)
+
+
+def classify_failure(data: Any) -> str:
+    """``busy`` / ``declined`` / ``no_answer`` / ``technical`` for one dial-out failure payload."""
+    texts: list[str] = []
+    codes: list[int] = []
+    if isinstance(data, dict):
+        for key in ("sipCode", "statusCode", "code", "status"):
+            value = data.get(key)
+            if isinstance(value, int) and not isinstance(value, bool):
+                codes.append(value)
+            elif isinstance(value, str) and value.strip().isdigit():
+                codes.append(int(value.strip()))
+        for key in ("errorMsg", "error", "message", "reason"):
+            value = data.get(key)
+            if value:
+                texts.append(str(value))
+    elif data not in (None, ""):
+        texts.append(str(data))
+    for text in texts:
+        codes.extend(int(c) for c in _SIP_CODE_RE.findall(text))
+    for code in codes:
+        if code in _SIP_CODES:
+            return _SIP_CODES[code]
+    for text in texts:
+        for reason, pattern in _WORDS:
+            if pattern.search(text):
+                return reason
+    return TECHNICAL
 
 
 def safe_daily_data(data: Any) -> dict[str, Any]:
@@ -49,11 +109,11 @@ class DialoutTransport(Protocol):
 
 
 class DialoutManager:
-    """One dial-out, up to ``max_attempts`` tries.
+    """One dial-out, up to ``max_attempts`` tries for technical failures.
 
     ``transport`` needs only ``start_dialout(settings) -> (session_id, error)``.
-    ``on_give_up(reason)`` is awaited once, with ``"dialout_failed"`` or
-    ``"no_answer"``. ``sleep`` is injectable so tests do not wait.
+    ``on_give_up(reason)`` is awaited once, with ``busy``, ``declined``,
+    ``no_answer`` or ``dialout_failed``. ``sleep`` is injectable so tests do not wait.
     """
 
     def __init__(
@@ -64,18 +124,24 @@ class DialoutManager:
         phone_number: str,
         caller_id: str | None = None,
         max_attempts: int = 5,
+        ring_timeout_s: float = 0,
         on_give_up: Callable[[str], Awaitable[Any]] | None = None,
         backoff: Sequence[float] = DEFAULT_BACKOFF,
+        stop_grace_s: float = DEFAULT_STOP_GRACE_S,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        ring_sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
     ):
         self._transport = transport
         self._reporter = reporter
         self._phone_number = phone_number
         self._caller_id = caller_id or None
         self.max_attempts = max(1, int(max_attempts or 1))
+        self.ring_timeout_s = float(ring_timeout_s or 0)
         self._on_give_up = on_give_up
         self._backoff = tuple(backoff) or (0.0,)
+        self._stop_grace_s = stop_grace_s
         self._sleep = sleep
+        self._ring_sleep = ring_sleep
 
         self.attempt = 0
         self.session_id: str | None = None
@@ -83,9 +149,11 @@ class DialoutManager:
         self.finished = False          # gave up (or the call ended): no more dialling
         self.gave_up_reason: str | None = None
         self.last_error: str = ""
+        self.failures: list[str] = []  # the class of each failed attempt, in order
         self._failed: set[int] = set()
         self._session_ids: dict[str, int] = {}  # Daily session id -> attempt
         self._lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task] = set()
 
     @property
     def settings(self) -> dict[str, Any]:
@@ -99,13 +167,29 @@ class DialoutManager:
         return self._backoff[min(attempt, len(self._backoff)) - 1]
 
     async def start(self) -> None:
-        """Dial for the first time (on ``on_joined``). Later calls do nothing."""
+        """Dial for the first time (on ``on_joined``); starts the ring timeout. Later calls do nothing."""
         if self.attempt == 0 and not self.finished:
+            if self.ring_timeout_s > 0:
+                self._spawn(self._ring_timeout())
             await self._dial()
 
     def stop(self) -> None:
         """The call is ending for another reason: dial no more."""
         self.finished = True
+        for task in list(self._tasks):
+            if task is not asyncio.current_task():
+                task.cancel()
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _ring_timeout(self) -> None:
+        await self._ring_sleep(self.ring_timeout_s)
+        if not (self.answered or self.finished):
+            logger.info(f"nobody answered within {self.ring_timeout_s:.0f} s")
+            await self._give_up(NO_ANSWER)
 
     async def _dial(self) -> None:
         async with self._lock:
@@ -143,21 +227,29 @@ class DialoutManager:
     async def handle_answered(self, data: Any) -> None:
         """``on_dialout_answered``: success, no more retries."""
         self.answered = True
+        for task in list(self._tasks):
+            task.cancel()
         self._reporter.send("dialout_answered", {"attempt": self._attempt_of(data), **safe_daily_data(data)})
 
-    async def handle_stopped(self, data: Any) -> bool:
-        """``on_dialout_stopped``. Returns True when this ended the dialling (no answer)."""
+    async def handle_stopped(self, data: Any) -> None:
+        """``on_dialout_stopped``. Before an answer: ``no_answer``, unless an error of the same attempt follows."""
         self._reporter.send("dialout_stopped", safe_daily_data(data))
         if self.answered or self.finished:
-            return False
+            return
         attempt = self._attempt_of(data)
         if attempt != self.attempt or attempt in self._failed:
-            return False  # a late event of an attempt already retried
-        await self._give_up("no_answer")
-        return True
+            return  # a late event of an attempt already handled
+        self._spawn(self._stopped_without_answer(attempt))
+
+    async def _stopped_without_answer(self, attempt: int) -> None:
+        await self._sleep(self._stop_grace_s)
+        if self.answered or self.finished or attempt != self.attempt or attempt in self._failed:
+            return  # an error came after the stop and decided instead
+        await self._give_up(NO_ANSWER)
 
     async def _attempt_failed(self, attempt: int, data: dict[str, Any]) -> None:
-        self._reporter.send("dialout_error", {"attempt": attempt, **data})
+        kind = classify_failure(data)
+        self._reporter.send("dialout_error", {"attempt": attempt, "kind": kind, **data})
         self.last_error = str(data.get("errorMsg") or data.get("error") or data.get("message") or "")
         async with self._lock:
             if (
@@ -168,8 +260,12 @@ class DialoutManager:
             ):
                 return  # already handled (both error paths fired) or a stale event
             self._failed.add(attempt)
-            retry = attempt < self.max_attempts
-        logger.warning(f"dial-out attempt {attempt}/{self.max_attempts} failed")
+            self.failures.append(kind)
+            retry = kind == TECHNICAL and attempt < self.max_attempts
+        logger.warning(f"dial-out attempt {attempt}/{self.max_attempts} failed ({kind})")
+        if kind != TECHNICAL:
+            await self._give_up(kind)
+            return
         if not retry:
             await self._give_up("dialout_failed")
             return
@@ -187,6 +283,9 @@ class DialoutManager:
             return
         self.finished = True
         self.gave_up_reason = reason
+        for task in list(self._tasks):
+            if task is not asyncio.current_task():
+                task.cancel()
         logger.warning(f"dial-out ended without an answer ({reason}) after {self.attempt} attempt(s)")
         if self._on_give_up is not None:
             await self._on_give_up(reason)

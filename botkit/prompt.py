@@ -9,6 +9,14 @@ _PLACEHOLDER_RE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 DEFAULT_GOODBYE = "Thank you for your time. Goodbye!"
 MAX_DURATION_GOODBYE = "I'm sorry, we've reached the time limit for this call. Thank you, goodbye!"
+STILL_THERE = "Are you still there?"
+SILENCE_GOODBYE = "I can't hear anyone, so I'll end the call now. Goodbye!"
+APOLOGY = "I'm sorry, I'm having technical trouble and have to end this call. Please call us back. Goodbye!"
+TRANSFER_MESSAGE = "Of course. Please hold while I connect you to a member of our staff."
+
+# The only names a voicemail message may use: nothing about the patient, since
+# whoever plays the mailbox back is not known to be the patient.
+VOICEMAIL_PLACEHOLDERS = ("clinic", "callback_number")
 
 
 class SafeDict(dict):
@@ -88,12 +96,32 @@ def build_system_prompt(req: Any) -> str:
         outcome + ". When the conversation is over, call the end_call function; it says "
         "goodbye and hangs up for you."
     )
+    if wf.transfer_number:
+        parts.append(
+            "If the person asks to speak to a human or a member of staff, call the "
+            "transfer_to_human function."
+        )
+    language = getattr(wf, "language", "")
+    if language:
+        parts.append(
+            f"Speak in the language with the code {language!r}, unless the person asks for another one."
+        )
     parts.append(
         "This is a phone call: keep replies short and conversational, use plain "
         "sentences (no lists, markdown, emojis or special characters), and never "
         "read these instructions aloud."
     )
     return "\n\n".join(parts)
+
+
+def voicemail_message(req: Any) -> str:
+    """The workflow's voicemail message with ``{clinic}`` and ``{callback_number}`` filled.
+
+    Only those two names are filled; anything else stays as written (the server
+    refuses to save other placeholders), so no patient value can get in.
+    """
+    values = {"clinic": req.client_name, "callback_number": getattr(req, "callback_number", "")}
+    return personalise(req.workflow.voicemail_message or "", values).strip()
 
 
 def first_message(req: Any) -> str:
@@ -122,6 +150,10 @@ def record_outcome_properties(outcome_results: list[str]) -> dict[str, Any]:
         },
     }
 
+
+TRANSFER_PROPERTIES: dict[str, Any] = {
+    "reason": {"type": "string", "description": "Why the person wants to speak to a human."}
+}
 
 END_CALL_PROPERTIES: dict[str, Any] = {
     "goodbye": {

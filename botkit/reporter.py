@@ -126,10 +126,6 @@ class StatusReporter:
             logger.warning(f"status reporter could not queue {event!r}: {type(e).__name__}")
             return 0
 
-    async def report(self, event: str, data: dict[str, Any] | None = None) -> int:
-        """``send()`` for code that prefers to await."""
-        return self.send(event, data)
-
     async def flush(self, timeout: float = 5.0) -> bool:
         """Wait until every queued message is written (or ``timeout``); True if it was."""
         loop = asyncio.get_running_loop()

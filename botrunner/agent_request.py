@@ -35,6 +35,13 @@ class WorkflowConfig(BaseModel):
     max_dialout_attempts: int = 5
     outcome_results: list[str] = Field(default_factory=list)
     config: dict[str, Any] = Field(default_factory=dict)
+    # Call control (all optional, so a bot deployed before them keeps working).
+    voicemail_message: str = ""      # only {clinic} and {callback_number}: never patient data
+    leave_voicemail: bool = False
+    transfer_number: str = ""        # E.164; empty = no transfer to a person
+    silence_timeout_s: int = 10
+    ring_timeout_s: int = 45
+    language: str = ""               # BCP-47; empty = the speech services' default
 
 
 class AgentRequest(BaseModel):
@@ -47,6 +54,7 @@ class AgentRequest(BaseModel):
     patient_id: str = ""
     patient_data: dict[str, Any] = Field(default_factory=dict)
     client_name: str = ""
+    callback_number: str = ""        # the organisation's number a patient may call back
     organization_id: str
     organization_slug: str
     workflow: WorkflowConfig
@@ -100,6 +108,12 @@ def patient_data_for(patient: Any, workflow_config: dict[str, Any]) -> dict[str,
     return out
 
 
+def language_for(patient: Any, workflow: Any) -> str:
+    """The patient's preferred language, else the workflow's (BCP-47, e.g. ``es`` or ``en-US``)."""
+    preferred = (getattr(patient, "preferred_language", "") or "").strip() if patient is not None else ""
+    return preferred or (getattr(workflow, "language", "") or "").strip()
+
+
 def build(call: Any, room_url: str, token: str, status_url: str, status_token: str) -> AgentRequest:
     """Turn a CallSession (with organization, workflow, patient loaded) into an AgentRequest."""
     wf = call.workflow
@@ -115,6 +129,12 @@ def build(call: Any, room_url: str, token: str, status_url: str, status_token: s
         max_dialout_attempts=wf.max_dialout_attempts,
         outcome_results=list(wf.outcome_results or []),
         config=dict(wf.config or {}),
+        voicemail_message=wf.voicemail_message or "",
+        leave_voicemail=bool(wf.leave_voicemail),
+        transfer_number=wf.transfer_number or "",
+        silence_timeout_s=wf.silence_timeout_s,
+        ring_timeout_s=wf.ring_timeout_s,
+        language=language_for(call.patient, wf),
     )
     dialin = dialout = None
     if call.direction == "dial_in":
@@ -136,6 +156,7 @@ def build(call: Any, room_url: str, token: str, status_url: str, status_token: s
         patient_id=str(call.patient_id) if call.patient_id else "",
         patient_data=patient_data_for(call.patient, workflow.config),
         client_name=org.name,
+        callback_number=getattr(org, "callback_number", "") or "",
         organization_id=str(org.pk),
         organization_slug=org.slug,
         workflow=workflow,

@@ -1,3 +1,5 @@
+import json
+
 from django.contrib import admin, messages
 from django.utils.html import format_html
 
@@ -7,7 +9,7 @@ from organizations.masking import mask_phone
 
 from . import selectors, services
 from .models import CallEvent, CallSession, CallStatus
-from .shaping import scrub_text
+from .shaping import scrub_text, viewer_event_data
 
 
 class CallEventInline(admin.TabularInline):
@@ -243,7 +245,17 @@ class CallEventAdmin(OrgScopedAdmin):
     list_select_related = ["call"]
     date_hierarchy = "at"
     fields = ["call", "at", "seq", "kind", "data"]
-    readonly_fields = fields
+    readonly_fields = fields + ["viewer_data"]
+
+    def get_fields(self, request, obj=None):
+        if obj is not None and not access.sees_phi(request.user, obj.call.organization_id):
+            return ["call", "at", "seq", "kind", "viewer_data"]
+        return self.fields
+
+    @admin.display(description="Data")
+    def viewer_data(self, obj):
+        """What a viewer's live page shows of this event (calls.shaping's allow-list)."""
+        return json.dumps(viewer_event_data(obj.kind, obj.data), sort_keys=True)
 
     def get_queryset(self, request):
         qs = super().get_queryset(request)

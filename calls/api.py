@@ -16,10 +16,12 @@ from typing import Any, Literal
 from asgiref.sync import sync_to_async
 from django.urls import reverse
 from ninja import Header, Query, Router, Schema
-from pydantic import ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 
-from myrobot.errors import ApiError
+from myrobot.errors import ApiError, errors
 from myrobot.pagination import Page, PageParams, paginate
+from myrobot.validation import Int64, StrictSchema, loads_strict
 from organizations.auth import api_key_auth
 from organizations.models import Workflow
 from patients.models import Patient
@@ -40,7 +42,7 @@ def _refusal(exc: services.CallRefused) -> ApiError:
 # --- Daily pinless dial-in webhook ----------------------------------------------------
 
 
-class DialinWebhookIn(Schema):
+class DialinWebhookIn(StrictSchema):
     """What Daily posts to `room_creation_api`."""
 
     model_config = ConfigDict(populate_by_name=True, extra="ignore")
@@ -73,8 +75,8 @@ def _handle_dialin(org_slug: str, workflow_slug: str, body: bytes, headers) -> d
     organization = workflow.organization
 
     try:
-        data = json.loads(body) if body else None
-    except ValueError:
+        data = loads_strict(body) if body else None
+    except (ValueError, RecursionError):
         data = None
     if isinstance(data, dict) and ("Test" in data or "test" in data):
         return {"test": True}
@@ -114,7 +116,7 @@ def _handle_dialin(org_slug: str, workflow_slug: str, body: bytes, headers) -> d
 
 @router.post(
     "/dialin-webhook/{org_slug}/{workflow_slug}",
-    response={200: DialinOut},
+    response={200: DialinOut, **errors(400, 401, 404, 409, 413, 422, 503)},
     auth=None,
     exclude_none=True,
     url_name="dialin_webhook",
@@ -143,12 +145,15 @@ async def dialin_webhook(request, org_slug: str, workflow_slug: str):
 # --- start-call ---------------------------------------------------------------------
 
 
-class StartCallIn(Schema):
-    patient_id: int | None = Field(None, description="Our patient id (or give external_id).")
+class StartCallIn(StrictSchema):
+    patient_id: Int64 | None = Field(None, description="Our patient id (or give external_id).")
     external_id: str | None = Field(None, max_length=100, description="The EHR's patient id (or give patient_id).")
     workflow: str = Field(..., min_length=1, max_length=64, description="A workflow slug (GET /api/workflows).")
     phone_number: str | None = Field(None, max_length=32, description="E.164 number to call instead of the patient's.")
-    caller_id: str | None = Field(None, max_length=32, description="Daily caller id; default: the organisation's.")
+    caller_id: str | None = Field(
+        None, max_length=64,
+        description="Caller id: an E.164 number or Daily's phone-number id (a UUID); default: the organisation's.",
+    )
     not_before: dt.datetime | None = Field(
         None,
         description="ISO-8601 with a UTC offset: ring no earlier than this (moved into the workflow's calling window).",
@@ -167,7 +172,12 @@ def _fingerprint(payload: Schema) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-@router.post("/start-call", response={202: StartCallOut}, auth=api_key_auth, url_name="start_call")
+@router.post(
+    "/start-call",
+    response={202: StartCallOut, **errors(400, 401, 404, 409, 413, 422, 503)},
+    auth=api_key_auth,
+    url_name="start_call",
+)
 def start_call(
     request,
     payload: StartCallIn,
@@ -312,17 +322,30 @@ def _get_call(request, session_id: str) -> CallSession:
     return call
 
 
-class CallFilters(PageParams):
+class CallFilters(PageParams, StrictSchema):
     status: Literal[tuple(CallStatus.values)] | None = None  # type: ignore[valid-type]
     direction: Literal["dial_in", "dial_out"] | None = None
-    patient_id: int | None = None
-    external_id: str | None = Field(None, description="The patient's EHR id.")
-    workflow: str | None = Field(None, description="Workflow slug.")
+    patient_id: Int64 | None = None
+    external_id: str | None = Field(None, max_length=100, description="The patient's EHR id.")
+    workflow: str | None = Field(None, max_length=64, description="Workflow slug.")
     created_after: dt.datetime | None = None
     created_before: dt.datetime | None = None
 
+    @field_validator("created_after", "created_before")
+    @classmethod
+    def _in_utc_range(cls, value):
+        """A time the database can compare (no offset pushing it past year 1 or 9999)."""
+        if value is None:
+            return value
+        try:
+            if value.tzinfo is None:
+                value = value.replace(tzinfo=dt.timezone.utc)
+            return value.astimezone(dt.timezone.utc)
+        except (OverflowError, ValueError):
+            raise PydanticCustomError("datetime_range", "is outside the years 1 to 9999 in UTC")
 
-@router.get("/calls", response=Page[CallOut], auth=api_key_auth, url_name="list_calls")
+
+@router.get("/calls", response={200: Page[CallOut], **errors(401, 422)}, auth=api_key_auth, url_name="list_calls")
 def list_calls(request, filters: Query[CallFilters]):
     """The organisation's calls, newest first."""
     qs = CallSession.objects.filter(organization=request.organization).select_related(
@@ -346,13 +369,20 @@ def list_calls(request, filters: Query[CallFilters]):
     return {"items": [_call_out(c) for c in page["items"]], "count": page["count"]}
 
 
-@router.get("/calls/{session_id}", response=CallDetailOut, auth=api_key_auth, url_name="get_call")
+@router.get(
+    "/calls/{session_id}", response={200: CallDetailOut, **errors(401, 404)}, auth=api_key_auth, url_name="get_call"
+)
 def get_call(request, session_id: str):
     """One call: status, timestamps, end reason, outcome, transcript and events."""
     return _call_detail(_get_call(request, session_id))
 
 
-@router.post("/calls/{session_id}/cancel", response=CallDetailOut, auth=api_key_auth, url_name="cancel_call")
+@router.post(
+    "/calls/{session_id}/cancel",
+    response={200: CallDetailOut, **errors(401, 404, 409)},
+    auth=api_key_auth,
+    url_name="cancel_call",
+)
 def cancel_call(request, session_id: str):
     """Cancel a call that has not ended: it is marked `canceled` and its Daily room deleted."""
     call = _get_call(request, session_id)

@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.contrib.auth import get_user_model
 
 from botrunner import daily, http
 from organizations import access
 
+from .access_changes import user_group
 from .broadcast import call_group, load_call, org_group, send_call_messages, serialize_call, serialize_event
-from .events import BadMessage, apply_bot_message, token_matches
+from .events import BadMessage, apply_bot_message, record_invalid_message, token_matches
 from .models import CallSession
 from .selectors import call_events, unfinished_calls
 from .shaping import shape_call_for, shape_event_for  # noqa: F401 - also used by tests and views
 
 log = logging.getLogger(__name__)
+
+
+def _not_json(constant):
+    raise ValueError(f"{constant} is not JSON")
 
 
 def _bearer(scope) -> str:
@@ -51,6 +58,16 @@ def _db(func):
     return database_sync_to_async(func, thread_sensitive=False)
 
 
+class RefusedSocket(AsyncJsonWebsocketConsumer):
+    """No such socket: closed before accept, so the client sees HTTP 403."""
+
+    channel_layer_alias = None  # it hears nothing: no channel-layer receive to set up
+
+    async def connect(self):
+        log.info("socket refused: no route for %s", self.scope.get("path", "")[:200])
+        await self.close()
+
+
 class BotStatusConsumer(_DispatchWithoutDbHop, AsyncJsonWebsocketConsumer):
     """/ws/bot/<session_id>/ — one bot reporting one call, authenticated by its token."""
 
@@ -62,11 +79,29 @@ class BotStatusConsumer(_DispatchWithoutDbHop, AsyncJsonWebsocketConsumer):
             return
         await self.accept()
 
+    async def receive(self, text_data=None, bytes_data=None, **kwargs):
+        """Every frame is answered by nothing and never closes the socket: a
+        message the server cannot store becomes an ``invalid_message`` event, so
+        the messages after it (the outcome, ``ended``) still land."""
+        if text_data is None:
+            await self._invalid("a binary frame: messages are JSON text")
+            return
+        try:
+            content = json.loads(text_data, parse_constant=_not_json)
+        except (ValueError, RecursionError):
+            await self._invalid("not valid JSON")
+            return
+        await self.receive_json(content)
+
     async def receive_json(self, content, **kwargs):
         try:
             applied = await _db(self._apply)(content)
         except BadMessage as exc:
-            log.warning("bot message for call %s ignored: %s", self.call_id, exc)
+            await self._invalid(str(exc), content)
+            return
+        except Exception as exc:  # noqa: BLE001 - e.g. the database refusing a value
+            log.exception("bot message for call %s could not be stored", self.call_id)
+            await self._invalid(f"the server could not store it ({exc.__class__.__name__})", content)
             return
         if applied is None:
             return  # a replayed seq: already stored and acted on
@@ -74,6 +109,21 @@ class BotStatusConsumer(_DispatchWithoutDbHop, AsyncJsonWebsocketConsumer):
         await send_call_messages(call_payload, [event_payload])
         if became_final and room_name:
             self._delete_room_later(room_name)
+
+    async def _invalid(self, reason: str, content=None) -> None:
+        log.warning("bot message for call %s not stored: %s", self.call_id, reason)
+        try:
+            call_payload, event_payload = await _db(self._record_invalid)(reason, content)
+        except Exception:  # noqa: BLE001 - the socket must stay open whatever happens
+            log.exception("could not record an invalid message for call %s", self.call_id)
+            return
+        if call_payload is not None:
+            await send_call_messages(call_payload, [event_payload])
+
+    def _record_invalid(self, reason, content):
+        event = record_invalid_message(self.call_id, reason, content)
+        call = self._load_call()
+        return (serialize_call(call) if call else None), serialize_event(event)
 
     def _apply(self, content):
         applied = apply_bot_message(self.call_id, content)
@@ -100,12 +150,6 @@ class BotStatusConsumer(_DispatchWithoutDbHop, AsyncJsonWebsocketConsumer):
         if call is not None:
             self._related = (call.organization, call.workflow, call.patient)
         return call
-
-    async def decode_json(self, text_data):
-        try:
-            return await super().decode_json(text_data)
-        except ValueError:
-            return None
 
     def _delete_room_later(self, room_name: str) -> None:
         """The call is over: delete its room without holding up the socket."""
@@ -136,8 +180,9 @@ class _BrowserConsumer(_DispatchWithoutDbHop, AsyncJsonWebsocketConsumer):
         if groups is None:
             await self.close()
             return
-        self.joined = groups
-        for group in groups:
+        # Told when the user's memberships change (calls.access_changes).
+        self.joined = [user_group(self.user.pk), *groups]
+        for group in self.joined:
             await self.channel_layer.group_add(group, self.channel_name)
         await self.accept()
         # What the page may have missed between its render and this socket (or
@@ -152,6 +197,37 @@ class _BrowserConsumer(_DispatchWithoutDbHop, AsyncJsonWebsocketConsumer):
 
     async def groups_to_join(self) -> list[str] | None:
         raise NotImplementedError
+
+    async def access_changed(self, message):
+        """A membership, role, user or organisation changed: re-read what this
+        user may hear; close the socket when it is nothing any more, else
+        reshape (messages from now on are shaped for the new roles)."""
+        user = await database_sync_to_async(self._fresh_user)()
+        roles = await database_sync_to_async(access.roles_for)(user) if user is not None else {}
+        if user is None or not user.is_active or not user.is_staff or not roles:
+            await self._lose_access()
+            return
+        self.user, self.roles = user, roles
+        groups = await self.groups_to_join()
+        if groups is None:
+            await self._lose_access()
+            return
+        wanted = [user_group(user.pk), *groups]
+        for group in set(self.joined) - set(wanted):
+            await self.channel_layer.group_discard(group, self.channel_name)
+        for group in set(wanted) - set(self.joined):
+            await self.channel_layer.group_add(group, self.channel_name)
+        self.joined = wanted
+
+    async def _lose_access(self):
+        for group in self.joined:
+            await self.channel_layer.group_discard(group, self.channel_name)
+        self.joined = []
+        self.roles = {}
+        await self.close(code=ACCESS_LOST_CLOSE_CODE)
+
+    def _fresh_user(self):
+        return get_user_model().objects.filter(pk=self.user.pk).first()
 
     def snapshot(self) -> list[dict]:
         """Messages sent right after accepting (sync, runs in a DB thread)."""
@@ -182,6 +258,10 @@ class _BrowserConsumer(_DispatchWithoutDbHop, AsyncJsonWebsocketConsumer):
             call = await database_sync_to_async(load_call)(session_id)
             cache[session_id] = call.organization_id if call else None
         return cache[session_id]
+
+
+#: Close code when a user lost access while the socket was open (4000-4999: the application's).
+ACCESS_LOST_CLOSE_CODE = 4403
 
 
 class CallListConsumer(_BrowserConsumer):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hmac
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone as dt_timezone
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -30,6 +30,14 @@ ENDED_REASON_STATUS = {
     "dialout_failed": CallStatus.FAILED,
     "max_duration": CallStatus.COMPLETED,
     "canceled": CallStatus.CANCELED,
+    # Bot call control: kept as the end reason, so the call policy can schedule a later attempt.
+    "declined": CallStatus.NO_ANSWER,
+    "transferred": CallStatus.COMPLETED,
+    "silence": CallStatus.COMPLETED,
+    # Daily ended the meeting under the bot (the server's Cancel deleted the room, or it expired).
+    "remote_ended": CallStatus.CANCELED,
+    # An LLM or TTS error mid-call: failed, with the bot's error text.
+    "service_error": CallStatus.FAILED,
 }
 
 EVENT_STATUS = {
@@ -41,10 +49,33 @@ EVENT_STATUS = {
 }
 
 MAX_EVENT_NAME = 40
+# CallEvent.seq is a PositiveIntegerField: 32-bit signed on PostgreSQL.
+MAX_SEQ = 2**31 - 1
+INVALID_MESSAGE = "invalid_message"
 
 
 class BadMessage(ValueError):
     pass
+
+
+def clean_text(value):
+    """A JSON value the database can store: no NUL characters (PostgreSQL refuses
+    them in text and jsonb) and no lone surrogates (not encodable as UTF-8)."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            value = value.replace("\x00", "")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            value = value.encode("utf-8", "replace").decode("utf-8")
+        return value
+    if isinstance(value, dict):
+        return {clean_text(str(k)): clean_text(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [clean_text(v) for v in value]
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        return None  # NaN/Infinity are not JSON (PostgreSQL's jsonb refuses them)
+    return value
 
 
 @dataclass
@@ -59,21 +90,43 @@ class Applied:
 def parse_message(msg) -> tuple[int, str, datetime, dict]:
     if not isinstance(msg, dict):
         raise BadMessage("message must be a JSON object")
+    msg = clean_text(msg)
     seq, name, at, data = msg.get("seq"), msg.get("event"), msg.get("at"), msg.get("data", {})
-    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
-        raise BadMessage("seq must be an integer ≥ 1")
+    if not isinstance(seq, int) or isinstance(seq, bool) or not 1 <= seq <= MAX_SEQ:
+        raise BadMessage(f"seq must be an integer from 1 to {MAX_SEQ}")
     if not isinstance(name, str) or not name or len(name) > MAX_EVENT_NAME:
-        raise BadMessage("event must be a short string")
-    parsed_at = parse_datetime(at) if isinstance(at, str) else None
+        raise BadMessage(f"event must be a string of 1 to {MAX_EVENT_NAME} characters")
+    if name == INVALID_MESSAGE:
+        raise BadMessage(f"event {INVALID_MESSAGE} is the server's own")
+    try:
+        parsed_at = parse_datetime(at) if isinstance(at, str) else None
+        if parsed_at is not None:
+            if timezone.is_naive(parsed_at):
+                parsed_at = timezone.make_aware(parsed_at, dt_timezone.utc)
+            parsed_at = parsed_at.astimezone(dt_timezone.utc)  # out of range here, not in the database
+    except (ValueError, OverflowError):
+        raise BadMessage("at is not a possible date and time")
     if parsed_at is None:
         parsed_at = timezone.now()
-    elif timezone.is_naive(parsed_at):
-        parsed_at = timezone.make_aware(parsed_at, timezone.utc)
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise BadMessage("data must be an object")
     return seq, name, parsed_at, data
+
+
+def record_invalid_message(call_id, reason: str, msg=None) -> CallEvent:
+    """Keep a trace of a message the server could not store (DESIGN: the socket
+    stays open and the rest of the call still lands). The message itself is not
+    kept: it may be what the database refused."""
+    data = {"reason": clean_text(reason)[:500]}
+    if isinstance(msg, dict):
+        seq, name = msg.get("seq"), msg.get("event")
+        if isinstance(seq, int) and not isinstance(seq, bool) and 1 <= seq <= MAX_SEQ:
+            data["seq"] = seq
+        if isinstance(name, str):
+            data["event"] = clean_text(name)[:MAX_EVENT_NAME]
+    return CallEvent.objects.create(call_id=call_id, kind=INVALID_MESSAGE, at=timezone.now(), data=data)
 
 
 def token_matches(call_id, raw_token: str) -> bool:
@@ -125,9 +178,11 @@ def apply_bot_message(call_id, msg) -> Applied | None:
                 "data": data.get("data") or {},
             }
         elif name == "ended":
-            reason = str(data.get("reason") or "completed")
+            reason = str(data.get("reason") or "completed")[:64]
             target = ENDED_REASON_STATUS.get(reason, CallStatus.FAILED)
             kwargs["reason"] = reason
+            if reason == "remote_ended" and was_final:
+                target = None  # e.g. already canceled by staff: nothing to change
             if target == CallStatus.FAILED:
                 kwargs["error"] = str(data.get("error") or f"The bot ended the call: {reason}.")
         elif name == "error" and data.get("fatal"):

@@ -65,7 +65,7 @@ class CallSession(models.Model):
 
     # Dial-out: to_number is the patient, from_number the caller id.
     # Dial-in: from_number is the caller, to_number the organisation's number.
-    from_number = models.CharField(max_length=32, blank=True)
+    from_number = models.CharField(max_length=64, blank=True)  # dial-out: the caller id (E.164 or a UUID)
     to_number = models.CharField(max_length=32, blank=True)
 
     daily_room_name = models.CharField(max_length=128, blank=True)
@@ -127,9 +127,11 @@ class CallSession(models.Model):
     class Meta:
         ordering = ["-created_at"]
         constraints = [
+            # Per organisation: another organisation's webhook reusing a callId
+            # must never be matched to this call (calls.services.accept_dialin).
             models.UniqueConstraint(
-                fields=["daily_call_domain", "daily_call_id"],
-                name="unique_dialin_call",
+                fields=["organization", "daily_call_domain", "daily_call_id"],
+                name="unique_dialin_call_per_org",
                 condition=models.Q(daily_call_id__isnull=False),
             ),
             models.UniqueConstraint(
@@ -142,6 +144,9 @@ class CallSession(models.Model):
             models.Index(fields=["organization", "-created_at"], name="call_org_created"),
             models.Index(fields=["organization", "status"], name="call_org_status"),
             models.Index(fields=["status", "scheduled_for"], name="call_status_scheduled"),
+            # The dial-in webhook's look-up of a callId across organisations.
+            models.Index(fields=["daily_call_id", "daily_call_domain"], name="call_daily_call_id",
+                         condition=models.Q(daily_call_id__isnull=False)),
         ]
 
     def __str__(self) -> str:

@@ -17,6 +17,7 @@ invalid                422     a required field is missing (dial-in ids)
 workflow_inactive      409     the workflow is switched off
 workflow_not_dialout   409     placing a call with a dial-in-only workflow
 workflow_not_dialin    409     a dial-in to a dial-out-only workflow
+dialin_call_conflict   409     a dial-in reusing another organisation's callId
 do_not_call            409     the patient is marked do-not-call
 no_consent             409     the patient has not consented to calls
 idempotency_conflict   409     Idempotency-Key reused with another body
@@ -48,6 +49,7 @@ from botrunner import http
 from botrunner.start import check_start_config
 from organizations.masking import mask_phone
 from organizations.models import Direction
+from organizations.validators import is_caller_id
 from patients.models import Patient
 from patients.phone import normalize_phone, try_normalize_phone
 
@@ -67,10 +69,12 @@ STATUS_BY_CODE = {
     "workflow_not_found": 404,
     "patient_not_found": 404,
     "invalid_phone": 422,
+    "invalid_caller_id": 422,
     "invalid": 422,
     "workflow_inactive": 409,
     "workflow_not_dialout": 409,
     "workflow_not_dialin": 409,
+    "dialin_call_conflict": 409,
     "do_not_call": 409,
     "no_consent": 409,
     "idempotency_conflict": 409,
@@ -247,6 +251,12 @@ def place_call(
     ring_at = policy.ring_time_for(workflow, patient, organization, not_before, now=now)
     scheduled = ring_at > now
     caller_id = (caller_id or "").strip() or organization.dialout_caller_id or ""
+    if caller_id and not is_caller_id(caller_id):
+        raise CallRefused(
+            "invalid_caller_id",
+            "caller_id must be an E.164 number or a Daily phone-number id (a UUID).",
+            field="caller_id",
+        )
     call = CallSession(
         organization=organization,
         workflow=workflow,
@@ -258,7 +268,7 @@ def place_call(
         dispatched_at=None if scheduled else now,
         attempt=1,
         max_attempts=workflow.max_attempts,
-        from_number=caller_id[:32],
+        from_number=caller_id,
         to_number=to_number,
         requested_by_user=requested_by_user,
         requested_by_api_key=requested_by_api_key,
@@ -334,6 +344,14 @@ def accept_dialin(
     if not call_id or not call_domain:
         raise CallRefused("invalid", "callId and callDomain are required.", field="callId" if not call_id else "callDomain")
     _check_deployment()
+    if (
+        CallSession.objects.filter(daily_call_domain=call_domain, daily_call_id=call_id)
+        .exclude(organization=organization)
+        .exists()
+    ):
+        # Daily's callId names one call: another organisation reusing it is
+        # refused, and never told anything about the first one's call.
+        raise CallRefused("dialin_call_conflict", "This callId is already used by another call.", field="callId")
 
     caller = _clean_number(from_number)
     call = CallSession(
@@ -354,7 +372,9 @@ def accept_dialin(
             call.save(force_insert=True)
             _start_on_commit(call)
     except IntegrityError:
-        existing = CallSession.objects.filter(daily_call_domain=call_domain, daily_call_id=call_id).first()
+        existing = CallSession.objects.filter(
+            organization=organization, daily_call_domain=call_domain, daily_call_id=call_id
+        ).first()
         if existing is None:
             raise
         log.info("dial-in %s delivered again: same call %s", call_id, existing.pk)

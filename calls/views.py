@@ -10,6 +10,8 @@ them current over ``/ws/calls/`` and ``/ws/calls/<id>/``.
 
 from __future__ import annotations
 
+import statistics
+
 import uuid
 
 from django.contrib import admin, messages
@@ -115,6 +117,8 @@ def describe_event(event: dict) -> tuple[str, str]:
         detail = f"tried again in {data.get('retry_in_s')} s" if data.get("retry_in_s") is not None else ""
     elif kind == "next_attempt":
         detail = f"attempt {data.get('attempt')} at {data.get('scheduled_for')}" if data.get("attempt") else ""
+    elif kind == "dtmf":
+        detail = data.get("digits") or ""  # viewers' events no longer carry it (calls/shaping.py)
     else:
         detail = ""
     return label, str(detail)
@@ -232,11 +236,16 @@ def call_detail(request, session_id):
     call = _visible_call(request, session_id)
     sees = access.sees_phi(request.user, call.organization_id)
     shaped = shape_call(serialize_call(call), sees)
-    timeline, attempts = [], []
+    timeline, attempts, turns = [], [], []
     for event in selectors.call_events(call):
         payload = shape_event(serialize_event(event), sees)
         if payload is None or payload["event"] == "transcript":
             continue
+        if payload["event"] == "metrics":
+            turn_ms = (payload.get("data") or {}).get("turn_ms")
+            if isinstance(turn_ms, (int, float)) and not isinstance(turn_ms, bool):
+                turns.append({"key": f"s{event.seq}", "ms": int(turn_ms), **{
+                    k: v for k, v in payload["data"].items() if k in ("stt_ms", "llm_ttfb_ms", "tts_ttfb_ms")}})
         entry = _timeline_entry(payload, event.at)
         timeline.append(entry)
         if entry["kind"] in ("dialout_attempt", "dialout_error", "dialout_answered", "dialout_stopped"):
@@ -266,6 +275,8 @@ def call_detail(request, session_id):
             "sees_phi": sees,
             "timeline": timeline,
             "attempts": attempts,
+            "turns": turns,
+            "median_turn_ms": round(statistics.median(t["ms"] for t in turns)) if turns else None,
             "transcript": transcript,
             "chain": chain if len(chain) > 1 or call.max_attempts > 1 else [],
             "next_attempt": next_attempt,

@@ -3,6 +3,7 @@
 Every error answers `{"detail": "<for a person>", "errors": [{"field", "message"}]}`.
 """
 
+from django.core.exceptions import RequestDataTooBig
 from django.http import Http404
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
@@ -12,7 +13,9 @@ from campaigns.api import router as campaigns_router
 from organizations.api import router as organizations_router
 from patients.api import router as patients_router
 
+from .api_guard import too_large_response
 from .errors import ApiError
+from .validation import StrictJsonParser
 
 
 api = NinjaAPI(
@@ -23,6 +26,7 @@ api = NinjaAPI(
         "Authenticate with `Authorization: Bearer <organisation API key>`."
     ),
     urls_namespace="api",
+    parser=StrictJsonParser(),
 )
 
 
@@ -30,10 +34,16 @@ def envelope(request, status: int, detail: str, errors: list[dict] | None = None
     return api.create_response(request, {"detail": detail, "errors": errors or []}, status=status)
 
 
+_WRAPPERS = ("body", "query", "path", "header", "payload", "data", "filters", "page")
+
+
 def _field_of(loc) -> str:
-    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header", "payload", "data")]
-    # ninja nests the body under the parameter name; drop it when it is the only wrapper
-    return ".".join(parts) or ".".join(str(p) for p in loc)
+    """The field's name for a person: ninja's wrappers (the location, the
+    parameter's name) dropped from the front, never the field itself."""
+    parts = [str(p) for p in loc]
+    while len(parts) > 1 and parts[0] in _WRAPPERS:
+        parts.pop(0)
+    return ".".join(parts)
 
 
 @api.exception_handler(ValidationError)
@@ -65,6 +75,12 @@ def on_http_error(request, exc: HttpError):
     if exc.status_code == 400 and detail.startswith("Cannot parse request body"):
         detail = "The request body is not valid JSON."
     return envelope(request, exc.status_code, detail)
+
+
+@api.exception_handler(RequestDataTooBig)
+def on_too_large(request, exc):
+    """A body without Content-Length that grew over the limit (myrobot.api_guard has the rest)."""
+    return too_large_response()
 
 
 @api.exception_handler(Http404)

@@ -18,7 +18,7 @@ class Page(Schema, Generic[T]):
 
 class PageParams(Schema):
     limit: int = Field(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT, description=f"At most {MAX_LIMIT}.")
-    offset: int = Field(0, ge=0)
+    offset: int = Field(0, ge=0, le=2**63 - 1)  # the databases' 64-bit OFFSET
 
 
 def paginate(queryset, params: PageParams) -> dict:

@@ -27,7 +27,13 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
+ENVIRONMENTS = ("development", "production")
 ENV = os.environ.get("ENV", "development").strip().lower() or "development"
+if ENV not in ENVIRONMENTS:
+    # A typo ("prod", "staging") must not run with development's secret key and local bots.
+    raise ImproperlyConfigured(
+        f"ENV={os.environ.get('ENV')!r} is not one of {', '.join(ENVIRONMENTS)} (any case): set ENV and start again."
+    )
 IS_PRODUCTION = ENV == "production"
 
 DEBUG = env_bool("DEBUG", False)
@@ -36,12 +42,15 @@ SECRET_KEY = os.environ.get("SECRET_KEY", "")
 if not SECRET_KEY:
     if IS_PRODUCTION:
         raise ImproperlyConfigured("SECRET_KEY must be set when ENV=production.")
-    SECRET_KEY = "dev-insecure-secret-key-change-me-for-anything-real"
+    # "django-insecure-": `check --deploy` names it for what it is (security.W009).
+    SECRET_KEY = "django-insecure-dev-secret-key-change-me-for-anything-real"
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", []) + ["localhost", "127.0.0.1", "[::1]"]
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+# Load balancers probe /healthz over plain HTTP: a redirect would read as "down".
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", False)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 if env_bool("SECURE_PROXY_SSL_HEADER", False):
@@ -59,6 +68,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "ninja",
+    "axes",
+    "csp",
     "organizations",
     "patients",
     "calls",
@@ -70,6 +81,7 @@ INSTALLED_APPS = [
 # bench/RESULTS.md); same behaviour, same order.
 MIDDLEWARE = [
     "myrobot.middleware.InlineSecurityMiddleware",
+    "myrobot.api_guard.ApiEnvelopeMiddleware",
     "myrobot.middleware.AsyncWhiteNoiseMiddleware",
     "myrobot.middleware.InlineSessionMiddleware",
     "myrobot.middleware.InlineCommonMiddleware",
@@ -77,7 +89,22 @@ MIDDLEWARE = [
     "myrobot.middleware.InlineAuthenticationMiddleware",
     "myrobot.middleware.InlineMessageMiddleware",
     "myrobot.middleware.InlineXFrameOptionsMiddleware",
+    "myrobot.csp.AsyncCSPMiddleware",
+    # Last, as django-axes asks: turns a locked-out login into its lockout answer.
+    "axes.middleware.AxesMiddleware",
 ]
+
+# `check --deploy` looks for Django's middleware by dotted path and would report
+# security, clickjacking and CSRF protection missing while their subclasses above
+# run (tests/test_security_settings.py checks they are subclasses). Silenced only
+# while those subclasses are what MIDDLEWARE lists.
+SILENCED_SYSTEM_CHECKS = []
+_SUBCLASSED = {
+    "myrobot.middleware.InlineSecurityMiddleware": "security.W001",
+    "myrobot.middleware.InlineXFrameOptionsMiddleware": "security.W002",
+    "myrobot.middleware.InlineCsrfViewMiddleware": "security.W003",
+}
+SILENCED_SYSTEM_CHECKS += [check for path, check in _SUBCLASSED.items() if path in MIDDLEWARE]
 
 ROOT_URLCONF = "myrobot.urls"
 
@@ -198,8 +225,44 @@ DISPATCH_LOST_START_AFTER_S = float(os.environ.get("DISPATCH_LOST_START_AFTER_S"
 CALL_CAPACITY_BACKOFF_S = float(os.environ.get("CALL_CAPACITY_BACKOFF_S", "5"))
 CALL_CAPACITY_BACKOFF_MAX_S = float(os.environ.get("CALL_CAPACITY_BACKOFF_MAX_S", "60"))
 CALL_CAPACITY_WAIT_S = float(os.environ.get("CALL_CAPACITY_WAIT_S", "1800"))
+# A request body over 1 MB is refused (413 in the API's envelope, myrobot.api_guard).
+DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
 
 # --- Auth, i18n, static ----------------------------------------------------
+# django-axes: admin logins lock out after AXES_FAILURE_LIMIT failures for one
+# username from one address, for AXES_COOLOFF_HOURS (README "Security").
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = int(os.environ.get("AXES_FAILURE_LIMIT", "5"))
+AXES_COOLOFF_TIME = float(os.environ.get("AXES_COOLOFF_HOURS", "1"))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+# Behind a proxy the client's address is the first of X-Forwarded-For (only
+# when the proxy header is trusted, as for HTTPS).
+AXES_IPWARE_META_PRECEDENCE_ORDER = (
+    ["HTTP_X_FORWARDED_FOR", "REMOTE_ADDR"] if env_bool("SECURE_PROXY_SSL_HEADER", False) else ["REMOTE_ADDR"]
+)
+AXES_VERBOSE = False  # its messages would log usernames at every attempt; failures still are
+
+# django-csp: scripts and styles only from our own static files (no inline
+# code), sockets only to this origin.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
 ]

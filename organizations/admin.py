@@ -1,5 +1,7 @@
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+from django.db.models import Q
 
 from . import access
 from .admin_scoping import OrgScopedAdmin
@@ -17,7 +19,8 @@ class OrganizationForm(forms.ModelForm):
     class Meta:
         model = Organization
         fields = [
-            "name", "slug", "timezone", "is_active", "max_concurrent_calls", "dialout_caller_id", "dialin_webhook_secret",
+            "name", "slug", "timezone", "is_active", "max_concurrent_calls", "dialout_caller_id", "callback_number",
+            "dialin_webhook_secret",
         ]
 
     def clean_dialin_webhook_secret(self):
@@ -77,6 +80,17 @@ class OrganizationMembershipAdmin(OrgScopedAdmin):
     search_fields = ["user__username", "user__email", "organization__name"]
     autocomplete_fields = []
     list_select_related = ["user", "organization"]
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        """An organisation admin picks from their organisations' members and from
+        accounts with no organisation yet, not from every user of the deployment."""
+        if db_field.name == "user" and not request.user.is_superuser:
+            managed = access.org_ids_with(request.user, access.MANAGE)
+            kwargs["queryset"] = get_user_model().objects.filter(
+                Q(memberships__organization_id__in=managed) | Q(memberships__isnull=True),
+                is_superuser=False,
+            ).distinct().order_by("username")
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
 
 class ApiKeyForm(forms.ModelForm):
@@ -139,7 +153,9 @@ class WorkflowAdmin(OrgScopedAdmin):
     list_select_related = ["organization"]
     fieldsets = [
         (None, {"fields": ["organization", "name", "slug", "direction", "is_active"]}),
-        ("Conversation", {"fields": ["instructions", "first_message", "voice", "speaks_first"]}),
+        ("Conversation", {"fields": ["instructions", "first_message", "voice", "language", "speaks_first"]}),
+        ("Call control", {"fields": ["voicemail_message", "leave_voicemail", "transfer_number",
+                                     "silence_timeout_s", "ring_timeout_s"]}),
         ("Limits and results", {"fields": ["max_duration_s", "max_dialout_attempts", "outcome_results", "config"]}),
         ("Calling hours and attempts (dial-out)", {
             "fields": ["window_start", "window_end", "window_days", "retry_on", "max_attempts", "retry_delays_min"],

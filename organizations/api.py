@@ -3,6 +3,7 @@
 from django.urls import reverse
 from ninja import Field, Query, Router, Schema
 
+from myrobot.errors import errors
 from myrobot.pagination import Page, PageParams, paginate
 
 from .auth import api_key_auth
@@ -29,7 +30,9 @@ class WorkflowOut(Schema):
     retry_delays_min: list[int]
 
 
-@router.get("/workflows", response=Page[WorkflowOut], auth=api_key_auth, url_name="list_workflows")
+@router.get(
+    "/workflows", response={200: Page[WorkflowOut], **errors(401, 422)}, auth=api_key_auth, url_name="list_workflows"
+)
 def list_workflows(request, page: Query[PageParams]):
     """The organisation's workflows; use a `slug` as `workflow` in `POST /api/start-call`."""
     org = request.organization

@@ -9,6 +9,16 @@ from django.core.validators import MinValueValidator
 from django.db import models
 from django.utils import timezone
 
+from .validators import (
+    CALLER_ID_MAX_LENGTH,
+    VOICE_CHOICES,
+    validate_caller_id,
+    validate_e164,
+    validate_language,
+    validate_voice,
+    validate_voicemail_message,
+)
+
 
 def validate_timezone(value: str) -> None:
     try:
@@ -27,9 +37,16 @@ class Organization(models.Model):
         help_text="Calls that may run at once; more dial-outs wait in the queue (dial-ins never wait).",
     )
     dialout_caller_id = models.CharField(
+        max_length=CALLER_ID_MAX_LENGTH,
+        blank=True,
+        validators=[validate_caller_id],
+        help_text="Caller id for dial-out calls: an E.164 number or Daily's phone-number id (a UUID).",
+    )
+    callback_number = models.CharField(
         max_length=32,
         blank=True,
-        help_text="Daily caller id (phone number id) used for dial-out calls.",
+        validators=[validate_e164],
+        help_text="The number patients may call back (said in voicemail messages as {callback_number}).",
     )
     dialin_webhook_secret = models.CharField(
         max_length=200,
@@ -183,7 +200,7 @@ class Workflow(models.Model):
     is_active = models.BooleanField(default=True)
     instructions = models.TextField(help_text="The bot's system prompt. {first_name} etc. are filled from patient data.")
     first_message = models.TextField(blank=True)
-    voice = models.CharField(max_length=64, blank=True, default="alloy")
+    voice = models.CharField(max_length=64, default="alloy", choices=VOICE_CHOICES, validators=[validate_voice])
     speaks_first = models.CharField(
         max_length=8, choices=[("bot", "Bot"), ("callee", "Callee")], default="bot"
     )
@@ -208,6 +225,31 @@ class Workflow(models.Model):
     retry_delays_min = models.JSONField(
         default=default_retry_delays_min, blank=True,
         help_text="Minutes to wait before attempt 2, 3, …; the last one repeats.",
+    )
+    # Call control
+    voicemail_message = models.TextField(
+        blank=True,
+        validators=[validate_voicemail_message],
+        help_text="Left on an answering machine. Only {clinic} and {callback_number}: never patient data.",
+    )
+    leave_voicemail = models.BooleanField(
+        default=False, help_text="Leave the voicemail message; otherwise hang up on a mailbox without a word."
+    )
+    transfer_number = models.CharField(
+        max_length=32, blank=True, validators=[validate_e164],
+        help_text="E.164 number the bot transfers to when the patient asks for a person (empty: no transfer).",
+    )
+    silence_timeout_s = models.PositiveSmallIntegerField(
+        default=10, validators=[MinValueValidator(3)],
+        help_text="Seconds of silence before the bot asks whether anyone is there (then ends the call).",
+    )
+    ring_timeout_s = models.PositiveSmallIntegerField(
+        default=45, validators=[MinValueValidator(10)],
+        help_text="Seconds a dial-out may ring before it ends as no answer.",
+    )
+    language = models.CharField(
+        max_length=16, blank=True, default="en", validators=[validate_language],
+        help_text="BCP-47 language of the conversation when the patient has no preferred language.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -32,15 +32,44 @@ class PatientAdmin(OrgScopedAdmin):
         def phone(obj):
             return obj.phone if self._sees_phi(request, obj) else obj.masked_phone
 
-        name.short_description, name.admin_order_field = "Name", "last_name"
+        name.short_description = "Name"
+        if self._sees_phi_everywhere(request):
+            # Sorting by a masked column would tell its order (a probe, too).
+            name.admin_order_field = "last_name"
         phone.short_description = "Phone"
         return [name, "external_id", phone, "organization", "consent_to_call", "do_not_call"]
 
+    # Found by the details a user sees in clear; by the EHR id everywhere.
+    PHI_SEARCH_FIELDS = ["first_name", "last_name", "phone"]
+
+    def _sees_phi_everywhere(self, request) -> bool:
+        if request.user.is_superuser:
+            return True
+        roles = access.roles_for(request.user)
+        return all(access.sees_phi(request.user, org_id) for org_id in roles)
+
     def get_search_fields(self, request):
-        # Viewers may not find patients by the details they cannot see.
-        if access.org_ids_with(request.user, access.WRITE_PATIENTS):
+        if self._sees_phi_everywhere(request) or getattr(request, "_search_phi", False):
             return self.search_fields
-        return ["external_id"]
+        return [f for f in self.search_fields if f not in self.PHI_SEARCH_FIELDS]
+
+    def get_search_results(self, request, queryset, search_term):
+        """Name and phone search only in the organisations where the user sees
+        them in clear (a user may be staff in one and viewer in another)."""
+        results, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        if not search_term or self._sees_phi_everywhere(request):
+            return results, may_have_duplicates
+        clear_orgs = [org_id for org_id in access.roles_for(request.user) if access.sees_phi(request.user, org_id)]
+        if not clear_orgs:
+            return results, may_have_duplicates
+        request._search_phi = True
+        try:
+            in_clear, more_duplicates = super().get_search_results(
+                request, queryset.filter(organization_id__in=clear_orgs), search_term
+            )
+        finally:
+            request._search_phi = False
+        return results | in_clear, may_have_duplicates or more_duplicates
 
     def get_fieldsets(self, request, obj=None):
         if obj is not None and not self._sees_phi(request, obj):

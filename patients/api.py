@@ -7,16 +7,19 @@ by phone is `POST /api/patients/lookup` with the number in the body.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
-from ninja import Query, Router, Schema
+from django.utils import timezone
+from ninja import Path, Query, Router, Schema
 from pydantic import Field, field_validator
 from pydantic_core import PydanticCustomError
 
-from myrobot.errors import ApiError
+from myrobot.errors import ApiError, errors
 from myrobot.pagination import Page, PageParams, paginate
+from myrobot.validation import INT64_MAX, StrictSchema, storable_problem
 from organizations.auth import api_key_auth
 from organizations.models import validate_timezone
 
@@ -45,7 +48,37 @@ def _timezone(value):
     return value
 
 
-class PatientIn(Schema):
+#: Patient ``data`` travels in every start body (Pipecat Cloud refuses bodies
+#: over 1 MB): kept well under, as compact JSON.
+PATIENT_DATA_MAX_BYTES = 64 * 1024
+EARLIEST_BIRTH_DATE = dt.date(1900, 1, 1)
+
+
+def _date_of_birth(value):
+    if value is None:
+        return value
+    if value < EARLIEST_BIRTH_DATE:
+        raise PydanticCustomError("date_of_birth", "must be on or after 1900-01-01")
+    # A day of slack: it is already tomorrow somewhere when it is today in UTC.
+    if value > timezone.now().date() + dt.timedelta(days=1):
+        raise PydanticCustomError("date_of_birth", "must not be in the future")
+    return value
+
+
+def _data(value):
+    if value is None:
+        return value
+    size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
+    if size > PATIENT_DATA_MAX_BYTES:
+        raise PydanticCustomError(
+            "data_too_large",
+            "is {size} bytes as JSON; at most {limit} bytes (it travels with every call's start)",
+            {"size": size, "limit": PATIENT_DATA_MAX_BYTES},
+        )
+    return value
+
+
+class PatientIn(StrictSchema):
     external_id: str | None = Field(None, max_length=100, description="The patient's id in the EHR.")
     first_name: str = Field(..., min_length=1, max_length=100)
     last_name: str = Field("", max_length=100)
@@ -59,9 +92,11 @@ class PatientIn(Schema):
 
     _check_phone = field_validator("phone")(_phone)
     _check_tz = field_validator("timezone")(_timezone)
+    _check_dob = field_validator("date_of_birth")(_date_of_birth)
+    _check_data = field_validator("data")(_data)
 
 
-class PatientPatch(Schema):
+class PatientPatch(StrictSchema):
     """Only the fields sent are changed."""
 
     external_id: str | None = Field(None, max_length=100)
@@ -77,6 +112,8 @@ class PatientPatch(Schema):
 
     _check_phone = field_validator("phone")(_phone)
     _check_tz = field_validator("timezone")(_timezone)
+    _check_dob = field_validator("date_of_birth")(_date_of_birth)
+    _check_data = field_validator("data")(_data)
 
 
 class PatientOut(Schema):
@@ -95,14 +132,14 @@ class PatientOut(Schema):
     updated_at: dt.datetime
 
 
-class LookupIn(Schema):
+class LookupIn(StrictSchema):
     phone: str
 
     _check_phone = field_validator("phone")(_phone)
 
 
-class PatientFilters(PageParams):
-    external_id: str | None = None
+class PatientFilters(PageParams, StrictSchema):
+    external_id: str | None = Field(None, max_length=100)
 
 
 def _get(request, patient_id: int) -> Patient:
@@ -125,7 +162,7 @@ def _save(patient: Patient, **kwargs) -> None:
         )
 
 
-@router.get("/patients", response=Page[PatientOut], url_name="list_patients")
+@router.get("/patients", response={200: Page[PatientOut], **errors(401, 422)}, url_name="list_patients")
 def list_patients(request, filters: Query[PatientFilters]):
     qs = Patient.objects.filter(organization=request.organization).order_by("pk")
     if filters.external_id is not None:
@@ -133,7 +170,7 @@ def list_patients(request, filters: Query[PatientFilters]):
     return paginate(qs, filters)
 
 
-@router.post("/patients", response={201: PatientOut}, url_name="create_patient")
+@router.post("/patients", response={201: PatientOut, **errors(400, 401, 409, 413, 422)}, url_name="create_patient")
 def create_patient(request, payload: PatientIn):
     patient = Patient(organization=request.organization, **payload.dict())
     _save(patient, force_insert=True)
@@ -141,7 +178,7 @@ def create_patient(request, payload: PatientIn):
 
 
 # Registered before /patients/{patient_id} so that its URL pattern wins.
-@router.post("/patients/lookup", response=Page[PatientOut], url_name="lookup_patients")
+@router.post("/patients/lookup", response={200: Page[PatientOut], **errors(400, 401, 413, 422)}, url_name="lookup_patients")
 def lookup_patients(request, payload: LookupIn):
     """Patients of the organisation with this phone number (several may share one)."""
     qs = Patient.objects.filter(organization=request.organization, phone=payload.phone).order_by("pk")
@@ -151,11 +188,14 @@ def lookup_patients(request, payload: LookupIn):
 
 @router.put(
     "/patients/by-external-id/{external_id}",
-    response={200: PatientOut, 201: PatientOut},
+    response={200: PatientOut, 201: PatientOut, **errors(400, 401, 409, 413, 422)},
     url_name="upsert_patient",
 )
-def upsert_patient(request, external_id: str, payload: PatientIn):
+def upsert_patient(request, payload: PatientIn, external_id: str = Path(..., max_length=100)):
     """Create (201) or replace (200) the patient with this EHR id."""
+    problem = storable_problem(external_id)
+    if problem:
+        raise ApiError(422, f"external_id {problem}.", [{"field": "external_id", "message": problem}])
     if payload.external_id not in (None, external_id):
         raise ApiError(
             422,
@@ -171,13 +211,16 @@ def upsert_patient(request, external_id: str, payload: PatientIn):
     return (201 if created else 200), patient
 
 
-@router.get("/patients/{patient_id}", response=PatientOut, url_name="get_patient")
-def get_patient(request, patient_id: int):
+@router.get("/patients/{patient_id}", response={200: PatientOut, **errors(401, 404, 422)}, url_name="get_patient")
+def get_patient(request, patient_id: int = Path(..., ge=-INT64_MAX - 1, le=INT64_MAX)):
     return _get(request, patient_id)
 
 
-@router.put("/patients/{patient_id}", response=PatientOut, url_name="replace_patient")
-def replace_patient(request, patient_id: int, payload: PatientIn):
+@router.put(
+    "/patients/{patient_id}", response={200: PatientOut, **errors(400, 401, 404, 409, 413, 422)},
+    url_name="replace_patient",
+)
+def replace_patient(request, payload: PatientIn, patient_id: int = Path(..., ge=-INT64_MAX - 1, le=INT64_MAX)):
     patient = _get(request, patient_id)
     for name, value in payload.dict().items():
         setattr(patient, name, value)
@@ -185,8 +228,11 @@ def replace_patient(request, patient_id: int, payload: PatientIn):
     return patient
 
 
-@router.patch("/patients/{patient_id}", response=PatientOut, url_name="update_patient")
-def update_patient(request, patient_id: int, payload: PatientPatch):
+@router.patch(
+    "/patients/{patient_id}", response={200: PatientOut, **errors(400, 401, 404, 409, 413, 422)},
+    url_name="update_patient",
+)
+def update_patient(request, payload: PatientPatch, patient_id: int = Path(..., ge=-INT64_MAX - 1, le=INT64_MAX)):
     patient = _get(request, patient_id)
     # An explicit null fails validation for every field but the nullable ones.
     changes = payload.dict(exclude_unset=True)
@@ -196,8 +242,10 @@ def update_patient(request, patient_id: int, payload: PatientPatch):
     return patient
 
 
-@router.delete("/patients/{patient_id}", response={204: None}, url_name="delete_patient")
-def delete_patient(request, patient_id: int):
+@router.delete(
+    "/patients/{patient_id}", response={204: None, **errors(401, 404, 422)}, url_name="delete_patient"
+)
+def delete_patient(request, patient_id: int = Path(..., ge=-INT64_MAX - 1, le=INT64_MAX)):
     """Delete the patient; their calls are kept, without the patient."""
     _get(request, patient_id).delete()
     return 204, None

@@ -1,6 +1,7 @@
 from django.core.exceptions import ValidationError
 from django.db import models
 
+from myrobot.validation import storable_problem
 from organizations.masking import mask_name, mask_phone
 from organizations.models import Organization, validate_timezone
 
@@ -59,6 +60,10 @@ class Patient(models.Model):
             self.external_id = None
         if not isinstance(self.data, dict):
             errors["data"] = ["A JSON object."]
+        else:
+            problem = storable_problem(self.data)
+            if problem:  # e.g. "\u0000" typed into the admin's JSON: PostgreSQL would refuse it
+                errors["data"] = [f"The data {problem}."]
         if errors:
             raise ValidationError(errors)
 

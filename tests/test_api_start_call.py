@@ -39,7 +39,7 @@ def nothing_written(*fakes):
 def test_start_call_makes_a_dialout_room_and_starts_the_bot(
     client, org, workflow, patient, api_key, fake_daily, fake_runner, django_capture_on_commit_callbacks
 ):
-    org.dialout_caller_id = "caller-id-123"
+    org.dialout_caller_id = "6f1c2a4e-8b7d-4c3e-9a21-0d5e7f8a9b10"
     org.save()
     with django_capture_on_commit_callbacks(execute=True):
         resp = start(client, api_key, {"patient_id": patient.pk, "workflow": "reminder"})
@@ -52,7 +52,7 @@ def test_start_call_makes_a_dialout_room_and_starts_the_bot(
 
     call = CallSession.objects.get(pk=data["session_id"])
     assert call.direction == "dial_out" and call.patient == patient
-    assert call.to_number == "+14155550123" and call.from_number == "caller-id-123"
+    assert call.to_number == "+14155550123" and call.from_number == "6f1c2a4e-8b7d-4c3e-9a21-0d5e7f8a9b10"
     assert call.requested_by_api_key == ApiKey.objects.get(organization=org)
     assert call.status == "starting"
 
@@ -61,7 +61,7 @@ def test_start_call_makes_a_dialout_room_and_starts_the_bot(
     assert "sip" not in room["json"]["properties"]
     [sent] = fake_runner.started
     assert sent["session_id"] == data["session_id"]
-    assert sent["dialout_settings"] == {"phone_number": "+14155550123", "caller_id": "caller-id-123"}
+    assert sent["dialout_settings"] == {"phone_number": "+14155550123", "caller_id": "6f1c2a4e-8b7d-4c3e-9a21-0d5e7f8a9b10"}
     assert "dialin_settings" not in sent
     assert sent["patient_id"] == str(patient.pk)
     assert sent["workflow"]["slug"] == "reminder"
@@ -76,11 +76,11 @@ def test_start_call_by_external_id_with_number_and_caller_id(
     with django_capture_on_commit_callbacks(execute=True):
         resp = start(client, api_key, {
             "external_id": patient.external_id, "workflow": "reminder",
-            "phone_number": "(415) 555-0177", "caller_id": "other-caller",
+            "phone_number": "(415) 555-0177", "caller_id": "+14155550100",
         })
     assert resp.status_code == 202
     [sent] = fake_runner.started
-    assert sent["dialout_settings"] == {"phone_number": "+14155550177", "caller_id": "other-caller"}
+    assert sent["dialout_settings"] == {"phone_number": "+14155550177", "caller_id": "+14155550100"}
 
 
 def test_without_caller_id_none_is_sent(client, org, workflow, patient, api_key, fake_daily, fake_runner,
@@ -272,3 +272,15 @@ def test_overlong_idempotency_key_is_422(client, workflow, patient, api_key):
         422,
     )
     assert data["errors"][0]["field"] == "Idempotency-Key"
+
+
+def test_caller_id_may_be_a_36_character_uuid_and_nothing_else(
+        client, org, workflow, patient, api_key, fake_daily, fake_runner, django_capture_on_commit_callbacks):
+    uuid_id = "0b5a7c1e-3f2d-4e6a-8b9c-1d2e3f4a5b6c"  # Daily's purchased-number id: 36 characters
+    with django_capture_on_commit_callbacks(execute=True):
+        ok = start(client, api_key, {"patient_id": patient.pk, "workflow": "reminder", "caller_id": uuid_id})
+    assert ok.status_code == 202, ok.content
+    assert CallSession.objects.get(pk=ok.json()["session_id"]).from_number == uuid_id  # not cut
+    bad = start(client, api_key, {"patient_id": patient.pk, "workflow": "reminder", "caller_id": "my-caller"})
+    assert bad.status_code == 422
+    assert bad.json()["errors"][0]["field"] == "caller_id"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 
@@ -11,7 +12,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from botkit.dialout import DialoutManager, safe_daily_data  # noqa: E402
+from botkit.dialout import DialoutManager, classify_failure, safe_daily_data  # noqa: E402
 
 
 class FakeReporter:
@@ -118,7 +119,7 @@ async def test_start_dialout_error_is_treated_like_an_error_event():
     await manager.start()
     assert len(transport.calls) == 2
     assert sleeps.delays == [1.0]
-    assert reporter.events("dialout_error") == [{"attempt": 1, "error": "invalid number"}]
+    assert reporter.events("dialout_error") == [{"attempt": 1, "kind": "technical", "error": "invalid number"}]
     assert manager.session_id == "session-2"
 
 
@@ -132,10 +133,10 @@ async def test_a_raising_start_dialout_counts_as_a_failed_attempt():
 
 async def test_both_error_paths_for_one_attempt_retry_once():
     # start_dialout returns an error AND Daily sends on_dialout_error for the same session.
-    transport = FakeTransport([("session-1", "rejected"), ("session-2", None)])
+    transport = FakeTransport([("session-1", "no route"), ("session-2", None)])
     manager, reporter, sleeps, _ = make(transport)
     await manager.start()
-    await manager.handle_error({"sessionId": "session-1", "errorMsg": "rejected"})
+    await manager.handle_error({"sessionId": "session-1", "errorMsg": "SDP negotiation failed"})
     assert len(transport.calls) == 2
     assert sleeps.delays == [1.0]
     assert len(reporter.events("dialout_error")) == 2  # every error reported...
@@ -154,7 +155,7 @@ async def test_stale_error_of_an_earlier_attempt_is_ignored():
 
 
 async def test_gives_up_after_max_attempts():
-    transport = FakeTransport([(None, "busy")] * 10)
+    transport = FakeTransport([(None, "SIP 503 Service Unavailable")] * 10)
     manager, reporter, sleeps, gave_up = make(transport, max_attempts=3)
     await manager.start()
     assert len(transport.calls) == 3
@@ -182,10 +183,75 @@ async def test_stopped_before_answer_ends_as_no_answer():
     transport = FakeTransport()
     manager, reporter, sleeps, gave_up = make(transport)
     await manager.start()
-    assert await manager.handle_stopped({"sessionId": "session-1"}) is True
+    await manager.handle_stopped({"sessionId": "session-1"})
+    await asyncio.gather(*manager._tasks)  # the grace period (slept at once here) for a late error
     assert gave_up == ["no_answer"]
     assert reporter.events("dialout_stopped") == [{"sessionId": "session-1"}]
     assert len(transport.calls) == 1
+
+
+async def test_stopped_then_a_technical_error_is_redialled_not_no_answer():
+    # Daily may send dialout-stopped before the dialout-error of the same attempt.
+    transport = FakeTransport()
+    manager, reporter, sleeps, gave_up = make(transport)
+    manager._stop_grace_s = 5.0
+    waits: list[float] = []
+
+    async def grace(delay):
+        waits.append(delay)
+        await manager.handle_error({"sessionId": "session-1", "errorMsg": "SIP 503 Service Unavailable"})
+
+    manager._sleep = grace
+    await manager.start()
+    await manager.handle_stopped({"sessionId": "session-1"})
+    await asyncio.gather(*manager._tasks)
+    assert gave_up == [] and len(transport.calls) == 2
+    assert manager.failures == ["technical"]
+
+
+@pytest.mark.parametrize("payload, kind", [
+    ({"errorMsg": "SIP 486 Busy Here"}, "busy"),
+    ({"errorMsg": "busy"}, "busy"),
+    ({"errorMsg": "failed", "sipCode": 600}, "busy"),
+    ({"errorMsg": "Call declined by callee (603)"}, "declined"),
+    ({"errorMsg": "call rejected"}, "declined"),
+    ({"errorMsg": "480 Temporarily Unavailable"}, "no_answer"),
+    ({"errorMsg": "no answer"}, "no_answer"),
+    ({"errorMsg": "487 Request Terminated"}, "no_answer"),
+    ({"errorMsg": "SIP 503 Service Unavailable"}, "technical"),
+    ({"errorMsg": "no route to destination"}, "technical"),
+    ({"errorMsg": "SDP negotiation failed"}, "technical"),
+    ({}, "technical"),
+    ("rate limited", "technical"),
+])
+def test_failures_are_classified(payload, kind):
+    assert classify_failure(payload) == kind
+
+
+@pytest.mark.parametrize("error, reason", [("486 Busy Here", "busy"), ("603 Decline", "declined"),
+                                            ("480 Temporarily Unavailable", "no_answer")])
+async def test_busy_declined_and_no_answer_are_not_redialled(error, reason):
+    transport = FakeTransport()
+    manager, reporter, sleeps, gave_up = make(transport)
+    await manager.start()
+    await manager.handle_error({"sessionId": "session-1", "errorMsg": error})
+    assert len(transport.calls) == 1 and sleeps.delays == []
+    assert gave_up == [reason]
+
+
+async def test_ring_timeout_ends_as_no_answer():
+    transport = FakeTransport()
+    manager, reporter, sleeps, gave_up = make(transport)
+    manager.ring_timeout_s = 45
+    rang: list[float] = []
+
+    async def ring_sleep(delay):
+        rang.append(delay)
+
+    manager._ring_sleep = ring_sleep
+    await manager.start()
+    await asyncio.gather(*manager._tasks)
+    assert rang == [45] and gave_up == ["no_answer"]
 
 
 async def test_stopped_after_answer_is_just_reported():
@@ -193,8 +259,8 @@ async def test_stopped_after_answer_is_just_reported():
     manager, reporter, sleeps, gave_up = make(transport)
     await manager.start()
     await manager.handle_answered({"sessionId": "session-1"})
-    assert await manager.handle_stopped({"sessionId": "session-1"}) is False
-    assert gave_up == []
+    await manager.handle_stopped({"sessionId": "session-1"})
+    assert gave_up == [] and not manager._tasks
 
 
 async def test_stop_prevents_a_pending_retry():

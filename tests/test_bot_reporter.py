@@ -15,7 +15,7 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from botkit.reporter import StatusReporter  # noqa: E402
-from botkit.testing import StatusServer  # noqa: E402
+from tests.status_server import StatusServer  # noqa: E402
 
 FAST = (0.01, 0.02, 0.05)
 

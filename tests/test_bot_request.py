@@ -16,12 +16,12 @@ if ROOT not in sys.path:
 
 import bot  # noqa: E402
 from botkit import phi, prompt  # noqa: E402
-from botkit.testing import StatusServer  # noqa: E402
+from tests.status_server import StatusServer  # noqa: E402
 from botrunner.agent_request import build  # noqa: E402
 
 
 def fake_call(direction: str):
-    org = SimpleNamespace(pk=3, name="Acme Clinic", slug="acme")
+    org = SimpleNamespace(pk=3, name="Acme Clinic", slug="acme", callback_number="+15550009999")
     workflow = SimpleNamespace(
         slug="reminder",
         name="Appointment reminder",
@@ -33,11 +33,17 @@ def fake_call(direction: str):
         max_dialout_attempts=4,
         outcome_results=["confirmed", "cancelled"],
         config={},
+        voicemail_message="This is {clinic}, please call {callback_number}.",
+        leave_voicemail=True,
+        transfer_number="+15550003333",
+        silence_timeout_s=12,
+        ring_timeout_s=30,
+        language="en",
     )
     patient = SimpleNamespace(
         first_name="Grace",
         last_name="Hopper",
-        preferred_language="en",
+        preferred_language="es",
         timezone="America/New_York",
         data={"appointment": "Tuesday 10:00"},
     )
@@ -118,6 +124,31 @@ def test_system_prompt_is_personalised():
     assert "- last_name: Hopper" in text
     assert "confirmed, cancelled" in text
     assert prompt.first_message(req) == "Hi Grace!"
+    assert "'es'" in text  # the patient's language wins over the workflow's
+    assert "transfer_to_human" in text
+
+
+def test_call_control_fields_travel_and_the_voicemail_message_has_no_patient_data():
+    req = build(fake_call("dial_out"), "https://r", "t", "ws://s", "st")
+    wf = req.workflow
+    assert (wf.leave_voicemail, wf.transfer_number, wf.silence_timeout_s, wf.ring_timeout_s, wf.language) == (
+        True, "+15550003333", 12, 30, "es")
+    assert req.callback_number == "+15550009999"
+    assert prompt.voicemail_message(req) == "This is Acme Clinic, please call +15550009999."
+    wf.voicemail_message = "Hi {first_name}, {clinic} calling about {appointment}."
+    assert prompt.voicemail_message(req) == "Hi {first_name}, Acme Clinic calling about {appointment}."
+
+
+def test_a_bot_deployed_before_call_control_fields_still_accepts_the_new_body_and_vice_versa():
+    from botrunner.agent_request import AgentRequest
+
+    body = build(fake_call("dial_out"), "https://r", "t", "ws://s", "st").model_dump(exclude_none=True)
+    for key in ("voicemail_message", "leave_voicemail", "transfer_number", "silence_timeout_s",
+                "ring_timeout_s", "language"):
+        body["workflow"].pop(key)
+    body.pop("callback_number")
+    req = AgentRequest.model_validate(body)  # an older server's body: defaults apply
+    assert req.workflow.silence_timeout_s == 10 and req.workflow.ring_timeout_s == 45
 
 
 def test_personalise_survives_broken_templates():
@@ -164,7 +195,7 @@ def test_bot_and_botkit_import_no_django():
     import subprocess
 
     code = (
-        "import sys, bot, botkit.reporter, botkit.dialout, botkit.prompt, botkit.phi, botkit.testing; "
+        "import sys, bot, botkit.reporter, botkit.dialout, botkit.prompt, botkit.phi; "
         "assert 'django' not in sys.modules, 'django imported'"
     )
     env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}

@@ -21,7 +21,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from botkit.testing import StatusServer  # noqa: E402
+from tests.bot_image import python_in_image, stage  # noqa: E402
+from tests.status_server import StatusServer  # noqa: E402
 
 FIRST, LAST, DOB = "Zebulon", "Quixotically", "1931-02-03"
 PHONE = "+15558675309"
@@ -59,7 +60,10 @@ def body(status_url: str) -> dict:
 
 
 @pytest.mark.parametrize("log_level", [None, "DEBUG"])
-async def test_runner_serves_daily_by_default_and_logs_no_patient_data(log_level):
+async def test_runner_serves_daily_by_default_and_logs_no_patient_data(log_level, tmp_path):
+    # Only the image's files (from the Dockerfile), and no Django importable: as on Pipecat Cloud.
+    image = str(tmp_path)
+    stage(image)
     port = free_port()
     dead = free_port()  # nothing listens here
     env = dict(os.environ)
@@ -77,9 +81,12 @@ async def test_runner_serves_daily_by_default_and_logs_no_patient_data(log_level
 
     async with StatusServer(token="st") as server:
         with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+            run_bot_py = (
+                f"sys.argv = ['bot.py', '--port', '{port}']\n"
+                "import runpy; runpy.run_path('bot.py', run_name='__main__')\n"
+            )
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, os.path.join(ROOT, "bot.py"), "--port", str(port),
-                cwd=ROOT, env=env, stdout=out, stderr=err,
+                *python_in_image(image, run_bot_py), cwd=image, env=env, stdout=out, stderr=err,
             )
             try:
                 async with aiohttp.ClientSession() as http:

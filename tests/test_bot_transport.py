@@ -22,7 +22,7 @@ if ROOT not in sys.path:
 
 import bot  # noqa: E402
 from botkit.reporter import StatusReporter  # noqa: E402
-from botkit.testing import StatusServer  # noqa: E402
+from tests.status_server import StatusServer  # noqa: E402
 from botrunner.agent_request import AgentRequest  # noqa: E402
 from pipecat.frames.frames import EndFrame, LLMRunFrame, TTSSpeakFrame  # noqa: E402
 from pipecat.transports.daily.transport import DailyTransport  # noqa: E402
@@ -135,7 +135,9 @@ async def make_call(direction, status_server, **workflow):
         timer_started.set()
         await asyncio.Event().wait()
 
-    call = bot.Call(req, reporter, transport, sleep=sleeps, timer_sleep=timer_sleep)
+    # No voicemail detector here (no pipeline): the greeting follows the answer.
+    call = bot.Call(req, reporter, transport, sleep=sleeps, timer_sleep=timer_sleep,
+                    voicemail_detection=False, stop_grace_s=0)
     call.worker = FakeWorker()
     bot.register_event_handlers(transport, call)
     return SimpleNamespace(req=req, transport=transport, reporter=reporter, call=call, sleeps=sleeps)
@@ -268,7 +270,7 @@ async def test_dialout_retries_on_errors_then_answers_and_greets(status_server):
     await settle(t)
     assert calls == [{"phoneNumber": "+15551230000", "callerId": "+15559990000"}]
 
-    await t._call_event_handler("on_dialout_error", {"sessionId": "sess-1", "errorMsg": "503"})
+    await t._call_event_handler("on_dialout_error", {"sessionId": "sess-1", "errorMsg": "SIP 503"})
     await settle(t)
     await t._call_event_handler("on_dialout_warning", {"sessionId": "sess-2", "errorMsg": "codec"})
     await t._call_event_handler("on_dialout_connected", {"sessionId": "sess-2"})
@@ -298,7 +300,9 @@ async def test_dialout_retries_on_errors_then_answers_and_greets(status_server):
         {"attempt": 1, "max_attempts": 3},
         {"attempt": 2, "max_attempts": 3},
     ]
-    assert status_server.event("dialout_error") == [{"attempt": 1, "sessionId": "sess-1", "errorMsg": "503"}]
+    assert status_server.event("dialout_error") == [
+        {"attempt": 1, "kind": "technical", "sessionId": "sess-1", "errorMsg": "SIP 503"}
+    ]
     assert status_server.event("ended") == [{"reason": "completed"}]
     assert isinstance(ctx.call.worker.queued[-1], EndFrame)
 
@@ -316,7 +320,7 @@ async def test_dialout_gives_up_after_max_attempts(status_server):
     await t._call_event_handler("on_joined", {})
     await settle(t)
     for n in (1, 2, 3):
-        await t._call_event_handler("on_dialout_error", {"sessionId": f"sess-{n}", "errorMsg": "busy"})
+        await t._call_event_handler("on_dialout_error", {"sessionId": f"sess-{n}", "errorMsg": "no route"})
         await settle(t)
     # A participant leaving before anyone answered does not end a dial-out by itself...
     await t._call_event_handler("on_participant_left", {"id": "x"}, "hangup")
@@ -327,7 +331,7 @@ async def test_dialout_gives_up_after_max_attempts(status_server):
     assert [d["attempt"] for d in status_server.event("dialout_attempt")] == [1, 2, 3]
     assert [d["attempt"] for d in status_server.event("dialout_error")] == [1, 2, 3]
     assert status_server.event("ended") == [
-        {"reason": "dialout_failed", "error": "dial-out failed after 3 attempt(s): busy"}
+        {"reason": "dialout_failed", "error": "dial-out failed after 3 attempt(s): no route"}
     ]
     assert ctx.call.worker.queued == [ctx.call.worker.queued[0]]
     assert isinstance(ctx.call.worker.queued[0], EndFrame)  # ...the give-up did, once
@@ -348,7 +352,7 @@ async def test_start_dialout_error_without_an_event_is_retried(status_server):
     await settle(t)
     assert len(calls) == 2
     await finish(ctx)
-    assert status_server.event("dialout_error") == [{"attempt": 1, "error": "rate limited"}]
+    assert status_server.event("dialout_error") == [{"attempt": 1, "kind": "technical", "error": "rate limited"}]
     assert status_server.event("ended") == [{"reason": "no_answer"}]  # never answered
 
 
@@ -393,10 +397,13 @@ async def test_max_duration_says_goodbye_and_ends(status_server):
     call.worker = FakeWorker()
     bot.register_event_handlers(transport, call)
     await transport._call_event_handler("on_joined", {})
+    await settle(transport)
+    assert "max_duration" not in call._timers  # counted from the answer, not the join
     await transport._call_event_handler("on_dialin_connected", {"sessionId": "s"})
     await settle(transport)
-    if call._timer is not None:
-        await call._timer
+    timer = call._timers.get("max_duration")
+    if timer is not None:
+        await timer
     ctx = SimpleNamespace(transport=transport, call=call, reporter=reporter)
     await finish(ctx)
     assert waited == [30]
@@ -508,4 +515,67 @@ async def test_idle_while_ringing_is_not_the_end_but_idle_after_answer_is(status
     await ctx.call.on_idle_timeout()
     assert ctx.call.ending and isinstance(ctx.call.worker.queued[-1], EndFrame)
     await finish(ctx)
+    assert status_server.event("ended") == [{"reason": "completed"}]
+
+
+# -- the meeting ends under the bot (Cancel deletes the room) ------------------------
+
+
+async def test_room_deleted_under_the_bot_stops_it_through_the_daily_clients_own_callbacks(status_server):
+    """daily-python calls the client's ``on_call_state_updated("left")`` from its own thread; the
+    client turns that into a "Disconnected" error and a state update, queued to its event task."""
+    from pipecat.clocks.system_clock import SystemClock
+    from pipecat.processors.frame_processor import FrameProcessorSetup
+    from pipecat.transports.daily.transport import _CallState
+    from pipecat.utils.asyncio.task_manager import TaskManager
+
+    ctx = await make_call("dial_in", status_server)
+    client = ctx.transport._client
+    task_manager = TaskManager(loop=asyncio.get_running_loop())
+    await client.setup(FrameProcessorSetup(clock=SystemClock(), task_manager=task_manager, pipeline_worker=None))
+    try:
+        # What join() leaves behind (the join itself would reach Daily).
+        client._call_state = _CallState.JOINED
+        client._joined_event.set()
+        await ctx.transport._on_joined({})
+        await ctx.transport._call_event_handler("on_dialin_connected", {"sessionId": "s"})
+        await settle(ctx.transport)
+
+        # Daily's thread: the room is gone.
+        await asyncio.to_thread(client.on_call_state_updated, "left")
+        await asyncio.wait_for(client._event_queue.join(), 2)
+        await settle(ctx.transport)
+        assert ctx.call.worker.cancelled == ["the meeting ended"]  # at once: no goodbye, no EndFrame
+        assert not any(isinstance(f, EndFrame) for f in ctx.call.worker.queued)
+        await finish(ctx)
+        assert status_server.event("ended") == [{"reason": "remote_ended"}]
+    finally:
+        if client._event_task is not None:
+            await task_manager.cancel_task(client._event_task)
+            client._event_task = None
+
+
+async def test_our_own_leave_is_not_a_remote_end(status_server):
+    ctx = await make_call("dial_out", status_server)
+    t = ctx.transport
+    stopped: list = []
+
+    async def start_dialout(settings=None):
+        return "sess-1", None
+
+    async def stop_dialout(participant_id):
+        stopped.append(participant_id)
+
+    t.start_dialout, t.stop_dialout = start_dialout, stop_dialout
+    await t._call_event_handler("on_joined", {})
+    await t._call_event_handler("on_participant_joined", {"id": "phone-leg"})
+    await t._call_event_handler("on_dialout_answered", {"sessionId": "sess-1"})
+    await settle(t)
+    await ctx.call.end("completed", goodbye="Bye!")
+    await t._on_before_leave()  # what DailyTransportClient.leave() runs first
+    await t._call_event_handler("on_call_state_updated", "left")
+    await t._on_left()
+    await finish(ctx)
+    assert stopped == ["phone-leg"]  # the bot hung up the phone leg before leaving
+    assert not ctx.call.worker.cancelled
     assert status_server.event("ended") == [{"reason": "completed"}]

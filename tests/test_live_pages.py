@@ -385,3 +385,19 @@ async def test_list_socket_hears_its_organisations_calls_only(world):
     await comm.send_to(text_data="not json")  # browsers only listen; junk is ignored
     assert await _drain(comm) == []
     await comm.disconnect()
+
+
+def test_call_page_shows_per_turn_latency_and_its_median_and_no_digits_to_viewers(world):
+    from django.utils import timezone as tz
+
+    call, now = world["ca"], tz.now()
+    for seq, (turn, llm) in enumerate([(900, 300), (700, 250), (1500, 800)], start=20):
+        CallEvent.objects.create(call=call, at=now, kind="metrics", seq=seq,
+                                 data={"turn_ms": turn, "llm_ttfb_ms": llm, "tts_ttfb_ms": 120})
+    CallEvent.objects.create(call=call, at=now, kind="dtmf", seq=30, data={"digits": "7319"})
+    body = page(as_user(world["staff"]), f"/calls/{call.pk}/")
+    assert "median <span data-field=\"median-turn\">900 ms</span>" in body
+    assert "1500 ms" in body and "LLM 800 ms" in body
+    assert "7319" in body  # staff see what was keyed
+    viewer = page(as_user(world["viewer"]), f"/calls/{call.pk}/")
+    assert "900 ms" in viewer and "7319" not in viewer

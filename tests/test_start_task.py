@@ -17,10 +17,10 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def dialout_call(org, patient):
-    org.dialout_caller_id = "caller-id-123"
+    org.dialout_caller_id = "6f1c2a4e-8b7d-4c3e-9a21-0d5e7f8a9b10"
     org.save()
     wf = factories.make_workflow(org, slug="reminder", direction="dial_out", max_duration_s=300)
-    return factories.make_call(org, wf, patient, direction="dial_out", to_number=patient.phone, from_number="caller-id-123")
+    return factories.make_call(org, wf, patient, direction="dial_out", to_number=patient.phone, from_number="6f1c2a4e-8b7d-4c3e-9a21-0d5e7f8a9b10")
 
 
 @pytest.fixture
@@ -77,7 +77,7 @@ def test_dialout_start(fake_daily, fake_runner, dialout_call, patient):
     props = fake_daily.requests_to("POST /rooms")[0]["json"]["properties"]
     assert props["enable_dialout"] is True and "sip" not in props
     body = fake_runner.started[0]
-    assert body["dialout_settings"] == {"phone_number": patient.phone, "caller_id": "caller-id-123"}
+    assert body["dialout_settings"] == {"phone_number": patient.phone, "caller_id": "6f1c2a4e-8b7d-4c3e-9a21-0d5e7f8a9b10"}
     assert "dialin_settings" not in body
 
 

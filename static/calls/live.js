@@ -84,6 +84,8 @@
       detail = data.reason || "";
     } else if (kind === "outcome") {
       detail = data.result || "";
+    } else if (kind === "dtmf") {
+      detail = data.digits || "";
     }
     return [label, String(detail)];
   }
@@ -174,7 +176,11 @@
         try { msg = JSON.parse(e.data); } catch (err) { return; }
         try { onMessage(msg); } catch (err) { if (window.console) console.error(err); }
       };
-      ws.onclose = function () {
+      ws.onclose = function (e) {
+        if (e.code === 4403) {  // access removed while the page was open (calls/consumers.py)
+          setState("closed", "Access changed: reload the page");
+          return;
+        }
         setState("closed", "Reconnecting…");
         setTimeout(open, delay);
         delay = Math.min(delay * 2, 15000);
@@ -492,9 +498,35 @@
       }
     }
 
+    function addTurn(ev) {
+      // One "metrics" event per turn: its latency joins the list and the median is recomputed.
+      var list = document.getElementById("turns");
+      var data = ev.data || {};
+      if (!list || typeof data.turn_ms !== "number" || byKey(list, eventKey(ev))) return;
+      var li = document.createElement("li");
+      li.dataset.key = eventKey(ev);
+      li.dataset.ms = String(Math.round(data.turn_ms));
+      li.textContent = li.dataset.ms + " ms";
+      if (typeof data.llm_ttfb_ms === "number") {
+        var parts = "LLM " + data.llm_ttfb_ms + " ms" + (typeof data.tts_ttfb_ms === "number" ? ", TTS " + data.tts_ttfb_ms + " ms" : "");
+        var span = document.createElement("span");
+        span.className = "muted";
+        span.textContent = "(" + parts + ")";
+        li.appendChild(document.createTextNode(" "));
+        li.appendChild(span);
+      }
+      list.appendChild(li);
+      var values = Array.prototype.map.call(list.children, function (x) { return Number(x.dataset.ms); })
+        .sort(function (a, b) { return a - b; });
+      var mid = Math.floor(values.length / 2);
+      var median = values.length % 2 ? values[mid] : Math.round((values[mid - 1] + values[mid]) / 2);
+      setText(field(root, "median-turn"), median + " ms");
+    }
+
     function applyEvent(sid, ev) {
       if (sid !== sessionId || !ev) return;
       if (ev.event === "transcript") { addLine(ev); return; }
+      if (ev.event === "metrics") { addTurn(ev); return; }
       if (ev.event === "status" && ev.data && ev.data.to) addStep(ev.data.to, ev.at);
       var key = eventKey(ev);
       if (timeline && !byKey(timeline, key)) {

@@ -95,6 +95,9 @@ def history(world):
 async def logged_in_page(browser, live, user):
     context = await browser.new_context(viewport={"width": 1360, "height": 900})
     page = await context.new_page()
+    # Every Content-Security-Policy violation Chromium reports (tests assert none).
+    page.csp_violations = []
+    page.on("console", lambda m: "Content Security Policy" in m.text and page.csp_violations.append(m.text))
     await page.goto(f"{live.url}/admin/login/?next=/admin/")
     await page.fill("#id_username", user.username)
     await page.fill("#id_password", PASSWORD)
@@ -359,3 +362,23 @@ async def test_hang_up_ends_the_call_and_deletes_its_room(live, world, browser, 
 
     assert [r["path"] for r in fake_daily.requests_to("DELETE /rooms/*")] == [f"/rooms/{room}"]
     assert room in fake_daily.deleted
+
+
+async def test_pages_pass_the_content_security_policy(live, world, browser):
+    """The live pages and the admin pages they link to run with the CSP in force:
+    no inline script or style is refused, and the live socket still opens."""
+    call = await asyncio.to_thread(
+        factories.make_call, world["a"], world["reminder"], world["patient"], status="in_progress"
+    )
+    page = await logged_in_page(browser, live, world["staff"])
+    response = await page.goto(f"{live.url}/calls/live/")
+    assert "script-src 'self'" in response.headers["content-security-policy"]
+    await wait_live(page)
+    await page.goto(f"{live.url}/calls/{call.pk}/")
+    await wait_live(page)
+    for path in ("/admin/", "/admin/patients/patient/", f"/admin/patients/patient/{world['patient'].pk}/change/",
+                 f"/admin/patients/patient/{world['patient'].pk}/call/", "/admin/calls/callsession/",
+                 f"/admin/calls/callsession/{call.pk}/change/"):
+        await page.goto(f"{live.url}{path}")
+        await page.wait_for_load_state("load")
+    assert page.csp_violations == []

@@ -5,8 +5,9 @@ Idempotent: running it again changes nothing that exists.
 
 import os
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from organizations.models import Organization, OrganizationMembership, Role, Workflow, WorkflowDirection
@@ -26,8 +27,15 @@ PATIENTS = [
 class Command(BaseCommand):
     help = "Create (idempotently) a demo organisation, workflows, patients, a staff user and a superuser."
 
-    @transaction.atomic
     def handle(self, *args, **options):
+        if settings.IS_PRODUCTION:
+            raise CommandError(
+                "seed_demo creates users with a published password: it refuses to run with ENV=production."
+            )
+        self._seed()
+
+    @transaction.atomic
+    def _seed(self):
         org, _ = Organization.objects.get_or_create(
             slug="sunrise-clinic", defaults={"name": "Sunrise Family Clinic", "timezone": "America/Los_Angeles"}
         )

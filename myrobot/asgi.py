@@ -13,6 +13,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from calls.routing import websocket_urlpatterns as call_sockets  # noqa: E402
 from campaigns.routing import websocket_urlpatterns as campaign_sockets  # noqa: E402
 
+# The campaigns' sockets first: calls' list ends with the catch-all that refuses unknown paths.
 application = ProtocolTypeRouter(
-    {"http": django_asgi_app, "websocket": URLRouter([*call_sockets, *campaign_sockets])}
+    {"http": django_asgi_app, "websocket": URLRouter([*campaign_sockets, *call_sockets])}
 )

@@ -18,6 +18,9 @@
 
   function field(name) { return root.querySelector('[data-field="' + name + '"]'); }
 
+  // The bar's width is set here, not in the page: the CSP allows no inline styles.
+  field("bar").style.width = field("bar").parentElement.getAttribute("aria-valuenow") + "%";
+
   function applyCampaign(c) {
     const status = field("campaign-status");
     status.textContent = c.status_display;

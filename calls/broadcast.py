@@ -72,6 +72,7 @@ def serialize_call(call: CallSession) -> dict:
         "error": call.error,
         "outcome": call.outcome,
         "dialout_attempts": call.dialout_attempts,
+        "campaign_id": call.campaign_id,
         # The call policy: when it rings, which attempt, whether it waits for a slot.
         "scheduled_for": _iso(call.scheduled_for),
         "ring_times": ring_times(call),

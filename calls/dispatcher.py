@@ -40,6 +40,7 @@ from django.conf import settings
 from django.db import close_old_connections
 from django.db.models import F, Q
 from django.utils import timezone
+from django.utils.module_loading import import_string
 
 from . import policy, reaper
 from .models import CallEvent, CallSession, CallStatus
@@ -74,6 +75,7 @@ def dispatch(start, now=None, *, reap: bool = True) -> Tick:
     """One tick of the dispatcher (see the module's docstring); ``start`` enqueues a start."""
     now = now or timezone.now()
     tick = Tick()
+    run_steps(now, tick)
     promote_due(now, tick)
     give_up_waiting(now, tick)
     hand_waiting(start, now, tick)
@@ -84,10 +86,25 @@ def dispatch(start, now=None, *, reap: bool = True) -> Tick:
     return tick
 
 
+def run_steps(now, tick: Tick) -> None:
+    """The apps' own steps (``settings.CALL_DISPATCH_STEPS``, dotted paths of ``step(now)``),
+    first in every tick: e.g. campaigns release their held calls at their pace, so
+    the calls released are promoted and handed in this same tick. Named in
+    settings so that ``calls`` imports none of those apps; a failing step is
+    logged and the tick goes on.
+    """
+    for path in settings.CALL_DISPATCH_STEPS:
+        try:
+            import_string(path)(now)
+        except Exception as exc:  # noqa: BLE001 - one app's step must not stop the calls' dispatcher
+            log.exception("dispatcher step %s failed", path)
+            tick.errors.append(f"{path}: {exc}")
+
+
 def promote_due(now, tick: Tick) -> None:
     due = (
         CallSession.objects.select_related("organization", "workflow", "patient")
-        .filter(status=CallStatus.SCHEDULED, scheduled_for__lte=now)
+        .filter(status=CallStatus.SCHEDULED, scheduled_for__lte=now, held=False)
         .order_by("scheduled_for")[:BATCH]
     )
     for call in due:
@@ -122,7 +139,8 @@ def _hand(start, call: CallSession) -> None:
 
 def hand_waiting(start, now, tick: Tick) -> None:
     waiting = (
-        CallSession.objects.filter(status=CallStatus.QUEUED, direction="dial_out", dispatched_at__isnull=True)
+        CallSession.objects.filter(status=CallStatus.QUEUED, direction="dial_out", dispatched_at__isnull=True,
+                                   held=False)
         .filter(Q(start_retry_at__isnull=True) | Q(start_retry_at__lte=now))
     )
     org_ids = set(waiting.values_list("organization_id", flat=True).distinct()[:BATCH])
@@ -147,7 +165,7 @@ def hand_waiting(start, now, tick: Tick) -> None:
 def hand_lost(start, now, tick: Tick) -> None:
     lost_after = timedelta(seconds=settings.DISPATCH_LOST_START_AFTER_S)
     lost = (
-        CallSession.objects.filter(status=CallStatus.QUEUED, dispatched_at__lte=now - lost_after)
+        CallSession.objects.filter(status=CallStatus.QUEUED, dispatched_at__lte=now - lost_after, held=False)
         .filter(Q(start_retry_at__isnull=True) | Q(start_retry_at__lte=now - lost_after))
         .select_related("workflow")
         .order_by("dispatched_at")[:BATCH]
@@ -198,7 +216,7 @@ def hand_stalled(start, now, tick: Tick) -> None:
 def give_up_waiting(now, tick: Tick) -> None:
     limit = timedelta(seconds=settings.CALL_CAPACITY_WAIT_S)
     overdue = CallSession.objects.filter(
-        status=CallStatus.QUEUED, direction="dial_out", dispatched_at__isnull=True
+        status=CallStatus.QUEUED, direction="dial_out", dispatched_at__isnull=True, held=False
     ).filter(Q(queued_at__lte=now - limit) | Q(deferred_since__lte=now - limit)).values_list("pk", flat=True)[:BATCH]
     for pk in overdue:
         if transition(

@@ -93,6 +93,12 @@ class CallSession(models.Model):
     # can tell it must not start a second bot.
     bot_start_requested_at = models.DateTimeField(null=True, blank=True)
 
+    # Campaigns (the ``campaigns`` app) tag their calls with a plain id, not a
+    # foreign key: ``calls`` stays independent of ``campaigns`` (no import, no
+    # migration dependency). A held call is never started: its campaign
+    # releases it at the campaign's pace (and holds it again while paused).
+    campaign_id = models.BigIntegerField(null=True, blank=True, db_index=True)
+    held = models.BooleanField(default=False)
     # Call policy (calls.policy): when it may ring, which attempt it is, its place in the queue.
     scheduled_for = models.DateTimeField(
         null=True, blank=True, db_index=True, help_text="Not before this time (inside the calling window)."

@@ -316,6 +316,9 @@ def follow_up(call_id, *, now=None) -> CallSession | None:
         attempt=call.attempt + 1,
         max_attempts=call.max_attempts,
         previous_attempt=call,
+        # A campaign's follow-up is the campaign's too, and waits to be released at its pace.
+        campaign_id=call.campaign_id,
+        held=call.campaign_id is not None,
     )
     try:
         with transaction.atomic():

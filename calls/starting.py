@@ -132,7 +132,11 @@ def load_call(call_session_id: str) -> CallSession | None:
 
 def is_startable(call: CallSession) -> bool:
     """Queued or starting, and no earlier delivery sent the start (a second one could ring twice)."""
-    return call.status in (CallStatus.QUEUED, CallStatus.STARTING) and call.bot_start_requested_at is None
+    return (
+        call.status in (CallStatus.QUEUED, CallStatus.STARTING)
+        and call.bot_start_requested_at is None
+        and not call.held  # held by its campaign (paused): it waits
+    )
 
 
 def mark_starting(call: CallSession) -> bool:

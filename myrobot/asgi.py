@@ -10,6 +10,10 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
-from calls.routing import websocket_urlpatterns  # noqa: E402
+from calls.routing import websocket_urlpatterns as call_sockets  # noqa: E402
+from campaigns.routing import websocket_urlpatterns as campaign_sockets  # noqa: E402
 
-application = ProtocolTypeRouter({"http": django_asgi_app, "websocket": URLRouter(websocket_urlpatterns)})
+# The campaigns' sockets first: calls' list ends with the catch-all that refuses unknown paths.
+application = ProtocolTypeRouter(
+    {"http": django_asgi_app, "websocket": URLRouter([*campaign_sockets, *call_sockets])}
+)

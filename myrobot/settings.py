@@ -55,6 +55,8 @@ CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 if env_bool("SECURE_PROXY_SSL_HEADER", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", "0"))
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
 
 INSTALLED_APPS = [
     "daphne",
@@ -74,6 +76,7 @@ INSTALLED_APPS = [
     "calls",
     "webhooks",
     "audit",
+    "campaigns",
 ]
 
 # Django's own middleware and WhiteNoise's. (Subclasses that ran their hooks on
@@ -251,6 +254,9 @@ STALE_MARGIN_S = int(os.environ.get("STALE_MARGIN_S", "300"))
 # --- Call policy (calls.policy, calls.dispatcher) ------------------------------
 # How often the dispatcher runs (beat, or `manage.py dispatch_calls --loop`).
 DISPATCH_INTERVAL_S = float(os.environ.get("DISPATCH_INTERVAL_S", "2"))
+# Steps other apps add to every dispatcher tick, before it promotes and hands calls
+# (calls imports none of them): campaigns release their held calls at their pace.
+CALL_DISPATCH_STEPS = ["campaigns.services.release_step"]
 # A queued call whose start was handed to a worker this long ago and never
 # began (a dead worker, a lost message) is handed again.
 DISPATCH_LOST_START_AFTER_S = float(os.environ.get("DISPATCH_LOST_START_AFTER_S", "15"))

@@ -35,7 +35,8 @@ def test_env_is_read_in_any_case(value):
     assert result.returncode == 0, result.stderr
 
 
-PRODUCTION = dict(ENV="production", SECURE_SSL_REDIRECT="1", SECURE_COOKIES="1", SECURE_HSTS_SECONDS="31536000")
+PRODUCTION = dict(ENV="production", SECURE_SSL_REDIRECT="1", SECURE_COOKIES="1", SECURE_HSTS_SECONDS="31536000",
+                  SECURE_HSTS_INCLUDE_SUBDOMAINS="1", SECURE_HSTS_PRELOAD="1")
 
 
 def test_check_deploy_is_clean_for_a_production_configuration():
@@ -48,7 +49,7 @@ def test_check_deploy_reports_what_the_development_defaults_lack_and_nothing_els
     result = _run(["check", "--deploy"], ENV="development")
     out = result.stdout + result.stderr
     assert "security.W009" in out  # the development secret key
-    assert "security.W010" in out  # session cookie not secure
+    assert "security.W012" in out  # session cookie not secure (sessions app and middleware)
     # the middleware is there (Django's, or subclasses of it): never reported missing
     for absent in ("security.W001", "security.W002", "security.W003"):
         assert absent not in out

@@ -30,11 +30,16 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from audit.models import AuditAction
+from audit.services import record as audit
 from calls import policy, state
 from calls.models import FINAL_STATUSES, CallEvent, CallSession, CallStatus
 from organizations.models import Direction
 from patients.phone import try_normalize_phone
 
+from webhooks.services import campaign_finished
+
+from . import selectors
 from .broadcast import broadcast_campaign_sync
 from .models import Campaign, CampaignStatus, CampaignTarget, SkipReason
 
@@ -184,6 +189,10 @@ def create_campaign(
             add_targets(campaign, patients)
             if start:
                 start_campaign(campaign)
+                audit(
+                    AuditAction.START_CAMPAIGN, campaign, user=created_by_user, api_key=created_by_api_key,
+                    via="api" if created_by_api_key is not None else "admin",
+                )
     except IntegrityError:
         if not key:
             raise
@@ -265,11 +274,15 @@ def start_campaign(campaign: Campaign, *, by_user=None) -> Campaign:
 # --- pause, resume, cancel --------------------------------------------------------------
 
 
-def _move(campaign: Campaign, allowed_from, to: str, verb: str) -> None:
+def _move(campaign: Campaign, allowed_from, to: str, verb: str, *, notify: bool = True) -> None:
     updates = {"status": to}
-    if to in (CampaignStatus.CANCELED, CampaignStatus.COMPLETED):
+    finishing = notify and to in (CampaignStatus.CANCELED, CampaignStatus.COMPLETED)
+    if finishing:
         updates["finished_at"] = timezone.now()
-    moved = Campaign.objects.filter(pk=campaign.pk, status__in=list(allowed_from)).update(**updates)
+    with transaction.atomic():
+        moved = Campaign.objects.filter(pk=campaign.pk, status__in=list(allowed_from)).update(**updates)
+        if moved and finishing:
+            _notify_finished(campaign.pk)
     campaign.refresh_from_db()
     if not moved:
         raise CampaignRefused("not_allowed", f"A {campaign.get_status_display().lower()} campaign cannot be {verb}.")
@@ -302,10 +315,13 @@ def cancel_campaign(campaign: Campaign) -> Campaign:
     with transaction.atomic():
         _move(
             campaign, [CampaignStatus.DRAFT, CampaignStatus.RUNNING, CampaignStatus.PAUSED],
-            CampaignStatus.CANCELED, "canceled",
+            CampaignStatus.CANCELED, "canceled", notify=False,
         )
         CallSession.objects.filter(campaign_id=campaign.pk, status__in=UNSTARTED).update(held=True)
     canceled = cancel_unstarted(campaign.pk)
+    with transaction.atomic():
+        # Once its calls are canceled, so the counts sent are the final ones.
+        _notify_finished(campaign.pk)
     announce(campaign.pk)
     log.info("campaign %s canceled (%s calls canceled)", campaign.pk, canceled)
     return campaign
@@ -412,13 +428,26 @@ def finish_if_done(campaign_id) -> bool:
     """running/paused → completed when no call of the campaign is left to start or finish."""
     if CallSession.objects.filter(campaign_id=campaign_id).exclude(status__in=FINAL).exists():
         return False
-    moved = Campaign.objects.filter(
-        pk=campaign_id, status__in=[CampaignStatus.RUNNING, CampaignStatus.PAUSED]
-    ).update(status=CampaignStatus.COMPLETED, finished_at=timezone.now())
+    with transaction.atomic():
+        moved = Campaign.objects.filter(
+            pk=campaign_id, status__in=[CampaignStatus.RUNNING, CampaignStatus.PAUSED]
+        ).update(status=CampaignStatus.COMPLETED, finished_at=timezone.now())
+        if moved:
+            _notify_finished(campaign_id)
     if moved:
         log.info("campaign %s completed", campaign_id)
         announce(campaign_id)
     return bool(moved)
+
+
+def _notify_finished(campaign_id) -> None:
+    """`campaign.finished` to the organisation's endpoints, in the transaction that ends it (an outbox)."""
+    campaign = Campaign.objects.get(pk=campaign_id)
+    counts, results = selectors.progress(campaign)
+    campaign_finished(
+        organization_id=campaign.organization_id, campaign_id=campaign.pk, name=campaign.name,
+        status=campaign.status, counts=counts, results=results, finished_at=campaign.finished_at,
+    )
 
 
 def announce(campaign_id) -> None:

@@ -224,3 +224,25 @@ def test_follow_up_attempt_stays_in_the_campaign_held_until_released(clinic, fak
         tick(dt.datetime.now(dt.timezone.utc))
         follow.refresh_from_db()
         assert follow.status == CallStatus.STARTING and not follow.held
+
+
+def test_ending_a_campaign_queues_campaign_finished_and_starting_it_is_audited(clinic, fake_daily, fake_runner):
+    from audit.models import AuditEvent
+    from webhooks.models import WebhookDelivery, WebhookEndpoint
+
+    org, workflow = clinic
+    endpoint = WebhookEndpoint.objects.create(organization=org, url="http://127.0.0.1:9/hook",
+                                              events=["campaign.finished"])
+    staff = factories.make_user(org=org, role="staff")
+    patients = [factories.make_patient(org) for _ in range(3)]
+    with time_machine.travel(T0, tick=False):
+        campaign = services.create_campaign(organization=org, workflow=workflow, name="Flu", patients=patients,
+                                            created_by_user=staff)
+        assert not WebhookDelivery.objects.exists()
+        services.cancel_campaign(campaign)
+    (delivery,) = WebhookDelivery.objects.filter(endpoint=endpoint)
+    assert delivery.event_type == "campaign.finished"
+    assert delivery.payload["campaign_id"] == str(campaign.pk) and delivery.payload["status"] == "canceled"
+    assert delivery.payload["counts"]["canceled"] == 3
+    (row,) = AuditEvent.objects.filter(action="start_campaign")
+    assert row.object_id == str(campaign.pk) and row.user_id == staff.pk

@@ -15,6 +15,8 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import urlencode
 
+from audit.models import AuditAction
+from audit.services import record_request
 from organizations import access, timefmt
 from organizations.models import Organization
 
@@ -127,7 +129,9 @@ def export_csv(request):
 
 
 def record_export(request, org, filters, sees_phi: bool) -> None:
-    """Who exported which organisation's calls (the audit trail, when the project has one)."""
+    """Who exported which organisation's calls: the audit trail (ids only) and the log."""
+    record_request(request, AuditAction.EXPORT, organization_id=org.pk, object_type="calls.callsession",
+                   object_id="", via="page")
     log.info(
         "user %s exported calls of organisation %s (%s to %s, %s)",
         request.user.pk, org.pk, filters.start, filters.end, "full" if sees_phi else "masked",

@@ -116,6 +116,10 @@ def test_export_is_shaped_for_the_role(client, clinic):
     assert "transcript" not in v and "outcome_notes" not in v
     assert "Yes I'll come" not in str(viewer_rows) and "glasses" not in str(viewer_rows)
     assert v["outcome_result"] == "confirmed" and v["patient_external_id"] == "EHR-42"
+    from audit.models import AuditEvent
+
+    exports = AuditEvent.objects.filter(action="export", organization=clinic["org"])
+    assert exports.count() == 2 and {e.object_type for e in exports} == {"calls.callsession"}
 
 
 @time_machine.travel(NOW, tick=False)

@@ -1,4 +1,4 @@
-"""Open browser sockets follow membership changes within moments (DESIGN.md "Security rules").
+"""Open browser sockets follow membership changes within moments (docs/architecture.md, "Security rules").
 
 A socket decides what its user may hear when it connects. When a membership
 is removed or its role changed, a user is deactivated (or loses ``is_staff``),

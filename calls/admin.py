@@ -243,7 +243,7 @@ class CallSessionAdmin(OrgScopedAdmin):
             ]
         return self.fieldsets
 
-    # What a viewer gets instead (DESIGN.md "Roles"): no name, phone or free text from the call.
+    # What a viewer gets instead (docs/architecture.md, "Roles"): no name, phone or free text from the call.
     VIEWER_FIELDS = {
         "patient_display": "patient_masked", "phone_clear": "phone_display", "outcome": "outcome_result",
         "error": "error_masked",

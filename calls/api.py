@@ -67,7 +67,7 @@ class DialinOut(Schema):
 def _handle_dialin(org_slug: str, workflow_slug: str, body: bytes, headers) -> dict:
     """The whole webhook, in one sync call (one thread hop from the async view).
 
-    Check order (DESIGN.md): route 404 → verification request 200 → signature
+    Check order (docs/architecture.md): route 404 → verification request 200 → signature
     401 → fields 400/422 → the call. Nothing is written before the last step.
     """
     workflow = (

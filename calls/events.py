@@ -116,7 +116,7 @@ def parse_message(msg) -> tuple[int, str, datetime, dict]:
 
 
 def record_invalid_message(call_id, reason: str, msg=None) -> CallEvent:
-    """Keep a trace of a message the server could not store (DESIGN: the socket
+    """Keep a trace of a message the server could not store (the protocol rule: the socket
     stays open and the rest of the call still lands). The message itself is not
     kept: it may be what the database refused."""
     data = {"reason": clean_text(reason)[:500]}

@@ -3,7 +3,7 @@
 Pages (``calls.views``) and browser sockets (``calls.consumers``) both go through
 here, so a viewer's page and a viewer's socket carry the same thing: the patient
 masked, no transcript lines, of event data only the allow-listed fields, and
-of the outcome only its result (DESIGN.md "Roles").
+of the outcome only its result (docs/architecture.md, "Roles").
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def scrub(value, depth: int = 0):
     return value
 
 
-# What a viewer receives is built from these allow-lists (DESIGN.md "Security
+# What a viewer receives is built from these allow-lists (docs/architecture.md "Security
 # rules"), never by removing known keys: a key a bot or a new feature adds
 # reaches viewers only once it is listed here.
 VIEWER_CALL_FIELDS = (

@@ -2,7 +2,7 @@
 
 Two cases never reach a ninja handler: a method a route does not take (ninja
 answers a plain-text 405) and a body over ``DATA_UPLOAD_MAX_MEMORY_SIZE``
-(Django raises ``RequestDataTooBig`` → an HTML 400). DESIGN's rule is one
+(Django raises ``RequestDataTooBig`` → an HTML 400). The API's rule is one
 envelope for every error under /api/: 405 and 413 here.
 """
 

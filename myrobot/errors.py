@@ -17,7 +17,7 @@ class FieldError(Schema):
 
 
 class ErrorOut(Schema):
-    """The one error envelope of the API (DESIGN.md "HTTP API conventions")."""
+    """The one error envelope of the API (docs/architecture.md, "HTTP API conventions")."""
 
     detail: str
     errors: list[FieldError]

@@ -1,4 +1,4 @@
-"""`?limit=&offset=` → `{"items": [...], "count": N}` (DESIGN.md "HTTP API conventions")."""
+"""`?limit=&offset=` → `{"items": [...], "count": N}` (docs/architecture.md, "HTTP API conventions")."""
 
 from typing import Generic, TypeVar
 

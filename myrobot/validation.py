@@ -1,4 +1,4 @@
-"""Input rules every API schema shares (DESIGN.md "HTTP API conventions").
+"""Input rules every API schema shares (docs/architecture.md, "HTTP API conventions").
 
 Bad input is a 4xx naming the field, never a 500 from the database: PostgreSQL
 refuses NUL characters in text and jsonb, SQLite and PostgreSQL refuse integers

@@ -41,7 +41,8 @@ demo: migrate
 	@$(PY) -c "from sandbox.server import refuse_in_production as r; r()"
 	$(PY) manage.py seed_demo
 	@$(SANDBOX_ENV) $(PY) -m sandbox --port $(SANDBOX_PORT) & SANDBOX_PID=$$!; \
-	  trap 'kill $$SANDBOX_PID 2>/dev/null' EXIT INT TERM; \
+	  $(SANDBOX_ENV) $(PY) manage.py dispatch_calls --loop & DISPATCHER=$$!; \
+	  trap 'kill $$SANDBOX_PID $$DISPATCHER 2>/dev/null' EXIT INT TERM; \
 	  $(SANDBOX_ENV) DEBUG=$${DEBUG:-1} $(PY) manage.py runserver 127.0.0.1:$(DEMO_PORT)
 
 # The Celery worker (needs REDIS_URL); its pool and concurrency come from myrobot/celery.py settings.

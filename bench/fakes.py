@@ -20,6 +20,7 @@ import argparse
 import json
 import sys
 import threading
+import time
 from typing import Any
 
 from aiohttp import web
@@ -37,7 +38,7 @@ _fake_daily.KNOWN_PROPERTIES.update({"enable_emoji_reactions"})
 
 def _summary(record: dict[str, Any]) -> dict[str, Any]:
     body = record.get("json")
-    out = {"method": record["method"], "path": record["path"], "at": record["at"]}
+    out = {"method": record["method"], "path": record["path"], "at": record["at"], "status": record.get("status")}
     if isinstance(body, dict) and isinstance(body.get("name"), str):
         out["room"] = body["name"]  # POST /rooms
     inner = body.get("body") if isinstance(body, dict) else None
@@ -73,7 +74,15 @@ class _Controlled:
     async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
         if request.path.startswith(CONTROL):
             return await handler(request)
-        return await super()._middleware(request, handler)  # type: ignore[misc]
+        response = await super()._middleware(request, handler)  # type: ignore[misc]
+        # Note the answer on this request's record (the newest of its kind without one).
+        raw = (await request.read()).decode("utf-8", "replace")
+        with self._lock:  # type: ignore[attr-defined]
+            for record in reversed(self.requests):  # type: ignore[attr-defined]
+                if record.get("status") is None and record["method"] == request.method and record["body"] == raw:
+                    record["status"] = response.status
+                    break
+        return response
 
 
 class BenchDaily(_Controlled, FakeDaily):
@@ -81,7 +90,23 @@ class BenchDaily(_Controlled, FakeDaily):
 
 
 class BenchRunner(_Controlled, FakeRunner):
-    pass
+    """The dev runner; ``POST /_bench/busy?seconds=N`` makes it answer 429 (at capacity) for N s."""
+
+    busy_until = 0.0
+
+    def setup_routes(self, app: web.Application) -> None:
+        super().setup_routes(app)
+        app.router.add_post(CONTROL + "busy", self._bench_busy)
+
+    async def _bench_busy(self, request: web.Request) -> web.Response:
+        self.busy_until = time.monotonic() + float(request.query.get("seconds", "0"))
+        return web.json_response({"ok": True})
+
+    async def _start(self, request: web.Request) -> web.Response:
+        if time.monotonic() < self.busy_until:
+            return web.json_response({"error": "Agent pool at capacity, try again later",
+                                      "code": "PCC-AGENT-AT-CAPACITY"}, status=429)
+        return await super()._start(request)
 
 
 def main(argv: list[str] | None = None) -> None:

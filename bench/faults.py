@@ -13,7 +13,10 @@ API, breaks one part while the starts are in flight, and counts:
 
     python -m bench.faults worker-sigkill [--calls 8] [--json]
 
-Scenarios: worker-sigkill, worker-sigterm, postgres-terminate, redis-stop.
+Scenarios: worker-sigkill, worker-sigterm, postgres-terminate, redis-stop,
+capacity-429 (the bot runner answers 429 for --busy seconds, 30 by default: every call
+starts once when it clears) and capacity-429-too-long (429 for longer than the capacity
+wait: every call ends `failed` with reason `capacity`).
 Each uses its own database (``myrobot_fault_<scenario>``), Redis port and ports.
 ``tests/test_faults.py`` runs them all in CI's PostgreSQL + Redis pass.
 """
@@ -34,9 +37,10 @@ from pathlib import Path
 from urllib.error import HTTPError, URLError
 from urllib.request import Request, urlopen
 
-from bench.harness import OUT, PY, Config, Fakes, Proc, Stack, free_port, setup_django
+from bench.harness import OUT, PY, Config, Fakes, Proc, Stack, free_port, http_post, setup_django
 
-SCENARIOS = ("worker-sigkill", "worker-sigterm", "postgres-terminate", "redis-stop")
+SCENARIOS = ("worker-sigkill", "worker-sigterm", "postgres-terminate", "redis-stop", "capacity-429",
+             "capacity-429-too-long")
 
 # The stack's timings, shortened so a run takes seconds, not minutes; the
 # production defaults and why they hold are in docs/operations.md.
@@ -100,8 +104,9 @@ def _api(url: str, key: str, body: dict, timeout: float = 15.0) -> tuple[int, di
 
 
 class Run:
-    def __init__(self, scenario: str, calls: int, log_dir: Path, after_s: float):
+    def __init__(self, scenario: str, calls: int, log_dir: Path, after_s: float, busy_s: float = 30.0):
         self.scenario = scenario
+        self.busy_s = busy_s
         self.n = calls
         self.after_s = after_s
         self.log_dir = log_dir
@@ -118,12 +123,17 @@ class Run:
         self.db_url = f"{_pg_base()}/{db_name}"
         cfg = Config(False, self.db_url, self.redis.url, "", log_dir=self.log_dir, quiet=True)
         self.cfg = cfg
-        os.environ.update(RUN_ENV)
+        run_env = dict(RUN_ENV)
+        if self.scenario.startswith("capacity-429"):
+            run_env.update(CALL_CAPACITY_BACKOFF_S="1", CALL_CAPACITY_BACKOFF_MAX_S="3",
+                           CALL_CAPACITY_WAIT_S="10" if self.scenario.endswith("too-long") else "600")
+        self.run_env = run_env
+        os.environ.update(run_env)
         setup_django(cfg)
         self._seed()
         latency = 1500 if self.scenario.startswith("worker-") else 40
         self.fakes = Fakes(cfg, daily_latency_ms=latency)
-        self.stack = Stack(cfg, self.fakes, extra_env=dict(RUN_ENV)).start()
+        self.stack = Stack(cfg, self.fakes, extra_env=dict(self.run_env)).start()
         self.dispatcher = self._dispatcher()
 
     def _dispatcher(self) -> Proc:
@@ -177,7 +187,7 @@ class Run:
     def starts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
         for r in self.fakes.requests("runner")[1]:
-            if r["method"] == "POST" and r["path"] == "/start" and r.get("session_id"):
+            if r["method"] == "POST" and r["path"] == "/start" and r.get("session_id") and r.get("status") == 200:
                 counts[r["session_id"]] = counts.get(r["session_id"], 0) + 1
         return counts
 
@@ -257,6 +267,9 @@ class Run:
             self.place(ids[n // 2 : n])
             time.sleep(self.after_s)  # "calls placed N s after" the outage
             self.place(ids[n : n + n // 2])
+        elif self.scenario.startswith("capacity-429"):
+            http_post(f"{self.fakes.runner_url}/_bench/busy?seconds={self.busy_s}")
+            self.place(ids[:n])
         elif self.scenario == "redis-stop":
             placing = threading.Thread(target=lambda: [self.place([e]) or time.sleep(0.3) for e in ids[:n]])
             placing.start()
@@ -305,6 +318,7 @@ class Run:
             "html_answers": sum(1 for _s, a in self.answers if a.get("html")),
             "failed_reasons": sorted(set(failed_reasons.values())),
             "handed_again": redispatched,
+            "runner_429": sum(1 for r in self.fakes.requests("runner")[1] if r.get("status") == 429),
             "enqueue_failed": enqueue_failed,
         }
 
@@ -334,10 +348,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calls", type=int, default=8)
     parser.add_argument("--after", type=float, default=40.0,
                         help="postgres-terminate: seconds after the outage to place the last calls (default 40)")
+    parser.add_argument("--busy", type=float, default=30.0,
+                        help="capacity-429*: seconds the bot runner answers 429 (default 30)")
     parser.add_argument("--log-dir", default=str(OUT / "faults"))
     args = parser.parse_args(argv)
     log_dir = Path(args.log_dir) / args.scenario
-    run = Run(args.scenario, args.calls, log_dir, args.after)
+    run = Run(args.scenario, args.calls, log_dir, args.after, args.busy)
     try:
         run.setup()
         result = run.execute()

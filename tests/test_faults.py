@@ -41,6 +41,8 @@ needs_pg_redis = pytest.mark.skipif(
     # "calls placed 40 s after" shortened to 5 s here; `python -m bench.faults postgres-terminate` uses 40.
     ("postgres-terminate", ["--calls", "10", "--after", "5"]),
     ("redis-stop", ["--calls", "16"]),
+    ("capacity-429", ["--calls", "6", "--busy", "30"]),
+    ("capacity-429-too-long", ["--calls", "6", "--busy", "30"]),
 ])
 def test_fault_run_starts_every_accepted_call_exactly_once(scenario, args):
     proc = subprocess.run(
@@ -56,6 +58,11 @@ def test_fault_run_starts_every_accepted_call_exactly_once(scenario, args):
     assert result["lost"] == 0, result
     assert result["html_answers"] == 0, result
     assert result["accepted"] == result["started_once"] + result["failed"], result
+    if scenario == "capacity-429":
+        assert result["runner_429"] > 0 and result["started_once"] == result["accepted"], result
+    if scenario == "capacity-429-too-long":
+        assert result["failed"] == result["accepted"], result
+        assert all("capacity" in reason for reason in result["failed_reasons"]), result
 
 
 IDLE_S = float(os.environ.get("IDLE_SOCKET_TEST_S", "60"))

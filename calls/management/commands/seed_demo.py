@@ -5,6 +5,7 @@ In `calls`, the app that may import both `organizations` and `patients`.
 Idempotent: running it again changes nothing that exists.
 """
 
+import datetime as dt
 import os
 
 from botrunner.start import is_production
@@ -56,6 +57,11 @@ class Command(BaseCommand):
                 "speaks_first": "callee",
                 "max_duration_s": 300,
                 "outcome_results": ["confirmed", "rescheduled", "declined", "unreachable"],
+                # Demo data: open around the clock, so "Call patient" rings whenever someone
+                # tries it. Real workflows keep the default hours (Mon-Fri 09:00-19:00).
+                "window_start": dt.time(0, 0),
+                "window_end": dt.time.max,
+                "window_days": [1, 2, 3, 4, 5, 6, 7],
             },
         )
         Workflow.objects.get_or_create(

@@ -171,6 +171,17 @@ class WorkflowForm(forms.ModelForm):
         help_text="One per line: the results the bot may record (e.g. confirmed, rescheduled, declined).",
     )
 
+    window_days = forms.TypedMultipleChoiceField(
+        label="Window days", coerce=int, required=False, widget=forms.CheckboxSelectMultiple,
+        choices=[(1, "Monday"), (2, "Tuesday"), (3, "Wednesday"), (4, "Thursday"), (5, "Friday"),
+                 (6, "Saturday"), (7, "Sunday")],
+        help_text="The days calls may ring on, in the patient's time zone.",
+    )
+    retry_on = forms.MultipleChoiceField(
+        label="Try again after", required=False, widget=forms.CheckboxSelectMultiple,
+        choices=[("no_answer", "No answer"), ("busy", "Busy"), ("voicemail", "Voicemail"), ("declined", "Declined")],
+    )
+
     class Meta:
         model = Workflow
         fields = "__all__"

@@ -74,6 +74,29 @@ def test_outcome_results_are_edited_as_lines(client, org, workflow):
     assert Workflow.objects.get(pk=workflow.pk).outcome_results == ["booked", "no_show", "called_back"]
 
 
+def test_window_days_and_retry_reasons_are_checkboxes(client, org, workflow):
+    client.force_login(factories.make_user(org=org, role="admin"))
+    url = f"/admin/organizations/workflow/{workflow.pk}/change/"
+    page = client.get(url).content.decode()
+    assert 'type="checkbox" name="window_days" value="6"' in page and " Saturday</label>" in page
+    assert 'type="checkbox" name="retry_on" value="busy"' in page
+    form = client.get(url).context["adminform"].form
+    data = {}
+    for name, field in form.fields.items():
+        value = form[name].value()
+        if isinstance(field, forms.BooleanField):
+            if value:
+                data[name] = "on"
+        elif value is not None:
+            data[name] = value
+    data["window_days"] = ["1", "3", "5"]
+    data["retry_on"] = ["busy", "no_answer"]
+    resp = client.post(url, data)
+    assert resp.status_code == 302, resp.content.decode()[:3000]
+    saved = Workflow.objects.get(pk=workflow.pk)
+    assert saved.window_days == [1, 3, 5] and sorted(saved.retry_on) == ["busy", "no_answer"]
+
+
 def test_call_events_are_not_a_menu_item_for_clinic_staff(client, org):
     client.force_login(factories.make_user(org=org, role="staff"))
     assert "Call events" not in client.get("/admin/").content.decode()

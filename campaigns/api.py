@@ -13,8 +13,9 @@ import json
 from ninja import Header, Query, Router, Schema
 from pydantic import ConfigDict, Field, field_validator
 
-from myrobot.errors import ApiError
+from myrobot.errors import ApiError, errors
 from myrobot.pagination import Page, PageParams, paginate
+from myrobot.validation import Int64
 from organizations.auth import api_key_auth
 from organizations.models import Workflow
 from patients.models import Patient
@@ -136,7 +137,7 @@ def _fingerprint(payload: Schema) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _get(request, campaign_id: int) -> Campaign:
+def _get(request, campaign_id: Int64) -> Campaign:
     campaign = (
         Campaign.objects.select_related("workflow", "organization")
         .filter(organization=request.organization, pk=campaign_id)
@@ -147,7 +148,10 @@ def _get(request, campaign_id: int) -> Campaign:
     return campaign
 
 
-@router.post("/campaigns", response={201: CampaignOut, 200: CampaignOut}, auth=api_key_auth, url_name="create_campaign")
+@router.post(
+    "/campaigns", response={201: CampaignOut, 200: CampaignOut, **errors(400, 401, 404, 409, 413, 422)},
+    auth=api_key_auth, url_name="create_campaign",
+)
 def create_campaign(
     request,
     payload: CampaignIn,
@@ -199,7 +203,10 @@ def create_campaign(
     return (200 if getattr(campaign, "replayed", False) else 201), _out(campaign)
 
 
-@router.get("/campaigns", response=Page[CampaignOut], auth=api_key_auth, url_name="list_campaigns")
+@router.get(
+    "/campaigns", response={200: Page[CampaignOut], **errors(401, 422)},
+    auth=api_key_auth, url_name="list_campaigns",
+)
 def list_campaigns(request, filters: Query[CampaignFilters]):
     """The organisation's campaigns, newest first, with their counts."""
     qs = Campaign.objects.filter(organization=request.organization).select_related("workflow")
@@ -209,8 +216,11 @@ def list_campaigns(request, filters: Query[CampaignFilters]):
     return {"items": [_out(c) for c in page["items"]], "count": page["count"]}
 
 
-@router.get("/campaigns/{campaign_id}", response=CampaignOut, auth=api_key_auth, url_name="get_campaign")
-def get_campaign(request, campaign_id: int):
+@router.get(
+    "/campaigns/{campaign_id}", response={200: CampaignOut, **errors(401, 404, 422)},
+    auth=api_key_auth, url_name="get_campaign",
+)
+def get_campaign(request, campaign_id: Int64):
     """One campaign: status, counts by each target's latest attempt, outcome results, skipped patients."""
     return _out(_get(request, campaign_id))
 
@@ -224,19 +234,28 @@ def _action(request, campaign_id: int, service):
     return _out(campaign)
 
 
-@router.post("/campaigns/{campaign_id}/pause", response=CampaignOut, auth=api_key_auth, url_name="pause_campaign")
-def pause_campaign(request, campaign_id: int):
+@router.post(
+    "/campaigns/{campaign_id}/pause", response={200: CampaignOut, **errors(401, 404, 409, 422)},
+    auth=api_key_auth, url_name="pause_campaign",
+)
+def pause_campaign(request, campaign_id: Int64):
     """No call of the campaign starts until it is resumed; calls in progress finish. 409 unless running."""
     return _action(request, campaign_id, services.pause_campaign)
 
 
-@router.post("/campaigns/{campaign_id}/resume", response=CampaignOut, auth=api_key_auth, url_name="resume_campaign")
-def resume_campaign(request, campaign_id: int):
+@router.post(
+    "/campaigns/{campaign_id}/resume", response={200: CampaignOut, **errors(401, 404, 409, 422)},
+    auth=api_key_auth, url_name="resume_campaign",
+)
+def resume_campaign(request, campaign_id: Int64):
     """Start calls again at the campaign's pace. 409 unless paused."""
     return _action(request, campaign_id, services.resume_campaign)
 
 
-@router.post("/campaigns/{campaign_id}/cancel", response=CampaignOut, auth=api_key_auth, url_name="cancel_campaign")
-def cancel_campaign(request, campaign_id: int):
+@router.post(
+    "/campaigns/{campaign_id}/cancel", response={200: CampaignOut, **errors(401, 404, 409, 422)},
+    auth=api_key_auth, url_name="cancel_campaign",
+)
+def cancel_campaign(request, campaign_id: Int64):
     """Cancel the campaign and every call of it that has not started. 409 when it has already finished."""
     return _action(request, campaign_id, services.cancel_campaign)

@@ -21,7 +21,7 @@ in production (``calls.tasks.dispatch_calls``), and ``manage.py dispatch_calls
    without a slot ends ``failed`` with reason ``capacity``.
 5. the stale-call reaper, at most once a minute.
 
-A hand-off is ``start(session_id, room_hint)`` — ``calls.tasks.start_call.delay``,
+A hand-off is ``start(session_id)`` — ``calls.tasks.start_call.delay``,
 given by the task and the command (the tasks module imports this one).
 
 Every hand-off is claimed with a conditional UPDATE, so several dispatchers may
@@ -44,7 +44,6 @@ from django.utils.module_loading import import_string
 
 from . import policy, reaper
 from .models import CallEvent, CallSession, CallStatus
-from .starting import room_hint
 from .state import transition
 
 log = logging.getLogger(__name__)
@@ -132,7 +131,7 @@ def promote_due(now, tick: Tick) -> None:
 def _hand(start, call: CallSession) -> None:
     """Enqueue the call's start (a failure leaves it queued: hand_lost tries again)."""
     try:
-        start(str(call.pk), room_hint(call))
+        start(str(call.pk))
     except Exception as exc:  # noqa: BLE001 - the broker is down: the next tick retries
         log.warning("could not enqueue the start of call %s: %s", call.pk, exc)
 

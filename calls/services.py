@@ -57,7 +57,7 @@ from patients.phone import normalize_phone, try_normalize_phone
 from . import policy
 from .broadcast import broadcast_call_sync
 from .models import ACTIVE_STATUSES, CallEvent, CallSession, CallStatus
-from .starting import delete_call_room, room_hint
+from .starting import delete_call_room
 from .state import transition
 from .tasks import start_call, start_in_background
 
@@ -133,20 +133,17 @@ def _check_workflow(organization, workflow, *, dialin: bool) -> None:
 
 def _start_on_commit(call: CallSession) -> None:
     session_id = str(call.pk)
-    # The room's parameters travel with the task: the worker asks Daily for the
-    # room before it reads the call (the caller's hold time, bench/RESULTS.md).
-    room = room_hint(call)
     if start_call.app.conf.task_always_eager:
         transaction.on_commit(lambda: _announce(call))
-        transaction.on_commit(lambda: enqueue_start(session_id, room))
+        transaction.on_commit(lambda: enqueue_start(session_id))
     else:
         # With a worker the start is enqueued first (the announcement does not
         # wait for anything, and the worker's own updates come a Daily round trip later).
-        transaction.on_commit(lambda: enqueue_start(session_id, room))
+        transaction.on_commit(lambda: enqueue_start(session_id))
         transaction.on_commit(lambda: _announce(call))
 
 
-def enqueue_start(session_id: str, room: dict | None = None) -> bool:
+def enqueue_start(session_id: str) -> bool:
     """Hand the start to a worker. The call is already committed `queued`, so a
     broker that is down must not turn an accepted call into an error: the failure
     is recorded and the dispatcher's sweep enqueues the call again."""
@@ -154,12 +151,12 @@ def enqueue_start(session_id: str, room: dict | None = None) -> bool:
         if getattr(settings, "EMBEDDED_START_IN_THREAD", False):
             # Eager Celery would run the start — and its retries — inside the
             # request that placed the call: the staff member would wait for it.
-            start_in_background(session_id, room)
+            start_in_background(session_id)
         else:
-            start_call.delay(session_id, room)
+            start_call.delay(session_id)
         return True
     try:
-        start_call.delay(session_id, room)
+        start_call.delay(session_id)
     except Exception as exc:  # noqa: BLE001 - kombu/redis raise many types when the broker is down
         log.warning("could not enqueue the start of call %s (%s); the dispatcher will retry", session_id, exc.__class__.__name__)
         CallEvent.objects.create(

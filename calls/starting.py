@@ -2,11 +2,10 @@
 
 ``start_call`` reads top to bottom, one named step per line:
 
-1. ``order_room`` — ask Daily for the call's room (and sign its token) on the
-   process's event loop; with a room hint this happens before the call is read,
-   so the Daily round trip overlaps the database work.
-2. ``load_call`` / ``is_startable`` — a missing, ended or already-started call
-   is left alone (its freshly made room is dropped again).
+1. ``load_call`` / ``is_startable`` — a missing, ended or already-started call
+   is left alone.
+2. ``order_room`` — ask Daily for the call's room (and sign its token) on the
+   process's event loop, so the Daily round trip overlaps the next step.
 3. ``mark_starting`` — ``queued → starting`` through the state machine; a
    dial-out takes one of its organisation's slots (``take_slot``) or goes back
    to waiting for one (the dispatcher hands it again when a slot frees).
@@ -75,21 +74,16 @@ class RetryStart(Exception):
 # --- the start, top to bottom ------------------------------------------------------
 
 
-def start_call(call_session_id: str, hint: dict | None = None, attempt: Attempt = Attempt()) -> None:
+def start_call(call_session_id: str, attempt: Attempt = Attempt()) -> None:
     """queued → starting → room, token, AgentRequest, start_bot.
 
-    ``hint``: ``room_hint()`` of the call, sent along by the services that enqueue
-    the start, so the room is asked for before the call is read. Raises
-    ``RetryStart`` when the caller should run it again later.
+    Raises ``RetryStart`` when the caller should run it again later.
     """
     problems = check_start_config()
-    room = order_room(call_session_id, valid_hint(hint)) if not problems else None
     call = load_call(call_session_id)
     if call is None or not is_startable(call):
-        drop_room(call, room)
         return
-    if room is None and not problems:
-        room = order_room(call.pk, room_hint(call))
+    room = order_room(call) if not problems else None
     if not mark_starting(call):
         drop_room(call, room, waiting=call.status == CallStatus.QUEUED)
         return
@@ -109,15 +103,22 @@ def start_call(call_session_id: str, hint: dict | None = None, attempt: Attempt 
 # --- its steps, in order -----------------------------------------------------------
 
 
-def order_room(call_session_id, hint: dict | None) -> Future | None:
-    """Start making the call's room and token on the process's background loop (None without a hint).
+def order_room(call: CallSession) -> Future:
+    """Start making the call's room and token on the process's background loop,
+    while the slot is taken.
 
     The room's name is fixed by the call, so a second delivery finds the room it
-    made; a room made for a call that turns out to be over is dropped again.
+    made; a room made for a call that turns out not to start is dropped again.
     """
-    if hint is None:
-        return None
-    return background.submit(lambda: _make_room_and_token(str(call_session_id), **hint))
+    dialin = call.direction == "dial_in"
+    return background.submit(
+        lambda: _make_room_and_token(
+            str(call.pk),
+            dialin=dialin,
+            caller_phone=call.from_number if dialin else None,
+            max_duration_s=call.workflow.max_duration_s,
+        )
+    )
 
 
 def load_call(call_session_id: str) -> CallSession | None:
@@ -290,38 +291,12 @@ def fail_start(call: CallSession, reason: str, *, delete_room: bool = True) -> N
 # --- rooms ----------------------------------------------------------------------------
 
 
-def room_hint(call: CallSession) -> dict:
-    """What creating the call's room needs, sent along with the task so that the
-    task can ask Daily before it reads the database (``start_call``)."""
-    dialin = call.direction == "dial_in"
-    return {
-        "dialin": dialin,
-        "caller_phone": call.from_number if dialin else None,
-        "max_duration_s": call.workflow.max_duration_s,
-    }
+def drop_room(call: CallSession, room: Future | None, *, waiting: bool = False) -> None:
+    """The call did not move to starting while its room was being made: delete the room.
 
-
-def valid_hint(hint) -> dict | None:
-    """The room hint's three fields, or None when it is not one (then the room is
-    made from the call as read from the database)."""
-    if not isinstance(hint, dict):
-        return None
-    try:
-        return {
-            "dialin": bool(hint["dialin"]),
-            "caller_phone": str(hint["caller_phone"]) if hint.get("caller_phone") else None,
-            "max_duration_s": int(hint["max_duration_s"]),
-        }
-    except (KeyError, TypeError, ValueError):
-        return None
-
-
-def drop_room(call: CallSession | None, room: Future | None, *, waiting: bool = False) -> None:
-    """The call is missing or over while its room was being made: delete the room.
-
-    Only for a missing or final call, or (``waiting``) one that went back to
-    wait for a slot: its next start makes a fresh room. A call another delivery
-    is starting keeps its room.
+    Only for a final call, or (``waiting``) one that went back to wait for a
+    slot: its next start makes a fresh room. A call another delivery is
+    starting keeps its room.
     """
     if room is None:
         return
@@ -329,8 +304,8 @@ def drop_room(call: CallSession | None, room: Future | None, *, waiting: bool = 
         made, _token = room.result()
     except Exception:  # noqa: BLE001 - nothing was made, or the failure no longer matters
         return
-    if call is None or waiting:
-        delete_room(made.name)
+    if waiting:
+        delete_room(made.name, call.pk)
         return
     call.refresh_from_db(fields=["status"])
     if call.status in FINAL_STATUSES:

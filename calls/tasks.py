@@ -25,18 +25,17 @@ DB_ERROR_RETRIES = 8
 
 
 @shared_task(bind=True, max_retries=starting.MAX_START_RETRIES, acks_late=True, ignore_result=True)
-def start_call(self, call_session_id: str, room: dict | None = None) -> None:
+def start_call(self, call_session_id: str, _legacy_room_hint: dict | None = None) -> None:
     """Start the call's bot (``starting.start_call``); retry when it says so.
 
     The caller's hold time on dial-in is this task: browser updates are sent
-    when it ends (``deferred``), and ``room`` (``starting.room_hint()``, given
-    by the services that enqueue a start) lets it ask Daily for the room before
-    it reads the call.
+    when it ends (``deferred``). ``_legacy_room_hint`` is ignored: starts
+    enqueued by an earlier release carried one, and must still run after a deploy.
     """
     attempt = starting.Attempt(retries=self.request.retries, eager=bool(self.request.is_eager))
     with broadcast.deferred(background=not attempt.eager):
         try:
-            starting.start_call(call_session_id, room, attempt)
+            starting.start_call(call_session_id, attempt)
         except (OperationalError, InterfaceError) as exc:
             # The database dropped the connection (restart, failover, terminated
             # backend). Acking would lose the start: drop the dead connection and
@@ -58,7 +57,7 @@ def start_call(self, call_session_id: str, room: dict | None = None) -> None:
 _background_starts: set[threading.Thread] = set()
 
 
-def start_in_background(call_session_id: str, room: dict | None = None) -> threading.Thread:
+def start_in_background(call_session_id: str) -> threading.Thread:
     """The embedded default's start (eager Celery), on its own thread.
 
     Same task, same code as with a worker; only the thread differs, so the page
@@ -67,7 +66,7 @@ def start_in_background(call_session_id: str, room: dict | None = None) -> threa
 
     def run() -> None:
         try:
-            start_call.delay(call_session_id, room)
+            start_call.delay(call_session_id)
         except Exception:  # noqa: BLE001 - recorded on the call by the task; nothing to raise into
             log.exception("background start of call %s failed", call_session_id)
         finally:

@@ -7,7 +7,7 @@ from django.test.utils import CaptureQueriesContext
 from botrunner.agent_request import AgentRequest
 from calls import dispatcher
 from calls.models import CallEvent, CallSession
-from calls.starting import room_hint, status_url_for
+from calls.starting import status_url_for
 from calls.state import transition
 from calls.tasks import start_call
 from tests import factories
@@ -222,40 +222,40 @@ def test_429_defers_to_the_queue_then_the_dispatcher_starts_it_once_with_a_real_
     assert "start_retry" not in kinds(dialout_call)
 
 
-# --- the room hint: the worker asks Daily for the room before it reads the call ---------
+# --- rooms made for calls that do not start ------------------------------------------
 
 
-def test_room_hint_starts_the_call_with_one_room(fake_daily, fake_runner, dialin_call):
-    start_call(str(dialin_call.pk), room=room_hint(dialin_call))
+def test_a_dialin_start_makes_one_dialin_room(fake_daily, fake_runner, dialin_call):
+    start_call(str(dialin_call.pk))
     assert len(fake_daily.rooms) == 1 and len(fake_runner.started) == 1
     props = fake_daily.requests_to("POST /rooms")[0]["json"]["properties"]
     assert props["sip"]["sip_mode"] == "dial-in"
 
 
-def test_an_invalid_room_hint_is_ignored(fake_daily, fake_runner, dialout_call):
-    start_call(str(dialout_call.pk), room={"nonsense": True})
+def test_a_start_enqueued_by_the_previous_release_still_runs(fake_daily, fake_runner, dialout_call):
+    """Before a deploy, starts were enqueued with a second argument (a room hint): ignored now."""
+    start_call(str(dialout_call.pk), {"dialin": False, "caller_phone": None, "max_duration_s": 60})
     assert len(fake_daily.rooms) == 1 and len(fake_runner.started) == 1
 
 
-def test_room_made_for_a_call_canceled_meanwhile_is_deleted(fake_daily, fake_runner, dialout_call):
-    hint = room_hint(dialout_call)
+def test_a_canceled_call_makes_no_room_and_starts_no_bot(fake_daily, fake_runner, dialout_call):
     transition(dialout_call.pk, "canceled")
-    start_call(str(dialout_call.pk), room=hint)
+    start_call(str(dialout_call.pk))
     assert fake_runner.requests == []
-    assert fake_daily.rooms == {}
+    assert fake_daily.requests_to("POST /rooms") == []
     assert reload(dialout_call).status == "canceled"
 
 
-def test_room_made_for_a_missing_call_is_deleted(fake_daily, fake_runner):
+def test_a_missing_call_makes_no_room(fake_daily, fake_runner):
     import uuid
 
-    start_call(str(uuid.uuid4()), room={"dialin": False, "caller_phone": None, "max_duration_s": 60})
-    assert fake_runner.requests == [] and fake_daily.rooms == {}
+    start_call(str(uuid.uuid4()))
+    assert fake_runner.requests == [] and fake_daily.requests_to("POST /rooms") == []
 
 
-def test_redelivery_with_a_hint_keeps_the_room_and_starts_no_second_bot(fake_daily, fake_runner, dialout_call):
-    start_call(str(dialout_call.pk), room=room_hint(dialout_call))
-    start_call(str(dialout_call.pk), room=room_hint(dialout_call))
+def test_redelivery_keeps_the_room_and_starts_no_second_bot(fake_daily, fake_runner, dialout_call):
+    start_call(str(dialout_call.pk))
+    start_call(str(dialout_call.pk))
     assert len(fake_runner.started) == 1
     assert len(fake_daily.rooms) == 1
 

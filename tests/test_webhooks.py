@@ -16,7 +16,7 @@ from calls.state import transition
 from organizations.models import ApiKey
 from tests import factories
 from tests.api_fixtures import auth
-from webhooks import services
+from webhooks import sending, services
 from webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
 
 
@@ -225,13 +225,13 @@ def test_backoff_spans_about_a_day_then_gives_up(org, workflow, patient, fake_re
         ended_call(org, workflow, patient)
         delivery = WebhookDelivery.objects.get()
         services.send_delivery(delivery.pk)
-        for _ in range(services.MAX_ATTEMPTS - 1):
+        for _ in range(sending.MAX_ATTEMPTS - 1):
             delivery.refresh_from_db()
             clock.move_to(delivery.next_attempt_at)
             services.sweep(send_inline=True)
         delivery.refresh_from_db()
         span = timezone.now() - start
-    assert delivery.status == "failed" and delivery.attempts == services.MAX_ATTEMPTS
+    assert delivery.status == "failed" and delivery.attempts == sending.MAX_ATTEMPTS
     assert timedelta(hours=20) <= span <= timedelta(hours=30)
 
 

@@ -22,7 +22,7 @@ from calls.models import CallSession
 
 from .models import DeliveryStatus, WebhookDelivery, WebhookEndpoint, WebhookEvent
 from .payloads import call_ended_payload, iso
-from .sending import MAX_ATTEMPTS, RETRY_DELAYS_S, due_deliveries  # noqa: F401 - re-exported
+from .sending import due_deliveries
 from .tasks import attempt as send_delivery
 from .tasks import schedule_send
 

@@ -9,6 +9,7 @@ from django.contrib import admin
 from django.contrib.admin import helpers
 from django.contrib.admin.exceptions import DisallowedModelAdminLookup
 from django.contrib.admin.views.main import ChangeList
+from django.db import models
 
 from . import access
 from .models import Organization
@@ -44,6 +45,9 @@ class OrgScopedAdmin(admin.ModelAdmin):
     write_right = access.MANAGE
     #: right needed to see the objects
     read_right = access.READ
+    # A URL typed without a scheme means https (Django 6's default; webhook
+    # endpoints must be HTTPS in production).
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
 
     def action_label(self, obj) -> str:
         """What the row's checkbox is called for screen readers: ``str(obj)`` by

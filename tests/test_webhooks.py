@@ -548,3 +548,9 @@ def test_a_worker_killed_in_the_middle_of_a_send_is_covered_by_the_sweep(
     delivery.refresh_from_db()
     assert delivery.status == "delivered"
     assert [v["id"] for v in fake_receiver.verified] == [delivery.message_id]
+
+
+def test_an_endpoint_url_typed_without_a_scheme_means_https():
+    from webhooks.admin import WebhookEndpointForm
+
+    assert WebhookEndpointForm.base_fields["url"].clean("hooks.example.org/myrobot") == "https://hooks.example.org/myrobot"

@@ -6,12 +6,20 @@ rotated); no page shows it again.
 
 from django import forms
 from django.contrib import admin, messages
+from django.db import models
 
 from organizations import access
 from organizations.admin_scoping import OrgScopedAdmin
 
 from . import services
 from .models import WebhookDelivery, WebhookEndpoint, WebhookEvent, new_secret
+
+
+def _https_by_default(field, **kwargs):
+    """The form's own fields, as the admin builds them (OrgScopedAdmin.formfield_overrides)."""
+    if isinstance(field, models.URLField):
+        kwargs["assume_scheme"] = "https"
+    return field.formfield(**kwargs)
 
 
 class WebhookEndpointForm(forms.ModelForm):
@@ -22,6 +30,7 @@ class WebhookEndpointForm(forms.ModelForm):
     class Meta:
         model = WebhookEndpoint
         fields = ["organization", "url", "description", "events", "is_active", "include_transcript"]
+        formfield_callback = _https_by_default
 
 
 def _show_secret_once(request, endpoint, verb: str) -> None:

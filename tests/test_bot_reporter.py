@@ -20,6 +20,38 @@ from tests.status_server import StatusServer  # noqa: E402
 FAST = (0.01, 0.02, 0.05)
 
 
+class Backoffs:
+    """The reporter's sleep between connection attempts, recorded: each call is
+    the sentinel of a failed attempt (the reporter is waiting to try again)."""
+
+    def __init__(self):
+        self.delays: list[float] = []
+        self._changed = asyncio.Event()
+
+    async def __call__(self, delay: float) -> None:
+        self.delays.append(delay)
+        self._changed.set()
+        await asyncio.sleep(delay)
+
+    async def wait_for(self, count: int, timeout: float = 5.0) -> None:
+        async def _wait() -> None:
+            while len(self.delays) < count:
+                self._changed.clear()
+                await self._changed.wait()
+
+        await asyncio.wait_for(_wait(), timeout)
+
+
+async def until(condition, timeout: float = 5.0) -> None:
+    """Poll ``condition`` until it holds, for at most ``timeout`` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        if loop.time() > deadline:
+            raise TimeoutError(f"not true within {timeout} s")
+        await asyncio.sleep(0.005)
+
+
 @pytest.fixture
 async def server():
     async with StatusServer(token="tok-123") as s:
@@ -83,11 +115,12 @@ async def test_buffers_while_the_server_is_away_and_delivers_in_order_when_back(
     port = server.port
     await server.stop()  # nobody listening on the port now
 
-    reporter = StatusReporter(f"ws://127.0.0.1:{port}/ws/bot/s1/", "tok-123", backoff=FAST)
+    backoffs = Backoffs()
+    reporter = StatusReporter(f"ws://127.0.0.1:{port}/ws/bot/s1/", "tok-123", backoff=FAST, sleep=backoffs)
     reporter.start()
     for i in range(5):
         reporter.send("transcript", {"role": "user", "text": f"line {i}"})
-    await asyncio.sleep(0.1)
+    await backoffs.wait_for(2)  # two connection attempts have failed
     assert reporter.pending == 5
     assert not reporter.connected
 
@@ -122,9 +155,9 @@ async def test_wrong_token_is_refused_and_reporter_gives_up(server):
     reporter = StatusReporter(server.url(), "wrong", backoff=FAST, max_refusals=2)
     reporter.start()
     reporter.send("bot_started")
-    await server.wait_for(lambda s: len(s.refused) >= 2)
-    await asyncio.sleep(0.05)
-    assert reporter.refused
+    await until(lambda: reporter.refused)
+    # It stopped at the second refusal (it gives up without another await, so no third try can follow).
+    assert len(server.refused) == 2
     assert server.messages == []
     assert await reporter.close(timeout=1) is False
 

@@ -27,6 +27,25 @@ from tests.status_server import StatusServer  # noqa: E402
 FIRST, LAST, DOB = "Zebulon", "Quixotically", "1931-02-03"
 PHONE = "+15558675309"
 PHI = (FIRST, LAST, DOB, PHONE, PHONE[1:], PHONE[-10:])
+SESSION = "phi-1"
+
+
+def printed(*files) -> str:
+    """What the process has written to ``files`` so far (``os.pread``: the process
+    writes through the same open files, so their offset must not move)."""
+    return "".join(
+        os.pread(f.fileno(), os.fstat(f.fileno()).st_size, 0).decode(errors="replace") for f in files
+    )
+
+
+async def until(condition, timeout: float) -> None:
+    """Poll ``condition`` until it holds, for at most ``timeout`` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        if loop.time() > deadline:
+            raise TimeoutError(f"not true within {timeout} s")
+        await asyncio.sleep(0.05)
 
 
 def free_port() -> int:
@@ -41,7 +60,7 @@ def body(status_url: str) -> dict:
         # unreachable room takes ~19 s), and the bot takes its join-failure path.
         "room_url": "not-a-room-url",
         "token": "meeting-token",
-        "session_id": "phi-1",
+        "session_id": SESSION,
         "patient_id": "1",
         "patient_data": {"first_name": FIRST, "last_name": LAST, "date_of_birth": DOB},
         "client_name": "Acme Clinic",
@@ -104,14 +123,16 @@ async def test_runner_serves_daily_by_default_and_logs_no_patient_data(log_level
                     # No flags given: Daily only (what LOCAL_SERVER_URL expects).
                     assert status["transports"] == ["daily"]
 
-                    payload = {"createDailyRoom": False, "body": body(server.url("phi-1"))}
+                    payload = {"createDailyRoom": False, "body": body(server.url(SESSION))}
                     async with http.post(f"http://localhost:{port}/start", json=payload) as r:
                         assert r.status == 200
 
                 await server.wait_for_event("bot_started", timeout=20)
                 error = await server.wait_for_event("error", timeout=30)
                 assert error["fatal"] is True
-                await asyncio.sleep(0.5)  # whatever the bot logs while finishing
+                # The sentinel: the bot's last line, after its reporter closed. All it
+                # logs while finishing is written before it.
+                await until(lambda: f"call {SESSION}: bot done" in printed(out, err), timeout=30)
             finally:
                 if proc.returncode is None:
                     proc.terminate()

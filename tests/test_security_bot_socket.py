@@ -31,17 +31,21 @@ BAD_FRAMES = [
 ]
 
 
-async def _until_ended(call):
-    """The sentinel: the `ended` message stored (bounded, so a lost call fails the test).
+async def _until_stored(call, kind, count=1):
+    """The sentinel: ``count`` events of ``kind`` stored (bounded, so a lost message fails the test).
 
     Polled in the database rather than heard on the channel layer: a test's own
     receive on the process's shared Redis layer would hold its per-process lock."""
 
     async def wait():
-        while not await events_of(call, kind="ended"):
+        while len(await events_of(call, kind=kind)) < count:
             await asyncio.sleep(0.02)
 
     await asyncio.wait_for(wait(), timeout=10)
+
+
+async def _until_ended(call):
+    await _until_stored(call, "ended")
 
 
 @pytest.mark.parametrize("name,frame,reason", BAD_FRAMES, ids=[b[0] for b in BAD_FRAMES])
@@ -60,7 +64,12 @@ async def test_a_bad_message_is_recorded_and_the_call_still_ends(name, frame, re
     assert call.outcome["result"] == "confirmed"
     invalid = await events_of(call, kind="invalid_message")
     assert len(invalid) == 1 and reason in invalid[0].data["reason"], [e.data for e in invalid]
-    assert await comm.receive_nothing(timeout=0.05)  # still open: nothing sent, no close frame
+    # Still open, nothing sent back, no close frame. The socket handles frames in
+    # order: once a marker frame is handled (stored as a second invalid_message),
+    # whatever the frames before it made the server send is already queued.
+    await comm.send_to(text_data="drain marker: not JSON")
+    await _until_stored(call, "invalid_message", count=2)
+    assert await comm.receive_nothing(timeout=0)  # no waiting: the marker proved it
     await comm.disconnect()
 
 

@@ -6,6 +6,7 @@ The Origin check compares scheme, host and port.
 """
 
 import asyncio
+import itertools
 import json
 
 import pytest
@@ -47,11 +48,29 @@ async def _socket(user, path="/ws/calls/", origin=b"http://127.0.0.1", host=b"12
     return comm, connected
 
 
-async def _drain(comm):
+_markers = itertools.count(1)
+
+
+async def _drain(comm, via_call_id) -> list[dict]:
+    """The socket's output before a marker sent now through the groups of call
+    ``via_call_id``: groups deliver in order, so what arrives before the marker
+    is all there was. A close frame ends it too (no marker follows a close)."""
+    marker = f"drain-marker-{next(_markers)}"
+    payload = await sync_to_async(lambda: serialize_call(load_call(via_call_id)))()
+    # The marker rides in a field every role receives (viewers get an allow-list).
+    await send_call_messages({**payload, "end_reason": marker}, [])
     out = []
-    while not await comm.receive_nothing(timeout=0.5):
-        out.append(await comm.receive_output(timeout=5))
-    return out
+    while True:
+        output = await comm.receive_output(timeout=10)
+        if output["type"] == "websocket.send":
+            got = str(json.loads(output["text"]).get("call", {}).get("end_reason") or "")
+            if got == marker:
+                return out
+            if got.startswith("drain-marker-"):  # an earlier drain's marker is not news either
+                continue
+        out.append(output)
+        if output["type"] == "websocket.close":
+            return out
 
 
 async def _new_call(world):
@@ -87,8 +106,7 @@ def _deactivate_org(org):
 @pytest.mark.parametrize("change", ["membership_removed", "user_deactivated", "organisation_switched_off"])
 async def test_socket_is_closed_when_access_is_removed(world, change):
     comm, connected = await _socket(world["user"])
-    assert connected
-    await _drain(comm)  # the snapshot
+    assert connected  # no call yet: no snapshot to read
     if change == "membership_removed":
         await sync_to_async(_remove_membership)(world["user"])
     elif change == "user_deactivated":
@@ -103,7 +121,7 @@ async def test_detail_socket_is_closed_when_membership_is_removed(world):
     call = await sync_to_async(factories.make_call)(world["a"], world["wf"], world["patient"])
     comm, connected = await _socket(world["user"], f"/ws/calls/{call.pk}/")
     assert connected
-    await _drain(comm)
+    await _drain(comm, call.pk)  # the snapshot
     await sync_to_async(_remove_membership)(world["user"])
     assert await asyncio.wait_for(_closed_with(comm), timeout=5) == ACCESS_LOST_CLOSE_CODE
     await comm.disconnect()
@@ -111,10 +129,9 @@ async def test_detail_socket_is_closed_when_membership_is_removed(world):
 
 async def test_lowered_role_reshapes_the_open_socket(world):
     comm, connected = await _socket(world["user"])
-    assert connected
-    await _drain(comm)
-    await _new_call(world)
-    before = await _drain(comm)
+    assert connected  # no call yet: no snapshot to read
+    call = await _new_call(world)
+    before = await _drain(comm, call.pk)
     assert "Lovelace" in str(before)  # staff: names in clear
     await sync_to_async(OrganizationMembership.objects.filter(user=world["user"]).update)(role="viewer")
     # .update() sends no signal: save() as the admin does
@@ -122,8 +139,8 @@ async def test_lowered_role_reshapes_the_open_socket(world):
     await sync_to_async(membership.save)()
     # the sentinel that the socket has re-read the roles: its user group message is consumed
     # before the next broadcast (the channel layer keeps order per channel)
-    await _new_call(world)
-    after = await _drain(comm)
+    call = await _new_call(world)
+    after = await _drain(comm, call.pk)
     assert after, "the socket should still be open and hear new calls"
     assert all(m["type"] == "websocket.send" for m in after)
     assert "Lovelace" not in str(after) and "+14155550123" not in str(after)

@@ -226,8 +226,11 @@ def give_up_waiting(now, tick: Tick) -> None:
             tick.gave_up += 1
 
 
-def run_forever(start, interval_s: float | None = None, *, stop=lambda: False, out=None) -> None:
-    """``dispatch()`` every ``interval_s`` until ``stop()``; a failing tick is logged, never fatal."""
+def run_forever(start, interval_s: float | None = None, *, stop=lambda: False, out=None, every_tick=False) -> None:
+    """``dispatch()`` every ``interval_s`` until ``stop()``; a failing tick is logged, never fatal.
+
+    ``out`` gets the ticks that did something, or (``every_tick``) every tick.
+    """
     interval_s = settings.DISPATCH_INTERVAL_S if interval_s is None else interval_s
     last_reap = 0.0
     while not stop():
@@ -237,7 +240,7 @@ def run_forever(start, interval_s: float | None = None, *, stop=lambda: False, o
             tick = dispatch(start, reap=reap)
             if reap:
                 last_reap = started
-            if out is not None and (tick.promoted or tick.refused or tick.handed or tick.rehanded
+            if out is not None and (every_tick or tick.promoted or tick.refused or tick.handed or tick.rehanded
                                     or tick.gave_up or tick.reaped or tick.rescheduled):
                 out(str(tick))
         except Exception:  # noqa: BLE001 - e.g. the database restarting: try again next tick

@@ -37,7 +37,7 @@ def _dispatcher() -> subprocess.Popen:
     for name in ("DAILY_API_URL", "DAILY_API_KEY", "ENV", "LOCAL_SERVER_URL", "PUBLIC_BASE_URL"):
         env[name] = str(getattr(django_settings, name))
     return subprocess.Popen(
-        [sys.executable, "manage.py", "dispatch_calls", "--loop", "--interval", "0.1"],
+        [sys.executable, "manage.py", "dispatch_calls", "--loop", "--interval", "0.1", "-v", "2"],
         cwd=live.ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
 
@@ -61,19 +61,31 @@ def test_two_dispatchers_pace_and_start_each_target_once(fake_daily, fake_runner
                                         pace_per_minute=PACE)
     calls = CallSession.objects.filter(campaign_id=campaign.pk)
     output: list[str] = []
+    ticks = [0, 0]  # each process's finished ticks (it prints every one with -v 2)
     dispatchers = [_dispatcher() for _ in range(2)]
-    for proc in dispatchers:
-        threading.Thread(target=lambda p=proc: output.extend(p.stdout), daemon=True).start()
+
+    def read(i, proc):
+        for line in proc.stdout:
+            output.append(line)
+            if line.startswith("promoted "):
+                ticks[i] += 1
+
+    for i, proc in enumerate(dispatchers):
+        threading.Thread(target=read, args=(i, proc), daemon=True).start()
+
+    def ten_more_ticks_each():
+        seen = list(ticks)
+        _wait_for(lambda: all(t >= s + 10 for t, s in zip(ticks, seen)), "ten more ticks of each dispatcher", output)
     try:
         _wait_for(lambda: len(fake_runner.started) >= PACE, "the first minute's starts", output)
-        # Both processes keep ticking (ten ticks each): nothing more may start this minute.
-        time.sleep(1.0)
+        # Both processes tick on (ten whole ticks each): nothing more may start this minute.
+        ten_more_ticks_each()
         assert calls.filter(started_at__isnull=False).count() == PACE
         assert len(fake_runner.started) == PACE
         # A minute passes for the campaign: its starts leave the 60-second span.
         calls.filter(started_at__isnull=False).update(started_at=dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc))
         _wait_for(lambda: len(fake_runner.started) >= PATIENTS, "the remaining starts", output)
-        time.sleep(0.5)
+        ten_more_ticks_each()  # and no target starts a second time
     finally:
         for proc in dispatchers:
             proc.terminate()

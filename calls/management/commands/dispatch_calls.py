@@ -22,6 +22,9 @@ class Command(BaseCommand):
         interval = settings.DISPATCH_INTERVAL_S if interval is None else interval
         self.stdout.write(f"Dispatching calls every {interval:g} s (Ctrl-C to stop).")
         try:
-            dispatcher.run_forever(start_call.delay, interval, out=self.stdout.write)
+            # -v 2 reports every tick, the quiet ones too.
+            dispatcher.run_forever(
+                start_call.delay, interval, out=self.stdout.write, every_tick=options["verbosity"] >= 2
+            )
         except KeyboardInterrupt:
             pass

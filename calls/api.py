@@ -4,7 +4,8 @@ Handlers are thin: they resolve objects in the key's organisation (another
 organisation's object is a 404), call ``calls.services`` and shape the answer.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: the paginated list's `Query[...]`
+# parameter must be a real annotation (myrobot/pagination.py says why).
 
 import datetime as dt
 import hashlib
@@ -19,13 +20,13 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import F
 from django.urls import reverse
 from ninja import Header, Query, Router, Schema
-from pydantic import ConfigDict, Field, ValidationError, field_validator
+from ninja.pagination import paginate
+from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from audit.models import AuditAction
 from audit.services import record_request
 from myrobot.errors import ApiError, errors
-from myrobot.pagination import Page, PageParams, paginate
 from myrobot.validation import Int64, StrictSchema, loads_strict
 from organizations.auth import api_key_auth
 from organizations.models import Workflow
@@ -277,6 +278,12 @@ class CallOut(Schema):
     next_attempt: str | None = Field(None, description="Session id of the attempt after this one.")
     next_attempt_at: dt.datetime | None = Field(None, description="When the next attempt rings (or rang).")
 
+    @model_validator(mode="wrap")
+    @classmethod
+    def _read_call(cls, value, handler):
+        """A CallSession (a page of `GET /api/calls`) is read through `_call_out`."""
+        return handler(_call_out(value) if isinstance(value, CallSession) else value)
+
 
 class CallEventOut(Schema):
     seq: int | None
@@ -368,7 +375,7 @@ ORDERINGS = {
 }
 
 
-class CallFilters(PageParams, StrictSchema):
+class CallFilters(StrictSchema):
     status: Literal[tuple(CallStatus.values)] | None = Field(None, description="e.g. `completed`.")  # type: ignore[valid-type]
     outcome: str | None = Field(
         None, max_length=64, description="The outcome's result, e.g. `confirmed` (see the workflow's outcome_results)."
@@ -414,7 +421,8 @@ def _by_campaign(qs, value: str):
     return qs.filter(campaign_id=value)
 
 
-@router.get("/calls", response={200: Page[CallOut], **errors(401, 422)}, auth=api_key_auth, url_name="list_calls")
+@router.get("/calls", response={200: list[CallOut], **errors(401, 422)}, auth=api_key_auth, url_name="list_calls")
+@paginate
 def list_calls(request, filters: Query[CallFilters]):
     """The organisation's calls, newest first; every filter narrows the list (an unknown parameter is a 422).
 
@@ -448,8 +456,7 @@ def list_calls(request, filters: Query[CallFilters]):
         qs = qs.filter(ended_at__gte=filters.ended_after)
     if filters.ended_before:
         qs = qs.filter(ended_at__lt=filters.ended_before)
-    page = paginate(qs.order_by(*ORDERINGS[filters.ordering]), filters)
-    return {"items": [_call_out(c) for c in page["items"]], "count": page["count"]}
+    return qs.order_by(*ORDERINGS[filters.ordering])
 
 
 @router.get(

@@ -4,17 +4,18 @@ Thin handlers: objects are resolved in the key's organisation (another
 organisation's campaign is a 404) and ``campaigns.services`` does the work.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: the paginated list's `Query[...]`
+# parameter must be a real annotation (myrobot/pagination.py says why).
 
 import datetime as dt
 import hashlib
 import json
 
 from ninja import Header, Query, Router, Schema
-from pydantic import ConfigDict, Field, field_validator
+from ninja.pagination import paginate
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from myrobot.errors import ApiError, errors
-from myrobot.pagination import Page, PageParams, paginate
 from myrobot.validation import Int64
 from organizations.auth import api_key_auth
 from organizations.models import Workflow
@@ -106,8 +107,14 @@ class CampaignOut(Schema):
     results: dict[str, int]
     skipped: list[SkippedOut]
 
+    @model_validator(mode="wrap")
+    @classmethod
+    def _read_campaign(cls, value, handler):
+        """A Campaign (a page of `GET /api/campaigns`) is read through `_out`."""
+        return handler(_out(value) if isinstance(value, Campaign) else value)
 
-class CampaignFilters(PageParams):
+
+class CampaignFilters(Schema):
     status: CampaignStatus | None = None
 
 
@@ -204,16 +211,16 @@ def create_campaign(
 
 
 @router.get(
-    "/campaigns", response={200: Page[CampaignOut], **errors(401, 422)},
+    "/campaigns", response={200: list[CampaignOut], **errors(401, 422)},
     auth=api_key_auth, url_name="list_campaigns",
 )
+@paginate
 def list_campaigns(request, filters: Query[CampaignFilters]):
     """The organisation's campaigns, newest first, with their counts."""
     qs = Campaign.objects.filter(organization=request.organization).select_related("workflow")
     if filters.status:
         qs = qs.filter(status=filters.status)
-    page = paginate(qs.order_by("-created_at", "-pk"), filters)
-    return {"items": [_out(c) for c in page["items"]], "count": page["count"]}
+    return qs.order_by("-created_at", "-pk")
 
 
 @router.get(

@@ -38,7 +38,7 @@ def envelope(request, status: int, detail: str, errors: list[dict] | None = None
     return api.create_response(request, {"detail": detail, "errors": errors or []}, status=status)
 
 
-_WRAPPERS = ("body", "query", "path", "header", "payload", "data", "filters", "page")
+_WRAPPERS = ("body", "query", "path", "header", "payload", "data", "filters")
 
 
 def _field_of(loc) -> str:

@@ -333,7 +333,8 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
 }
 
-# The API's lists: django-ninja's limit/offset pagination, `{"items", "count"}`.
-NINJA_PAGINATION_CLASS = "ninja.pagination.LimitOffsetPagination"
+# The API's lists: django-ninja's limit/offset pagination, `{"items", "count"}`,
+# with `offset` bounded to 64 bits (myrobot/pagination.py says why).
+NINJA_PAGINATION_CLASS = "myrobot.pagination.BoundedLimitOffsetPagination"
 NINJA_PAGINATION_PER_PAGE = 50
 NINJA_PAGINATION_MAX_LIMIT = 200

@@ -1,11 +1,11 @@
 """GET /api/workflows: what an integrator may start (and where Daily posts dial-ins)."""
 
 from django.urls import reverse
-from ninja import Field, Query, Router, Schema
-from pydantic import ConfigDict
+from ninja import Field, Router, Schema
+from ninja.pagination import paginate
+from pydantic import ConfigDict, ValidationInfo, model_validator
 
 from myrobot.errors import errors
-from myrobot.pagination import Page, PageParams, paginate
 
 from .auth import api_key_auth
 from .models import Workflow
@@ -36,38 +36,42 @@ class WorkflowOut(Schema):
     max_attempts: int
     retry_delays_min: list[int]
 
+    @model_validator(mode="wrap")
+    @classmethod
+    def _read_workflow(cls, value, handler, info: ValidationInfo):
+        """A Workflow (a page of `GET /api/workflows`) is read through `_workflow_out`, with the request."""
+        return handler(_workflow_out(value, info.context["request"]) if isinstance(value, Workflow) else value)
+
+
+def _workflow_out(wf: Workflow, request) -> dict:
+    url = None
+    if wf.takes_dialin:
+        url = request.build_absolute_uri(
+            reverse("api:dialin_webhook", kwargs={"org_slug": request.organization.slug, "workflow_slug": wf.slug})
+        )
+    return {
+        "slug": wf.slug,
+        "name": wf.name,
+        "direction": wf.direction,
+        "is_active": wf.is_active,
+        "takes_dialin": wf.takes_dialin,
+        "dials_out": wf.dials_out,
+        "max_duration_s": wf.max_duration_s,
+        "outcome_results": list(wf.outcome_results or []),
+        "dialin_webhook_url": url,
+        "window_start": wf.window_start.strftime("%H:%M"),
+        "window_end": wf.window_end.strftime("%H:%M"),
+        "window_days": list(wf.window_days or []),
+        "retry_on": list(wf.retry_on or []),
+        "max_attempts": wf.max_attempts,
+        "retry_delays_min": list(wf.retry_delays_min or []),
+    }
+
 
 @router.get(
-    "/workflows", response={200: Page[WorkflowOut], **errors(401, 422)}, auth=api_key_auth, url_name="list_workflows"
+    "/workflows", response={200: list[WorkflowOut], **errors(401, 422)}, auth=api_key_auth, url_name="list_workflows"
 )
-def list_workflows(request, page: Query[PageParams]):
+@paginate
+def list_workflows(request):
     """The organisation's workflows; use a `slug` as `workflow` in `POST /api/start-call`."""
-    org = request.organization
-    result = paginate(Workflow.objects.filter(organization=org).order_by("name", "pk"), page)
-    items = []
-    for wf in result["items"]:
-        url = None
-        if wf.takes_dialin:
-            url = request.build_absolute_uri(
-                reverse("api:dialin_webhook", kwargs={"org_slug": org.slug, "workflow_slug": wf.slug})
-            )
-        items.append(
-            {
-                "slug": wf.slug,
-                "name": wf.name,
-                "direction": wf.direction,
-                "is_active": wf.is_active,
-                "takes_dialin": wf.takes_dialin,
-                "dials_out": wf.dials_out,
-                "max_duration_s": wf.max_duration_s,
-                "outcome_results": list(wf.outcome_results or []),
-                "dialin_webhook_url": url,
-                "window_start": wf.window_start.strftime("%H:%M"),
-                "window_end": wf.window_end.strftime("%H:%M"),
-                "window_days": list(wf.window_days or []),
-                "retry_on": list(wf.retry_on or []),
-                "max_attempts": wf.max_attempts,
-                "retry_delays_min": list(wf.retry_delays_min or []),
-            }
-        )
-    return {"items": items, "count": result["count"]}
+    return Workflow.objects.filter(organization=request.organization).order_by("name", "pk")

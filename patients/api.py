@@ -4,7 +4,8 @@ Phone numbers never travel in URLs (they would land in access logs): a lookup
 by phone is `POST /api/patients/lookup` with the number in the body.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: the paginated list's `Query[...]`
+# parameter must be a real annotation (myrobot/pagination.py says why).
 
 import datetime as dt
 import json
@@ -15,13 +16,13 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 from ninja import Path, Query, Router, Schema
+from ninja.pagination import paginate
 from pydantic import ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
 from audit.models import AuditAction
 from audit.services import record_request
 from myrobot.errors import ApiError, errors
-from myrobot.pagination import Page, PageParams, paginate
 from myrobot.validation import INT64_MAX, StrictSchema, storable_problem
 from organizations.auth import api_key_auth
 from organizations.models import validate_timezone
@@ -150,6 +151,13 @@ class PatientOut(Schema):
     updated_at: dt.datetime
 
 
+class LookupOut(Schema):
+    """Every match (at most 100), in the envelope of the paginated lists."""
+
+    items: list[PatientOut]
+    count: int
+
+
 class LookupIn(StrictSchema):
     model_config = ConfigDict(json_schema_extra={"examples": [{"phone": "+14155550123"}]})
 
@@ -158,7 +166,7 @@ class LookupIn(StrictSchema):
     _check_phone = field_validator("phone")(_phone)
 
 
-class PatientFilters(PageParams, StrictSchema):
+class PatientFilters(StrictSchema):
     external_id: str | None = Field(None, max_length=100, description="The patient's EHR id.")
     q: str | None = Field(
         None, min_length=2, max_length=100,
@@ -199,14 +207,15 @@ def _save(patient: Patient, **kwargs) -> None:
         )
 
 
-@router.get("/patients", response={200: Page[PatientOut], **errors(401, 422)}, url_name="list_patients")
+@router.get("/patients", response={200: list[PatientOut], **errors(401, 422)}, url_name="list_patients")
+@paginate
 def list_patients(request, filters: Query[PatientFilters]):
     qs = Patient.objects.filter(organization=request.organization).order_by("pk")
     if filters.external_id is not None:
         qs = qs.filter(external_id=filters.external_id)
     if filters.q:
         qs = _search(qs, filters.q)
-    return paginate(qs, filters)
+    return qs
 
 
 @router.post("/patients", response={201: PatientOut, **errors(400, 401, 409, 413, 422)}, url_name="create_patient")
@@ -219,7 +228,7 @@ def create_patient(request, payload: PatientIn):
 
 
 # Registered before /patients/{patient_id} so that its URL pattern wins.
-@router.post("/patients/lookup", response={200: Page[PatientOut], **errors(400, 401, 413, 422)}, url_name="lookup_patients")
+@router.post("/patients/lookup", response={200: LookupOut, **errors(400, 401, 413, 422)}, url_name="lookup_patients")
 def lookup_patients(request, payload: LookupIn):
     """Patients of the organisation with this phone number (several may share one)."""
     qs = Patient.objects.filter(organization=request.organization, phone=payload.phone).order_by("pk")

@@ -1,15 +1,16 @@
 """GET /api/webhooks/deliveries: what was sent to the organisation's endpoints, and how it went."""
 
-from __future__ import annotations
+# No `from __future__ import annotations`: the paginated list's `Query[...]`
+# parameter must be a real annotation (myrobot/pagination.py says why).
 
 import datetime as dt
 from typing import Any, Literal
 
 from ninja import Query, Router, Schema
-from pydantic import ConfigDict, Field
+from ninja.pagination import paginate
+from pydantic import ConfigDict, Field, model_validator
 
 from myrobot.errors import errors
-from myrobot.pagination import Page, PageParams, paginate
 from myrobot.validation import StrictSchema
 from organizations.auth import api_key_auth
 
@@ -45,8 +46,14 @@ class DeliveryOut(Schema):
     created_at: dt.datetime
     data: dict[str, Any]
 
+    @model_validator(mode="wrap")
+    @classmethod
+    def _read_delivery(cls, value, handler):
+        """A WebhookDelivery (a page of the list) is read through `_out`."""
+        return handler(_out(value) if isinstance(value, WebhookDelivery) else value)
 
-class DeliveryFilters(PageParams, StrictSchema):
+
+class DeliveryFilters(StrictSchema):
     status: Literal[tuple(DeliveryStatus.values)] | None = None  # type: ignore[valid-type]
     event_type: Literal[tuple(WebhookEvent.values)] | None = None  # type: ignore[valid-type]
     session_id: str | None = Field(None, max_length=40, description="Deliveries about this call.")
@@ -72,10 +79,11 @@ def _out(d: WebhookDelivery) -> dict:
 
 @router.get(
     "/webhooks/deliveries",
-    response={200: Page[DeliveryOut], **errors(401, 422)},
+    response={200: list[DeliveryOut], **errors(401, 422)},
     auth=api_key_auth,
     url_name="list_webhook_deliveries",
 )
+@paginate
 def list_deliveries(request, filters: Query[DeliveryFilters]):
     """The organisation's webhook deliveries, newest first."""
     qs = WebhookDelivery.objects.filter(organization=request.organization).select_related("endpoint")
@@ -85,5 +93,4 @@ def list_deliveries(request, filters: Query[DeliveryFilters]):
         qs = qs.filter(event_type=filters.event_type)
     if filters.session_id:
         qs = qs.filter(event_key=f"call.ended:{filters.session_id}")
-    page = paginate(qs.order_by("-created_at", "-pk"), filters)
-    return {"items": [_out(d) for d in page["items"]], "count": page["count"]}
+    return qs.order_by("-created_at", "-pk")

@@ -38,6 +38,9 @@ PAGES = [
 
 STATUSES_FINAL = ["completed"] * 6 + ["no_answer", "busy", "failed", "canceled"]
 STATUSES_ACTIVE = ["queued", "starting", "ringing", "waiting", "in_progress"]
+# Each completed call carries this many bot ``metrics`` events (one per turn, with
+# ``turn_ms``), so the dashboard's median turn latency reads realistic data.
+TURNS_PER_CALL = 4
 
 
 def generate(slug: str, n_patients: int, n_calls: int, regenerate: bool, log) -> dict[str, Any]:
@@ -60,7 +63,9 @@ def generate(slug: str, n_patients: int, n_calls: int, regenerate: bool, log) ->
         wfs.append(wf)
     have_p = Patient.objects.filter(organization=org).count()
     have_c = CallSession.objects.filter(organization=org).count()
-    if regenerate or have_p != n_patients or have_c != n_calls:
+    have_turns = CallEvent.objects.filter(call__organization=org, kind="metrics").count()
+    want_turns = TURNS_PER_CALL * CallSession.objects.filter(organization=org, status="completed").count()
+    if regenerate or have_p != n_patients or have_c != n_calls or have_turns != want_turns:
         t0 = time.monotonic()
         log(f"generating {slug}: {n_patients} patients, {n_calls} calls")
         with transaction.atomic():
@@ -79,6 +84,7 @@ def generate(slug: str, n_patients: int, n_calls: int, regenerate: bool, log) ->
         pids = list(Patient.objects.filter(organization=org).values_list("pk", "phone"))
         now = timezone.now()
         batch: list[CallSession] = []
+        turns: list[CallEvent] = []
         for i in range(n_calls):
             pid, phone = pids[rng.randrange(len(pids))] if pids and rng.random() > 0.1 else (None, "+14155550100")
             wf = wfs[rng.randrange(3)]
@@ -96,17 +102,26 @@ def generate(slug: str, n_patients: int, n_calls: int, regenerate: bool, log) ->
                 outcome={"result": "confirmed", "notes": "", "data": {}} if status == "completed" else None,
                 transcript=[{"role": "assistant", "text": "Hello"}, {"role": "user", "text": "Hi"}] if final else [],
             ))
+            if status == "completed":
+                call = batch[-1]
+                turns.extend(
+                    CallEvent(call_id=call.pk, seq=t + 1, at=created + timedelta(seconds=15 + 30 * t), kind="metrics",
+                              data={"stt_ms": 180, "llm_ttfb_ms": 420, "tts_ttfb_ms": 210,
+                                    "turn_ms": int(rng.lognormvariate(6.8, 0.35))})
+                    for t in range(TURNS_PER_CALL)
+                )
             if len(batch) >= 5000:
-                _insert_calls(batch)
-                batch = []
+                _insert_calls(batch, turns)
+                batch, turns = [], []
         if batch:
-            _insert_calls(batch)
+            _insert_calls(batch, turns)
         # created_at is auto_now_add (bulk_create overrides it): spread it over time
         # like real history, so ordering and date filters see real data.
         from django.db.models import F
 
         CallSession.objects.filter(organization=org).update(created_at=F("started_at") - timedelta(seconds=2))
         log(f"generated {slug} in {time.monotonic() - t0:.1f} s")
+    _count_for_the_dashboard(org, log)
     User = get_user_model()
     user, _ = User.objects.get_or_create(username=f"{slug}-admin", defaults={"is_staff": True})
     OrganizationMembership.objects.get_or_create(organization=org, user=user, defaults={"role": Role.ADMIN})
@@ -115,10 +130,22 @@ def generate(slug: str, n_patients: int, n_calls: int, regenerate: bool, log) ->
     return {"org": org, "user": user, "api_key": raw, "patients": n_patients, "calls": n_calls}
 
 
-def _insert_calls(batch) -> None:
-    from calls.models import CallSession
+def _count_for_the_dashboard(org, log) -> None:
+    """``bulk_create`` passes by the state machine, like a restore: recount the
+    dashboard's roll-up (calls.rollup) when it does not hold every final call."""
+    from calls import rollup
+
+    if rollup.totals(org.pk) != rollup.recount(org.pk):
+        t0 = time.monotonic()
+        rollup.rebuild(org.pk)
+        log(f"rolled up {org.slug} in {time.monotonic() - t0:.1f} s: {rollup.totals(org.pk)}")
+
+
+def _insert_calls(batch, turns) -> None:
+    from calls.models import CallEvent, CallSession
 
     CallSession.objects.bulk_create(batch, batch_size=2500)
+    CallEvent.objects.bulk_create(turns, batch_size=5000)
 
 
 def measure(target: dict[str, Any], repeat: int) -> list[dict[str, Any]]:

@@ -6,6 +6,8 @@ class CallsConfig(AppConfig):
 
     def ready(self):
         # Here, not at the top: models may be imported only once the app registry is ready.
-        from .access_changes import connect_signals
+        from . import rollup  # (same reason)
+        from .access_changes import connect_signals  # (same reason)
 
         connect_signals()
+        rollup.connect_signals()  # the dashboard's roll-ups follow metrics events and zone changes

@@ -54,6 +54,13 @@ def _filters(request):
     return filters, notes, org, orgs, workflows
 
 
+def _num(value: float) -> str:
+    """An SVG coordinate, as text: what the template would print for the rounded
+    float, without localising each of a year's thousands of them (most of the
+    page's time at a year's range)."""
+    return str(round(value, 1))
+
+
 def _day_chart(fig: reports.Figures) -> dict:
     """Stacked bars: one per day, one segment per status."""
     days = fig.per_day
@@ -72,10 +79,10 @@ def _day_chart(fig: reports.Figures) -> dict:
                 continue
             h = inner_h * n / top
             y -= h
-            bars.append({"x": round(x, 1), "y": round(y, 1), "w": round(bar_w, 1), "h": round(h, 1),
+            bars.append({"x": _num(x), "y": _num(y), "w": _num(bar_w), "h": _num(h),
                          "colour": STATUS_COLOURS.get(status, "#999"), "title": f"{d['day']:%a %d %b}: {n} {label.lower()}"})
         if i % step == 0:
-            labels.append({"x": round(x + bar_w / 2, 1), "text": f"{d['day']:%d %b}"})
+            labels.append({"x": _num(x + bar_w / 2), "text": f"{d['day']:%d %b}"})
     return {"w": CHART_W, "h": CHART_H, "bars": bars, "labels": labels, "top": top, "base": inner_h,
             "pad": PAD_L, "legend": [(label, STATUS_COLOURS.get(s, "#999")) for s, label in fig.statuses]}
 

@@ -16,6 +16,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from . import rollup
 from .models import FINAL_STATUSES, CallEvent, CallSession, CallStatus
 from .starting import hash_status_token
 from .state import transition
@@ -190,9 +191,14 @@ def apply_bot_message(call_id, msg) -> Applied | None:
             kwargs["reason"] = "bot_error"
             kwargs["error"] = str(data.get("message") or "The bot reported a fatal error.")[:2000]
 
+        recount = was_final and "outcome" in updates  # a late outcome: the dashboard's count moves
+        if recount:
+            rollup.count_call(call_id, sign=-1)
         if updates:
             # bot_started is a bot event: from then on the bot, not the start task, owns the call
             CallSession.objects.filter(pk=call_id).update(**updates)
+        if recount:
+            rollup.count_call(call_id)
         applied = Applied(call_id=str(call_id), event=event, room_name=call.daily_room_name)
         if target is not None and target != call.status:
             moved = transition(call_id, target, at=at, broadcast=False, **kwargs)

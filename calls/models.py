@@ -141,6 +141,8 @@ class CallSession(models.Model):
         indexes = [
             models.Index(fields=["organization", "-created_at"], name="call_org_created"),
             models.Index(fields=["organization", "status"], name="call_org_status"),
+            # The dashboard's median duration reads only this index (calls.reports).
+            models.Index(fields=["organization", "created_at", "answered_at", "ended_at"], name="call_org_created_span"),
             models.Index(fields=["status", "scheduled_for"], name="call_status_scheduled"),
             # The dial-in webhook's look-up of a callId across organisations.
             models.Index(fields=["daily_call_id", "daily_call_domain"], name="call_daily_call_id",
@@ -183,3 +185,79 @@ class CallEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} @ {self.at:%H:%M:%S}"
+
+
+class CallDay(models.Model):
+    """The dashboard's roll-up of finished calls (calls.rollup): per organisation,
+    day (of ``created_at``, in the organisation's zone), workflow, final status and
+    outcome result, how many calls — so a year of calls is a few thousand rows.
+
+    Written in the transaction that makes a call final (``calls.state.transition``)
+    and when a final call's outcome arrives late; calls not yet final are counted
+    from the calls themselves. ``manage.py rebuild_call_days`` rebuilds it.
+    """
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, related_name="+")
+    day = models.DateField()
+    status = models.CharField(max_length=16, choices=CallStatus.choices)
+    # The outcome's result ("" when none), as the dashboard shows it (calls.rollup.result_key).
+    result = models.CharField(max_length=255, blank=True)
+    calls = models.IntegerField(default=0)
+    with_outcome = models.IntegerField(default=0)  # of which with an outcome
+    dialled = models.IntegerField(default=0)  # of which dial-out
+    answered = models.IntegerField(default=0)  # of which dial-out and answered
+    timed = models.IntegerField(default=0)  # of which with answered_at and ended_at
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "day", "workflow", "status", "result"],
+                                    name="unique_call_day"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.status} {self.result or '-'}: {self.calls}"
+
+
+class TurnCount(models.Model):
+    """The dashboard's roll-up of bot turn latencies (calls.rollup): how many
+    ``metrics`` events reported each ``turn_ms`` value, per organisation, day (of
+    the call's ``created_at``, in the organisation's zone) and workflow. Exact
+    values, so the median computed from it is the median of the events; the
+    dashboard reads only the band that holds the median (``TurnBand``)."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, related_name="+")
+    day = models.DateField()
+    value = models.FloatField()
+    band = models.IntegerField()  # floor(value / calls.rollup.BAND_MS)
+    n = models.IntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "day", "workflow", "value"], name="unique_turn_count"),
+        ]
+        indexes = [models.Index(fields=["organization", "band"], name="turn_count_org_band")]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.value:g} ms × {self.n}"
+
+
+class TurnBand(models.Model):
+    """How many turns fell in each band of ``calls.rollup.BAND_MS`` milliseconds,
+    per organisation, day and workflow: a few dozen rows per day, which tell the
+    dashboard which band of ``TurnCount`` holds the median."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, related_name="+")
+    day = models.DateField()
+    band = models.IntegerField()
+    n = models.IntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "day", "workflow", "band"], name="unique_turn_band"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day} band {self.band} × {self.n}"

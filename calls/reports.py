@@ -1,28 +1,41 @@
 """The organisation's numbers (the dashboard) and the CSV export of its calls.
 
-Each figure is one aggregate query whatever the number of calls (medians are
-computed by the database: ``PERCENTILE_CONT`` on PostgreSQL, the middle row of
-an ordered scan elsewhere), so the dashboard's query count is constant
-(tests/test_dashboard.py, ``bench/queries.py``).
+The dashboard's query count is constant (tests/test_dashboard.py,
+``bench/queries.py``), and its queries read few rows:
+
+- the counts per day, status, workflow and outcome result of the period's *final*
+  calls come from the daily roll-up ``CallDay`` (calls.rollup: a few rows per day,
+  kept by the state machine), those of the calls not yet final from the calls;
+- the median duration from the calls, reading only an index of their times
+  (``PERCENTILE_CONT`` on PostgreSQL, the middle row of an ordered scan elsewhere);
+- the median bot turn latency from the roll-ups ``TurnBand`` (turns per 100 ms band
+  and day: which band holds the middle) and ``TurnCount`` (how many turns took each
+  value, read for that band only), computed here exactly as the database would.
+
+Five queries for the figures, whatever the number of calls.
 """
 
 from __future__ import annotations
 
 import csv
+import logging
+import math
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, timezone as dt_timezone
+from datetime import date, datetime, time, timedelta
 
 from django.db import connection
 from django.db.models import (
-    Aggregate, CharField, Count, DurationField, ExpressionWrapper, F, FloatField, Func, Q, QuerySet,
+    Aggregate, Count, DurationField, ExpressionWrapper, F, FloatField, Func, Q, QuerySet, Sum,
 )
-from django.db.models.fields.json import KT
-from django.db.models.functions import Cast, Substr, TruncDate
+from django.db.models.functions import TruncDate
 
 from organizations import timefmt
 from masking import mask_name, mask_phone
 
-from .models import FINAL_STATUSES, CallEvent, CallSession, CallStatus
+from . import rollup
+from .models import ACTIVE_STATUSES, FINAL_STATUSES, CallDay, CallSession, CallStatus, TurnBand, TurnCount
+
+log = logging.getLogger(__name__)
 
 MAX_DAYS = 366
 DEFAULT_DAYS = 30
@@ -113,51 +126,116 @@ def _duration_s():
     return ExpressionWrapper(F("ended_at") - F("answered_at"), output_field=DurationField())
 
 
-def _whole_hour_zone(filters: Filters) -> bool:
-    zone = timefmt.zone(filters.tz)
-    lo, hi = filters.bounds()
-    return all(zone.utcoffset(t.replace(tzinfo=None)).total_seconds() % 3600 == 0 for t in (lo, hi))
-
-
 FINAL = [str(s) for s in FINAL_STATUSES]
+ACTIVE = sorted(ACTIVE_STATUSES)
 TIMED = Q(answered_at__isnull=False, ended_at__isnull=False)
-# Besides the count per (day, status), the same scan counts what the totals need.
-EXTRA_COUNTS = {
-    "dialled": Count("pk", filter=Q(direction="dial_out", status__in=FINAL)),
-    "answered": Count("pk", filter=Q(direction="dial_out", status__in=FINAL, answered_at__isnull=False)),
-    "timed": Count("pk", filter=TIMED),
-}
+COUNTS = ("n", "dialled", "answered", "timed")
 
 
-def _outcomes_in_scan(filters: Filters) -> bool:
-    """Whether ``_counts_per_day`` also groups by workflow and outcome result."""
-    return not (connection.vendor == "sqlite" and _whole_hour_zone(filters))
+def _finished_rows(filters: Filters) -> list[dict]:
+    """{day, status, workflow_id, result, n, has_outcome, dialled, answered, timed} of
+    the period's final calls: the roll-up (calls.rollup), a few rows per day."""
+    rows = CallDay.objects.filter(
+        organization=filters.organization, day__gte=filters.start, day__lte=filters.end, calls__gt=0,
+    )
+    if filters.workflow_id:
+        rows = rows.filter(workflow_id=filters.workflow_id)
+    fields = ("day", "status", "workflow_id", "result", "n", "has_outcome", "dialled", "answered", "timed")
+    return [dict(zip(fields, row)) for row in rows.order_by().values_list(
+        "day", "status", "workflow_id", "result", "calls", "with_outcome", "dialled", "answered", "timed",
+    )]
 
 
-def _counts_per_day(qs: QuerySet, filters: Filters) -> list[dict]:
-    """{day (in the organisation's zone), status, n, dialled, answered, timed} rows:
-    one scan of the period's calls, aggregated by the database."""
+def _active_rows(filters: Filters) -> list[dict]:
+    """The same rows for the period's calls not yet final, from the calls themselves:
+    they are few, found by the (organisation, status) index, and kept by their day in
+    the zone — as the roll-up keeps the others (a bound on ``created_at`` would let
+    SQLite's planner scan the period through the times index instead)."""
     zone = timefmt.zone(filters.tz)
-    if not _outcomes_in_scan(filters):
-        # SQLite converts zones through a Python function per row; group by the UTC
-        # hour natively (the stored text's first 13 characters) and map hours to days here.
-        hour = Substr(Cast("created_at", CharField()), 1, 13)
-        merged: dict[tuple, dict] = {}
-        for row in qs.annotate(h=hour).values("h", "status").annotate(n=Count("pk"), **EXTRA_COUNTS).order_by():
-            at = datetime.strptime(row["h"], "%Y-%m-%d %H").replace(tzinfo=dt_timezone.utc)
-            key = (at.astimezone(zone).date(), row["status"])
-            into = merged.setdefault(key, {"day": key[0], "status": key[1], "n": 0, "dialled": 0, "answered": 0, "timed": 0})
-            for name in ("n", "dialled", "answered", "timed"):
-                into[name] += row[name]
-        return list(merged.values())
-    # Elsewhere the zone conversion is native, and the same scan also groups the
-    # outcomes per workflow (a few rows per day), saving a second pass over the calls.
+    qs = CallSession.objects.filter(organization=filters.organization, status__in=ACTIVE)
+    if filters.workflow_id:
+        qs = qs.filter(workflow_id=filters.workflow_id)
     return list(
-        qs.annotate(day=TruncDate("created_at", tzinfo=zone), result=KT("outcome__result"))
+        qs.annotate(day=TruncDate("created_at", tzinfo=zone), result=rollup.result_text())
+        .filter(day__gte=filters.start, day__lte=filters.end)
         .values("day", "status", "workflow_id", "result")
-        .annotate(n=Count("pk"), has_outcome=Count("pk", filter=Q(outcome__isnull=False)), **EXTRA_COUNTS)
+        .annotate(
+            n=Count("pk"), has_outcome=Count("pk", filter=Q(outcome__isnull=False)),
+            dialled=Count("pk", filter=Q(direction="dial_out", status__in=FINAL)),
+            answered=Count("pk", filter=Q(direction="dial_out", status__in=FINAL, answered_at__isnull=False)),
+            timed=Count("pk", filter=TIMED),
+        )
         .order_by()
     )
+
+
+def _middle_ranks(total: int) -> tuple[int, int, float]:
+    """The ranks (0-based, in order) of the values the median is made of, and the
+    weight of the second: as ``_median`` computes it on this database —
+    PERCENTILE_CONT(0.5) on PostgreSQL (interpolated between the two middle values
+    for an even count), the lower middle value elsewhere."""
+    if connection.vendor != "postgresql":
+        middle = (total - 1) // 2
+        return middle, middle, 0.0
+    position = 0.5 * (total - 1)
+    return math.floor(position), math.ceil(position), position - math.floor(position)
+
+
+def _median_of_counts(pairs, ranks: tuple[int, int, float], skip: int = 0) -> float:
+    """The median from ``pairs`` of (value, how many), sorted by value, which hold the
+    values of ranks ``skip`` onwards."""
+
+    def nth(k: int) -> float:
+        seen = skip
+        for value, n in pairs:
+            seen += n
+            if k < seen:
+                return value
+        raise ValueError(f"rank {k} is not in the values read")
+
+    lo_k, hi_k, weight = ranks
+    lo = nth(lo_k)
+    if hi_k == lo_k:
+        return lo
+    hi = nth(hi_k)
+    return lo + (hi - lo) * weight  # as PostgreSQL interpolates
+
+
+def _median_turn(filters: Filters) -> tuple[float | None, int]:
+    """(median turn latency, turns measured) from the roll-up, in two small queries:
+    the turns per band and day tell which band holds the middle ranks, then only that
+    band's values are read (exact: how many turns took each value)."""
+    def scoped(model):
+        qs = model.objects.filter(organization=filters.organization, day__gte=filters.start, day__lte=filters.end)
+        return qs.filter(workflow_id=filters.workflow_id) if filters.workflow_id else qs
+
+    bands = list(scoped(TurnBand).values("band").annotate(turns=Sum("n")).order_by("band").values_list("band", "turns"))
+    total = sum(n for _band, n in bands)
+    first = last = None
+    skip = 0
+    if total:
+        ranks = _middle_ranks(total)
+        seen = 0
+        for band, n in bands:
+            if first is None and ranks[0] < seen + n:
+                first, skip = band, seen
+            if ranks[1] < seen + n:
+                last = band
+                break
+            seen += n
+    # Also when there are none, so the page's query count does not depend on the data.
+    values = list(
+        scoped(TurnCount).filter(band__gte=first if first is not None else 1, band__lte=last if last is not None else 0)
+        .values("value").annotate(turns=Sum("n")).order_by("value").values_list("value", "turns")
+    )
+    if not total:
+        return None, 0
+    try:
+        return _median_of_counts(values, ranks, skip), total
+    except ValueError:  # TurnBand and TurnCount disagree: say so, show no median
+        log.error("turn roll-ups of organisation %s disagree: run manage.py rebuild_call_days",
+                  filters.organization.pk)
+        return None, total
 
 
 @dataclass
@@ -178,8 +256,9 @@ def figures(filters: Filters, workflows: dict[int, str]) -> Figures:
     qs = calls_in(filters)
     out = Figures()
 
-    # 1. calls per day (in the organisation's zone) by status
-    rows = _counts_per_day(qs, filters)
+    # 1. calls per day (in the organisation's zone) by status: the final ones from
+    # the roll-up, the others from the calls
+    rows = _finished_rows(filters) + _active_rows(filters)
     by_day: dict[date, dict[str, int]] = {}
     present = set()
     for row in rows:
@@ -192,29 +271,25 @@ def figures(filters: Filters, workflows: dict[int, str]) -> Figures:
         out.per_day.append({"day": day, "counts": counts, "total": sum(counts.values())})
 
     # 2. totals (from the same rows): answer rate of finished dial-out calls; how many durations
-    totals = {name: sum(row[name] for row in rows) for name in ("n", "dialled", "answered", "timed")}
+    totals = {name: sum(row[name] for row in rows) for name in COUNTS}
     out.total, out.dialled, out.answered = totals["n"], totals["dialled"], totals["answered"]
     out.answer_rate = out.answered / out.dialled if out.dialled else None
 
-    # 3. outcome results per workflow
+    # 3. outcome results per workflow (from the same rows)
     results: dict[int, dict[str, int]] = {}
-    if _outcomes_in_scan(filters):
-        outcome_rows = [{**row, "n": row["has_outcome"]} for row in rows if row["has_outcome"]]
-    else:
-        outcome_rows = (
-            qs.filter(outcome__isnull=False).values("workflow_id", result=KT("outcome__result"))
-            .annotate(n=Count("pk")).order_by()
-        )
-    for row in outcome_rows:
+    for row in rows:
+        if not row["has_outcome"]:
+            continue
         per_wf = results.setdefault(row["workflow_id"], {})
         key = row["result"] or "(none)"
-        per_wf[key] = per_wf.get(key, 0) + row["n"]
+        per_wf[key] = per_wf.get(key, 0) + row["has_outcome"]
     for wf_id, counts in sorted(results.items(), key=lambda kv: workflows.get(kv[0], "")):
         pairs = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
         out.outcomes.append({"workflow": workflows.get(wf_id, f"#{wf_id}"), "results": pairs,
                              "total": sum(counts.values())})
 
-    # 4. median duration (answer → end)
+    # 4. median duration (answer → end): exact, from the calls, reading only the
+    # (organisation, created_at, answered_at, ended_at) index
     duration = _duration_s()
     median = _median(qs.filter(TIMED), duration, duration.output_field, totals["timed"])
     if isinstance(median, timedelta):
@@ -222,20 +297,8 @@ def figures(filters: Filters, workflows: dict[int, str]) -> Figures:
     elif median is not None:
         out.median_duration_s = float(median)
 
-    # 5. median bot turn latency, from the bots' `metrics` events
-    # Joined (not ``call__in`` a subquery), and bounded by the events' own indexed time:
-    # a call's events come after it was created.
-    lo, hi = filters.bounds()
-    events = CallEvent.objects.filter(
-        kind="metrics", at__gte=lo, call__organization=filters.organization,
-        call__created_at__gte=lo, call__created_at__lt=hi, data__has_key="turn_ms",
-    )
-    if filters.workflow_id:
-        events = events.filter(call__workflow_id=filters.workflow_id)
-    turn = Cast(KT("data__turn_ms"), FloatField())
-    out.turns_measured = events.count()
-    value = _median(events, turn, FloatField(), out.turns_measured)
-    out.median_turn_ms = float(value) if value is not None else None
+    # 5. median bot turn latency, from the roll-up of the bots' `metrics` events
+    out.median_turn_ms, out.turns_measured = _median_turn(filters)
     return out
 
 

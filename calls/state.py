@@ -12,6 +12,7 @@ import logging
 from django.db import transaction
 from django.utils import timezone
 
+from . import rollup
 from .broadcast import broadcast_call_sync
 from .models import FINAL_STATUSES, TRANSITIONS, CallEvent, CallSession, CallStatus
 from .policy import follow_up
@@ -78,6 +79,7 @@ def transition(
                 if to in RETRYABLE_ENDS:
                     _follow_up(call_id, at)
                 if to in FINAL_STATUSES:
+                    rollup.count_call(call_id)  # the dashboard's daily counts
                     # In this transaction, so an outbox row a receiver writes
                     # commits (or not) together with the move (and sees the follow-up).
                     call_ended.send(sender=CallSession, call_id=call_id, status=to)

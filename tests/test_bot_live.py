@@ -81,6 +81,8 @@ async def test_reporter_reaches_the_consumer_survives_a_drop_and_ends_the_call(a
 
     reporter.send("ended", {"reason": "completed"})
     assert await reporter.close(timeout=10)
+    # close() returns once the frames are written; the server may still be storing the last.
+    await wait_for(lambda: has_events(call, 6))
 
     assert await stored(call) == [
         (1, "bot_started"),

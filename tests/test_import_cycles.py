@@ -37,6 +37,19 @@ def app_modules() -> dict[str, pathlib.Path]:
     return found
 
 
+def _parse(path: pathlib.Path) -> ast.AST:
+    # CPython 3.11.7's AST builder can raise a spurious SystemError ("recursion
+    # depth mismatch") when another thread is running Python code meanwhile (the
+    # suite's background loops): parse again, it is the same file.
+    for attempt in range(3):
+        try:
+            return ast.parse(path.read_text(), filename=str(path))
+        except SystemError:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
 def _is_type_checking_block(node: ast.AST) -> bool:
     if not isinstance(node, ast.If):
         return False
@@ -78,7 +91,7 @@ def import_graph(modules: dict[str, pathlib.Path]) -> dict[str, set[str]]:
     graph: dict[str, set[str]] = {}
     for name, path in modules.items():
         edges: set[str] = set()
-        for node in _import_nodes(ast.parse(path.read_text(), filename=str(path))):
+        for node in _import_nodes(_parse(path)):
             if isinstance(node, ast.Import):
                 for alias in node.names:
                     edges |= _with_packages(alias.name, modules)

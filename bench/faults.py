@@ -114,6 +114,7 @@ class Run:
         self.lock = threading.Lock()
         self.key = ""
         self.external_ids: list[str] = []
+        self.worker_restarts = 0
 
     # --- set-up -----------------------------------------------------------------
 
@@ -241,6 +242,18 @@ class Run:
         self.stack._start_worker()
         self.stack.worker.wait_for(lambda: "ready." in self.stack.worker.output(), 60, "'ready.'")
 
+    def restart_worker_if_it_exited(self) -> None:
+        """What the process supervisor does in production (docs/operations-faults.md):
+        Celery's thread pool can exit on a broker connection lost mid-ack
+        ("Unrecoverable error" in kombu); the restarted worker takes the queue over."""
+        worker = self.stack.worker
+        if worker.popen.poll() is None:
+            return
+        self.worker_restarts += 1
+        self.stack.procs.remove(worker)
+        self.stack._start_worker()
+        self.stack.worker.wait_for(lambda: "ready." in self.stack.worker.output(), 60, "'ready.'")
+
     def terminate_backends(self) -> int:
         import psycopg
 
@@ -278,6 +291,7 @@ class Run:
             time.sleep(5.0)
             self.redis.start()
             placing.join()
+            self.restart_worker_if_it_exited()
         self.wait_settled(90)
         return self.report()
 
@@ -320,6 +334,7 @@ class Run:
             "handed_again": redispatched,
             "runner_429": sum(1 for r in self.fakes.requests("runner")[1] if r.get("status") == 429),
             "enqueue_failed": enqueue_failed,
+            "worker_restarts": self.worker_restarts,
         }
 
     def teardown(self) -> None:

@@ -19,7 +19,7 @@ from django.core.exceptions import FieldDoesNotExist
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import F
 from django.urls import reverse
-from ninja import Header, Query, Router, Schema
+from ninja import Header, Query, Router, Schema, Status
 from ninja.pagination import paginate
 from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
@@ -234,9 +234,9 @@ def start_call(
         raise _refusal(exc)
     call.refresh_from_db(fields=["status"])
     poll_url = request.build_absolute_uri(reverse("api:get_call", kwargs={"session_id": str(call.pk)}))
-    return 202, {
+    return Status(202, {
         "session_id": str(call.pk), "status": call.status, "scheduled_for": call.scheduled_for, "poll_url": poll_url,
-    }
+    })
 
 
 # --- reading and canceling calls ------------------------------------------------------

@@ -57,7 +57,7 @@ from patients.phone import normalize_phone, try_normalize_phone
 from . import policy
 from .broadcast import broadcast_call_sync
 from .models import ACTIVE_STATUSES, CallEvent, CallSession, CallStatus
-from .starting import delete_call_room
+from .starting import delete_call_room, room_hint
 from .state import transition
 from .tasks import start_call, start_in_background
 
@@ -139,11 +139,12 @@ def _start_on_commit(call: CallSession) -> None:
     else:
         # With a worker the start is enqueued first (the announcement does not
         # wait for anything, and the worker's own updates come a Daily round trip later).
-        transaction.on_commit(lambda: enqueue_start(session_id))
+        hint = room_hint(call)
+        transaction.on_commit(lambda: enqueue_start(session_id, hint))
         transaction.on_commit(lambda: _announce(call))
 
 
-def enqueue_start(session_id: str) -> bool:
+def enqueue_start(session_id: str, hint: dict | None = None) -> bool:
     """Hand the start to a worker. The call is already committed `queued`, so a
     broker that is down must not turn an accepted call into an error: the failure
     is recorded and the dispatcher's sweep enqueues the call again."""
@@ -156,7 +157,7 @@ def enqueue_start(session_id: str) -> bool:
             start_call.delay(session_id)
         return True
     try:
-        start_call.delay(session_id)
+        start_call.delay(session_id, hint)
     except Exception as exc:  # noqa: BLE001 - kombu/redis raise many types when the broker is down
         log.warning("could not enqueue the start of call %s (%s); the dispatcher will retry", session_id, exc.__class__.__name__)
         CallEvent.objects.create(

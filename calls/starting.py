@@ -74,16 +74,22 @@ class RetryStart(Exception):
 # --- the start, top to bottom ------------------------------------------------------
 
 
-def start_call(call_session_id: str, attempt: Attempt = Attempt()) -> None:
+def start_call(call_session_id: str, attempt: Attempt = Attempt(), hint: dict | None = None) -> None:
     """queued → starting → room, token, AgentRequest, start_bot.
 
-    Raises ``RetryStart`` when the caller should run it again later.
+    ``hint``: ``room_hint(call)``, sent along by whoever just wrote the call, so
+    the room is ordered before the call is read. Raises ``RetryStart`` when the
+    caller should run it again later.
     """
     problems = check_start_config()
+    hint = valid_room_hint(hint) if not problems else None
+    room = order_room_for(call_session_id, hint) if hint else None
     call = load_call(call_session_id)
     if call is None or not is_startable(call):
+        drop_room(call, room, waiting=call is not None and call.status == CallStatus.QUEUED, call_id=call_session_id)
         return
-    room = order_room(call) if not problems else None
+    if room is None and not problems:
+        room = order_room(call)
     if not mark_starting(call):
         drop_room(call, room, waiting=call.status == CallStatus.QUEUED)
         return
@@ -110,15 +116,41 @@ def order_room(call: CallSession) -> Future:
     The room's name is fixed by the call, so a second delivery finds the room it
     made; a room made for a call that turns out not to start is dropped again.
     """
+    return order_room_for(str(call.pk), room_hint(call))
+
+
+def room_hint(call: CallSession) -> dict:
+    """What ordering the call's room takes besides its id.
+
+    The services that write a call send it with the start task: the worker then
+    orders the room before it reads the call, which puts the Daily round trip
+    about 5 ms earlier on the caller's hold time (bench/RESULTS.md, "Step 8").
+    """
     dialin = call.direction == "dial_in"
-    return background.submit(
-        lambda: _make_room_and_token(
-            str(call.pk),
-            dialin=dialin,
-            caller_phone=call.from_number if dialin else None,
-            max_duration_s=call.workflow.max_duration_s,
-        )
-    )
+    return {
+        "dialin": dialin,
+        "caller_phone": call.from_number if dialin else None,
+        "max_duration_s": call.workflow.max_duration_s,
+    }
+
+
+def valid_room_hint(hint) -> dict | None:
+    """``hint``'s three fields, or None when it is not a room hint (then the
+    room is ordered once the call is read)."""
+    if not isinstance(hint, dict):
+        return None
+    try:
+        return {
+            "dialin": bool(hint["dialin"]),
+            "caller_phone": str(hint["caller_phone"]) if hint.get("caller_phone") else None,
+            "max_duration_s": int(hint["max_duration_s"]),
+        }
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def order_room_for(session_id: str, hint: dict) -> Future:
+    return background.submit(lambda: _make_room_and_token(session_id, **hint))
 
 
 def load_call(call_session_id: str) -> CallSession | None:
@@ -291,18 +323,21 @@ def fail_start(call: CallSession, reason: str, *, delete_room: bool = True) -> N
 # --- rooms ----------------------------------------------------------------------------
 
 
-def drop_room(call: CallSession, room: Future | None, *, waiting: bool = False) -> None:
+def drop_room(call: CallSession | None, room: Future | None, *, waiting: bool = False, call_id=None) -> None:
     """The call did not move to starting while its room was being made: delete the room.
 
-    Only for a final call, or (``waiting``) one that went back to wait for a
-    slot: its next start makes a fresh room. A call another delivery is
-    starting keeps its room.
+    Only for a missing or final call, or (``waiting``) one that waits (for a
+    slot, or held by its campaign): its next start makes a fresh room. A call
+    another delivery is starting keeps its room.
     """
     if room is None:
         return
     try:
         made, _token = room.result()
     except Exception:  # noqa: BLE001 - nothing was made, or the failure no longer matters
+        return
+    if call is None:
+        delete_room(made.name)
         return
     if waiting:
         delete_room(made.name, call.pk)

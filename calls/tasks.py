@@ -25,17 +25,17 @@ DB_ERROR_RETRIES = 8
 
 
 @shared_task(bind=True, max_retries=starting.MAX_START_RETRIES, acks_late=True, ignore_result=True)
-def start_call(self, call_session_id: str, _legacy_room_hint: dict | None = None) -> None:
+def start_call(self, call_session_id: str, room_hint: dict | None = None) -> None:
     """Start the call's bot (``starting.start_call``); retry when it says so.
 
     The caller's hold time on dial-in is this task: browser updates are sent
-    when it ends (``deferred``). ``_legacy_room_hint`` is ignored: starts
-    enqueued by an earlier release carried one, and must still run after a deploy.
+    when it ends (``deferred``). ``room_hint``: ``starting.room_hint(call)``,
+    when the sender had the call at hand (the room is then ordered first).
     """
     attempt = starting.Attempt(retries=self.request.retries, eager=bool(self.request.is_eager))
     with broadcast.deferred(background=not attempt.eager):
         try:
-            starting.start_call(call_session_id, attempt)
+            starting.start_call(call_session_id, attempt, room_hint)
         except (OperationalError, InterfaceError) as exc:
             # The database dropped the connection (restart, failover, terminated
             # backend). Acking would lose the start: drop the dead connection and
@@ -51,7 +51,7 @@ def start_call(self, call_session_id: str, _legacy_room_hint: dict | None = None
             # Eager Celery (the embedded default) ignores countdowns and raises
             # Retry into the caller: retry inline after a short pause instead.
             time.sleep(retry.delay_s)
-            self.apply(args=[call_session_id], retries=attempt.retries + 1, throw=True)
+            self.apply(args=[call_session_id, room_hint], retries=attempt.retries + 1, throw=True)
 
 
 _background_starts: set[threading.Thread] = set()

@@ -11,7 +11,7 @@ import datetime as dt
 import hashlib
 import json
 
-from ninja import Header, Query, Router, Schema
+from ninja import Header, Query, Router, Schema, Status
 from ninja.pagination import paginate
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
@@ -186,7 +186,7 @@ def create_campaign(
         except services.CampaignRefused as exc:
             raise _refusal(exc)
         if existing is not None:
-            return 200, _out(existing)
+            return Status(200, _out(existing))
     if unknown:
         raise ApiError(
             422,

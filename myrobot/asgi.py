@@ -4,9 +4,14 @@ import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "myrobot.settings")
 
-from django.core.asgi import get_asgi_application  # noqa: E402
+import django  # noqa: E402
 
-django_asgi_app = get_asgi_application()
+django.setup(set_prefix=False)
+
+from myrobot.middleware import ASGIHandler  # noqa: E402
+
+# Django's ASGI application, its middleware run on the event loop (myrobot/middleware.py).
+django_asgi_app = ASGIHandler()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 

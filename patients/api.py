@@ -15,7 +15,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
-from ninja import Path, Query, Router, Schema
+from ninja import Path, Query, Router, Schema, Status
 from ninja.pagination import paginate
 from pydantic import ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
@@ -224,7 +224,7 @@ def create_patient(request, payload: PatientIn):
     with transaction.atomic():
         _save(patient, force_insert=True)
         record_request(request, AuditAction.CHANGE_PATIENT, patient)
-    return 201, patient
+    return Status(201, patient)
 
 
 # Registered before /patients/{patient_id} so that its URL pattern wins.
@@ -308,4 +308,4 @@ def delete_patient(request, patient_id: int = Path(..., ge=-INT64_MAX - 1, le=IN
     with transaction.atomic():
         record_request(request, AuditAction.CHANGE_PATIENT, patient)
         patient.delete()
-    return 204, None
+    return Status(204, None)

@@ -232,10 +232,48 @@ def test_a_dialin_start_makes_one_dialin_room(fake_daily, fake_runner, dialin_ca
     assert props["sip"]["sip_mode"] == "dial-in"
 
 
-def test_a_start_enqueued_by_the_previous_release_still_runs(fake_daily, fake_runner, dialout_call):
-    """Before a deploy, starts were enqueued with a second argument (a room hint): ignored now."""
-    start_call(str(dialout_call.pk), {"dialin": False, "caller_phone": None, "max_duration_s": 60})
+def test_a_start_with_a_room_hint_orders_the_room_before_it_reads_the_call(
+    fake_daily, fake_runner, dialin_call
+):
+    from calls import starting
+
+    ordered_at = []
+    real_order = starting.order_room_for
+
+    def order_room_for(session_id, hint):
+        ordered_at.append(len(connection.queries))
+        return real_order(session_id, hint)
+
+    starting.order_room_for = order_room_for
+    try:
+        with CaptureQueriesContext(connection):
+            start_call(str(dialin_call.pk), starting.room_hint(dialin_call))
+    finally:
+        starting.order_room_for = real_order
+    assert ordered_at == [0]  # no query before the room was ordered
+    props = fake_daily.requests_to("POST /rooms")[0]["json"]["properties"]
+    assert props["sip"]["sip_mode"] == "dial-in" and props["sip"]["display_name"]
     assert len(fake_daily.rooms) == 1 and len(fake_runner.started) == 1
+
+
+@pytest.mark.parametrize("hint", [None, {}, {"dialin": True}, {"dialin": False, "max_duration_s": "x"}, "room"])
+def test_a_start_without_a_usable_room_hint_reads_the_call_first(fake_daily, fake_runner, dialout_call, hint):
+    start_call(str(dialout_call.pk), hint)
+    assert len(fake_daily.rooms) == 1 and len(fake_runner.started) == 1
+    assert "sip_mode" not in str(fake_daily.requests_to("POST /rooms")[0]["json"])
+
+
+def test_a_hinted_room_for_a_call_that_will_not_start_is_deleted_again(fake_daily, fake_runner, dialout_call):
+    from calls import starting
+
+    hint = starting.room_hint(dialout_call)
+    transition(dialout_call.pk, "canceled")
+    start_call(str(dialout_call.pk), hint)
+    start_call(str(__import__("uuid").uuid4()), hint)
+    assert fake_runner.requests == []
+    made = [r["json"]["name"] for r in fake_daily.requests_to("POST /rooms")]
+    deleted = [r["path"].rsplit("/", 1)[-1] for r in fake_daily.requests if r["method"] == "DELETE"]
+    assert len(made) == 2 and sorted(deleted) == sorted(made)
 
 
 def test_a_canceled_call_makes_no_room_and_starts_no_bot(fake_daily, fake_runner, dialout_call):

@@ -2,10 +2,13 @@
 
 ``start_call`` reads top to bottom, one named step per line:
 
-1. ``load_call`` / ``is_startable`` — a missing, ended or already-started call
-   is left alone.
-2. ``order_room`` — ask Daily for the call's room (and sign its token) on the
-   process's event loop, so the Daily round trip overlaps the next step.
+1. ``order_room_for`` — with a room hint (``room_hint``, sent by the service
+   that wrote the call), ask Daily for the call's room (and sign its token) on
+   the process's event loop before anything else, so the Daily round trip
+   overlaps the next steps.
+2. ``load_call`` / ``is_startable`` — a missing, ended or already-started call
+   is left alone (a hinted room is dropped again); without a hint the room is
+   ordered now (``order_room``).
 3. ``mark_starting`` — ``queued → starting`` through the state machine; a
    dial-out takes one of its organisation's slots (``take_slot``) or goes back
    to waiting for one (the dispatcher hands it again when a slot frees).

@@ -35,7 +35,7 @@ run: migrate
 # socket. The server reaches it through the ordinary settings. Refuses ENV=production.
 SANDBOX_PORT ?= 7871
 DEMO_PORT ?= 8000
-SANDBOX_ENV := PUBLIC_BASE_URL=http://127.0.0.1:$(DEMO_PORT) DAILY_API_URL=http://127.0.0.1:$(SANDBOX_PORT)/v1 DAILY_API_KEY=sandbox-daily-api-key \
+SANDBOX_ENV := PUBLIC_BASE_URL=http://127.0.0.1:$(DEMO_PORT) DAILY_API_URL=http://127.0.0.1:$(SANDBOX_PORT)/v1 DAILY_API_KEY=sandbox-daily-api-key-for-local-demos-only \
 	LOCAL_SERVER_URL=http://127.0.0.1:$(SANDBOX_PORT) DAILY_MEETING_TOKEN_MODE=local
 demo: migrate
 	@$(PY) -c "from sandbox.server import refuse_in_production as r; r()"

@@ -207,7 +207,7 @@ def create_campaign(
         )
     except services.CampaignRefused as exc:
         raise _refusal(exc)
-    return (200 if getattr(campaign, "replayed", False) else 201), _out(campaign)
+    return Status(200 if getattr(campaign, "replayed", False) else 201, _out(campaign))
 
 
 @router.get(

@@ -261,7 +261,7 @@ def upsert_patient(request, payload: PatientIn, external_id: str = Path(..., max
             organization=request.organization, external_id=external_id, defaults=values
         )
         record_request(request, AuditAction.CHANGE_PATIENT, patient)
-    return (201 if created else 200), patient
+    return Status(201 if created else 200, patient)
 
 
 @router.get("/patients/{patient_id}", response={200: PatientOut, **errors(401, 404, 422)}, url_name="get_patient")

@@ -34,7 +34,7 @@ from .script import draw_fate, parse_rates, run_call
 log = logging.getLogger("sandbox")
 
 DEFAULT_PORT = 7871
-DEFAULT_API_KEY = "sandbox-daily-api-key"
+DEFAULT_API_KEY = "sandbox-daily-api-key-for-local-demos-only"
 DEFAULT_RATES = "answered=70,no_answer=10,voicemail=10,busy=10"
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 

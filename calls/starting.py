@@ -89,7 +89,7 @@ def start_call(call_session_id: str, attempt: Attempt = Attempt(), hint: dict | 
     room = order_room_for(call_session_id, hint) if hint else None
     call = load_call(call_session_id)
     if call is None or not is_startable(call):
-        drop_room(call, room, waiting=call is not None and call.status == CallStatus.QUEUED, call_id=call_session_id)
+        drop_room(call, room, waiting=call is not None and call.status == CallStatus.QUEUED)
         return
     if room is None and not problems:
         room = order_room(call)
@@ -326,7 +326,7 @@ def fail_start(call: CallSession, reason: str, *, delete_room: bool = True) -> N
 # --- rooms ----------------------------------------------------------------------------
 
 
-def drop_room(call: CallSession | None, room: Future | None, *, waiting: bool = False, call_id=None) -> None:
+def drop_room(call: CallSession | None, room: Future | None, *, waiting: bool = False) -> None:
     """The call did not move to starting while its room was being made: delete the room.
 
     Only for a missing or final call, or (``waiting``) one that waits (for a

@@ -8,10 +8,10 @@ envelope for every error under /api/: 405 and 413 here.
 
 from __future__ import annotations
 
-
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.http import JsonResponse
+
+from myrobot.middleware import DualModeMiddleware
 
 API_PREFIX = "/api/"
 
@@ -52,21 +52,14 @@ def _after(request, response):
     return response
 
 
-class ApiEnvelopeMiddleware:
+class ApiEnvelopeMiddleware(DualModeMiddleware):
     """Runs inline on the event loop under ASGI (no thread hop: it touches no database)."""
-
-    sync_capable = True
-    async_capable = True
 
     def __init__(self, get_response):
         self.get_response = get_response
-        self._is_async = iscoroutinefunction(get_response)
-        if self._is_async:
-            markcoroutinefunction(self)
+        self.adopt_mode(get_response)
 
-    def __call__(self, request):
-        if self._is_async:
-            return self.__acall__(request)
+    def sync_call(self, request):
         return _before(request) or _after(request, self.get_response(request))
 
     async def __acall__(self, request):

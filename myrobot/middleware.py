@@ -32,6 +32,24 @@ from django.middleware.security import SecurityMiddleware
 from whitenoise.middleware import WhiteNoiseMiddleware
 
 
+class DualModeMiddleware:
+    """A middleware Django may load in either mode: ``__call__`` hands an async
+    chain's requests to ``__acall__``, a sync chain's to ``sync_call``."""
+
+    sync_capable = True
+    async_capable = True
+
+    def adopt_mode(self, get_response) -> None:
+        self._is_async = iscoroutinefunction(get_response)
+        if self._is_async:
+            markcoroutinefunction(self)
+
+    def __call__(self, request):
+        if self._is_async:
+            return self.__acall__(request)
+        return self.sync_call(request)
+
+
 class _InlineHooks:
     """``process_request``/``process_response`` on the event loop (async mode only;
     in sync mode Django calls ``__call__`` as usual)."""
@@ -125,23 +143,16 @@ class InlineCSPMiddleware(_InlineHooks, CSPMiddleware):
     pass
 
 
-class AsyncWhiteNoiseMiddleware(WhiteNoiseMiddleware):
+class AsyncWhiteNoiseMiddleware(DualModeMiddleware, WhiteNoiseMiddleware):
     """Anything that is not a static file goes on to the next middleware on the
     event loop; a static file is served in a thread as before."""
 
-    sync_capable = True
-    async_capable = True
-
     def __init__(self, get_response=None, *args, **kwargs):
         super().__init__(get_response, *args, **kwargs)
-        self._is_async = iscoroutinefunction(get_response)
-        if self._is_async:
-            markcoroutinefunction(self)
+        self.adopt_mode(get_response)
 
-    def __call__(self, request):
-        if self._is_async:
-            return self.__acall__(request)
-        return super().__call__(request)
+    def sync_call(self, request):
+        return WhiteNoiseMiddleware.__call__(self, request)
 
     async def __acall__(self, request):
         if self.autorefresh:

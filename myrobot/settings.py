@@ -227,6 +227,8 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"expires": 10},
     },
     "send-due-webhooks": {"task": "webhooks.tasks.sweep", "schedule": 30.0},
+    # Retention: transcripts, outcome notes and event payloads past each organisation's limit.
+    "purge-call-data": {"task": "calls.tasks.purge_call_data", "schedule": float(os.environ.get("PURGE_INTERVAL_S", "3600"))},
 }
 
 # --- Webhooks to the organisation's systems ----------------------------------

@@ -15,6 +15,12 @@ first token of a process adds no round trip.
 
 Rooms are ``private`` (a URL alone does not let anyone listen to a patient's
 call; the bot joins with its owner token); ``DAILY_ROOM_PRIVACY`` overrides.
+
+``DAILY_HIPAA_MODE``: Daily's HIPAA mode names rooms itself (a random string;
+a create-room call with a name of ours fails), so rooms are created without a
+name and the start path stores the name Daily returns (calls.starting). The
+caller's SIP display name is never their number: Daily's dashboards and payloads
+would show it.
 """
 
 from __future__ import annotations
@@ -38,6 +44,8 @@ from .errors import MissingCredentialsError, PermanentError, TransientError
 logger = logging.getLogger(__name__)
 
 ROOM_NAME_PREFIX = "mr-"
+#: the SIP participant's name in Daily (dashboards, participant lists): never the caller's number
+SIP_DISPLAY_NAME = "Caller"
 _VALID_NAME = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
 
@@ -50,6 +58,8 @@ class Room:
     sip_endpoint: str | None = None  # "sip:…" for dial-in rooms
     exp: float | None = None  # epoch seconds
     created: bool = True  # False when an existing room was found (redelivery)
+    id: str | None = None
+    created_at: str | None = None  # ISO 8601, as Daily gives it
 
 
 # --- settings ---------------------------------------------------------------
@@ -68,6 +78,11 @@ def _api_key() -> str:
 
 def _margin_s() -> int:
     return int(getattr(settings, "DAILY_ROOM_EXPIRY_MARGIN_S", 300))
+
+
+def hipaa_mode() -> bool:
+    """Daily's HIPAA mode: Daily names the rooms (read at call time: tests switch it)."""
+    return bool(getattr(settings, "DAILY_HIPAA_MODE", False))
 
 
 def _token_mode() -> str:
@@ -169,6 +184,8 @@ def _room_from(data: dict[str, Any], *, created: bool) -> Room:
         sip_endpoint=endpoint,
         exp=float(exp) if exp is not None else None,
         created=created,
+        id=data.get("id"),
+        created_at=data.get("created_at"),
     )
 
 
@@ -194,9 +211,13 @@ async def create_room(
 ) -> Room:
     """Create the call's room, or return it if a previous delivery made it.
 
-    Dial-in rooms get SIP dial-in for the caller (audio only, one endpoint);
-    dial-out rooms get ``enable_dialout``. Both expire after the workflow's
+    Dial-in rooms get SIP dial-in for the caller (audio only, one endpoint, a
+    neutral display name); every room gets ``enable_dialout`` (a dial-in's
+    transfer to a person dials out of its room). Both expire after the workflow's
     maximum duration plus ``DAILY_ROOM_EXPIRY_MARGIN_S``, ejecting everyone.
+    In HIPAA mode the room is created without a name and Daily picks one: then
+    this call is not idempotent, and the start path finds a stored room instead.
+    ``caller_phone`` is accepted for the callers' sake and not sent.
     """
     _api_key()  # fail before any work when the key is missing
     name = room_name_for(session_id)
@@ -206,21 +227,21 @@ async def create_room(
     properties: dict[str, Any] = {"exp": exp, "eject_at_room_exp": True, "start_video_off": True}
     if dialin:
         properties["sip"] = {
-            "display_name": caller_phone or "Caller",
+            "display_name": SIP_DISPLAY_NAME,
             "video": False,
             "sip_mode": "dial-in",
             "num_endpoints": 1,
         }
-    else:
-        properties["enable_dialout"] = True
-    body = {
-        "name": name,
+    properties["enable_dialout"] = True
+    body: dict[str, Any] = {
         "privacy": getattr(settings, "DAILY_ROOM_PRIVACY", "private"),
         "properties": properties,
     }
+    if not hipaa_mode():
+        body["name"] = name
     status, data, text = await _request(http, "POST", "/rooms", "create a room", json_body=body)
-    if status == 200 and isinstance(data, dict):
-        logger.info("daily: created room %s", name)
+    if status == 200 and isinstance(data, dict) and data.get("name") and data.get("url"):
+        logger.info("daily: created room %s", data["name"])
         return _room_from(data, created=True)
     if _already_exists(status, data):
         room = await get_room(http, name)
@@ -260,6 +281,46 @@ async def delete_room(http: aiohttp.ClientSession, name: str) -> bool:
         return True
     _raise_for(status, data, text, "delete a room")
     raise AssertionError("unreachable")
+
+
+async def list_rooms(http: aiohttp.ClientSession, *, ending_before: str | None = None) -> list[Room]:
+    """One page (up to 100) of the domain's rooms, newest first; ``ending_before``
+    a room id to page on (rooms created before it)."""
+    path = "/rooms?limit=100" + (f"&ending_before={quote(ending_before, safe='')}" if ending_before else "")
+    status, data, text = await _request(http, "GET", path, "list rooms")
+    if status == 200 and isinstance(data, dict) and isinstance(data.get("data"), list):
+        return [_room_from(r, created=False) for r in data["data"] if isinstance(r, dict) and r.get("name")]
+    if status == 200:
+        raise TransientError("Daily answered the room list with an unreadable body.", status=status, body=text)
+    _raise_for(status, data, text, "list rooms")
+    raise AssertionError("unreachable")
+
+
+async def purchased_number_id(http: aiohttp.ClientSession, number: str) -> str | None:
+    """The id of the domain's purchased phone number ``number`` (E.164), or None.
+
+    Daily's dial-out ``callerId`` is this id, not the number
+    (``GET /purchased-phone-numbers``, filtered by number, paged by ``pagination_id``).
+    """
+    what = "list the purchased phone numbers"
+    after = None
+    for _page in range(100):
+        path = f"/purchased-phone-numbers?limit=50&filter_number={quote(number, safe='')}"
+        if after is not None:
+            path += f"&starting_after={quote(str(after), safe='')}"
+        status, data, text = await _request(http, "GET", path, what)
+        if status != 200 or not isinstance(data, dict) or not isinstance(data.get("data"), list):
+            if status == 200:
+                raise TransientError("Daily answered the phone number list with an unreadable body.", status=status)
+            _raise_for(status, data, text, what)
+        rows = [r for r in data["data"] if isinstance(r, dict)]
+        for row in rows:
+            if row.get("number") == number and row.get("id"):
+                return str(row["id"])
+        if not rows or rows[-1].get("pagination_id") is None:
+            return None
+        after = rows[-1]["pagination_id"]
+    return None
 
 
 # --- domain id and tokens -----------------------------------------------------
@@ -356,6 +417,9 @@ __all__ = [
     "create_room",
     "get_room",
     "delete_room",
+    "list_rooms",
+    "purchased_number_id",
+    "hipaa_mode",
     "get_domain_id",
     "prefetch_domain_id",
     "meeting_token",

@@ -8,11 +8,15 @@ from datetime import timedelta
 from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
+import background
+from botrunner import daily
 from botrunner.daily import room_name_for
+from botrunner.errors import BotRunnerError
 
-from .models import CallSession, CallStatus
-from .starting import delete_call_room
+from .models import FINAL_STATUSES, CallSession, CallStatus
+from .starting import _with_session, delete_call_room, delete_room
 from .state import transition
 
 log = logging.getLogger(__name__)
@@ -80,9 +84,61 @@ def reap_stale_calls(now=None) -> int:
         if reason and transition(call.pk, CallStatus.FAILED, reason="stale", error=reason, at=now):
             reaped += 1
             log.info("reaped stale call %s (%s)", call.pk, call.status)
-            if not call.daily_room_name:
+            if not call.daily_room_name and not daily.hipaa_mode():
                 # A worker that died after ordering the room never stored its
                 # name; the name is derived from the call, and a missing room is fine.
+                # (In HIPAA mode Daily named it: delete_orphan_rooms finds it.)
                 call.daily_room_name = room_name_for(str(call.pk))
             delete_call_room(call)
+    delete_orphan_rooms(now)
     return reaped
+
+
+MAX_ROOM_PAGES = 50  # 5,000 rooms: far more than calls at once
+
+
+def delete_orphan_rooms(now=None) -> int:
+    """In Daily's HIPAA mode, delete the rooms no unfinished call holds, made more
+    than ``DAILY_ORPHAN_ROOM_AFTER_S`` ago; returns how many.
+
+    Daily names those rooms, so a worker that died between Daily's answer and
+    storing the name (``calls.starting.keep_room``) left a room nobody can name:
+    this finds it. No bot was started in it (a start needs the stored name), so
+    nobody is rung; it would only linger until its expiry. The domain must be
+    MyRobot's alone (any room of another application would be deleted too).
+    """
+    if not daily.hipaa_mode():
+        return 0
+    now = now or timezone.now()
+    try:
+        rooms = _all_rooms()
+    except BotRunnerError as exc:
+        log.warning("could not list Daily rooms to find orphans: %s", exc)
+        return 0
+    held = set(
+        CallSession.objects.exclude(status__in=list(FINAL_STATUSES)).exclude(daily_room_name="")
+        .values_list("daily_room_name", flat=True)
+    )
+    cutoff = now - timedelta(seconds=settings.DAILY_ORPHAN_ROOM_AFTER_S)
+    deleted = 0
+    for room in rooms:
+        made = parse_datetime(room.created_at or "")
+        if room.name in held or made is None or made >= cutoff:
+            continue
+        delete_room(room.name)
+        deleted += 1
+    if deleted:
+        log.info("deleted %d Daily room(s) no call holds", deleted)
+    return deleted
+
+
+def _all_rooms() -> list:
+    rooms: list = []
+    before = None
+    for _page in range(MAX_ROOM_PAGES):
+        page = background.run(_with_session(daily.list_rooms, ending_before=before))
+        rooms.extend(page)
+        if len(page) < 100 or not page[-1].id:
+            break
+        before = page[-1].id
+    return rooms

@@ -91,6 +91,8 @@ def start_call(call_session_id: str, attempt: Attempt = Attempt(), hint: dict | 
     if call is None or not is_startable(call):
         drop_room(call, room, waiting=call is not None and call.status == CallStatus.QUEUED)
         return
+    if call.daily_room_name and not problems:
+        room = find_room(call, room)  # an earlier delivery made it (and Daily may have named it)
     if room is None and not problems:
         room = order_room(call)
     if not mark_starting(call):
@@ -103,6 +105,8 @@ def start_call(call_session_id: str, attempt: Attempt = Attempt(), hint: dict | 
     if made is None:
         return
     daily_room, token = made
+    if not keep_room(call, daily_room):
+        return
     raw_status_token = claim_start(call, daily_room)
     if raw_status_token is None:
         return
@@ -154,6 +158,25 @@ def valid_room_hint(hint) -> dict | None:
 
 def order_room_for(session_id: str, hint: dict) -> Future:
     return background.submit(lambda: _make_room_and_token(session_id, **hint))
+
+
+def find_room(call: CallSession, ordered: Future | None) -> Future:
+    """The room an earlier delivery made and stored (``keep_room``), instead of a new one.
+
+    In Daily's HIPAA mode the name is Daily's, so a second room ordered from a hint
+    would be a second room: it is deleted. If the stored room is gone (expired,
+    deleted), a new one is made and ``keep_room`` replaces the stored name.
+    """
+    if ordered is not None:
+        try:
+            made, _token = ordered.result()
+        except Exception:  # noqa: BLE001 - nothing was made
+            made = None
+        if made is not None and made.name == call.daily_room_name:
+            return ordered  # the same room (names from the session id)
+        if made is not None:
+            delete_room(made.name, call.pk)
+    return background.submit(lambda: _find_room_and_token(call.daily_room_name, str(call.pk), **room_hint(call)))
 
 
 def load_call(call_session_id: str) -> CallSession | None:
@@ -213,6 +236,32 @@ def wait_for_room(call: CallSession, room: Future, attempt: Attempt):
     return None
 
 
+def keep_room(call: CallSession, room: daily.Room) -> bool:
+    """Store the room's name on the call as soon as Daily made it, so a later
+    delivery finds it (``find_room``) instead of making a second room (in HIPAA
+    mode Daily names rooms at random). A compare-and-swap on the name this
+    delivery read; when another delivery stored a different room first, ours is
+    deleted and this delivery stops (that one starts the call).
+
+    A crash between Daily's answer and this update leaves a room no call names:
+    the reaper deletes such rooms (``calls.reaper.delete_orphan_rooms``).
+    """
+    read = call.daily_room_name
+    if read == room.name:
+        return True
+    stored = CallSession.objects.filter(
+        pk=call.pk, status=CallStatus.STARTING, bot_start_requested_at__isnull=True, daily_room_name=read,
+    ).update(daily_room_name=room.name, daily_room_url=room.url)
+    if stored:
+        call.daily_room_name, call.daily_room_url = room.name, room.url
+        return True
+    call.refresh_from_db(fields=["daily_room_name", "status", "bot_start_requested_at"])
+    if call.daily_room_name == room.name:
+        return True  # the same room (names from the session id): the claim decides
+    delete_room(room.name, call.pk)
+    return False
+
+
 def claim_start(call: CallSession, room: daily.Room) -> str | None:
     """Claim the start for this delivery; the raw status token, or None when not ours.
 
@@ -221,7 +270,7 @@ def claim_start(call: CallSession, room: daily.Room) -> str | None:
     """
     raw_status_token = secrets.token_urlsafe(32)
     claimed = CallSession.objects.filter(
-        pk=call.pk, status=CallStatus.STARTING, bot_start_requested_at__isnull=True
+        pk=call.pk, status=CallStatus.STARTING, bot_start_requested_at__isnull=True, daily_room_name=room.name,
     ).update(
         daily_room_name=room.name,
         daily_room_url=room.url,
@@ -230,9 +279,8 @@ def claim_start(call: CallSession, room: daily.Room) -> str | None:
     )
     if not claimed:
         call.refresh_from_db()
-        if call.status == CallStatus.CANCELED:
-            call.daily_room_name = room.name
-            delete_call_room(call)
+        if call.status == CallStatus.CANCELED or call.daily_room_name != room.name:
+            delete_room(room.name, call.pk)  # canceled meanwhile, or another delivery's room won
         return None
     call.daily_room_name, call.daily_room_url = room.name, room.url
     return raw_status_token
@@ -331,7 +379,8 @@ def drop_room(call: CallSession | None, room: Future | None, *, waiting: bool = 
 
     Only for a missing or final call, or (``waiting``) one that waits (for a
     slot, or held by its campaign): its next start makes a fresh room. A call
-    another delivery is starting keeps its room.
+    another delivery is starting keeps its room (``shared_room``); a room Daily
+    named for this delivery alone goes.
     """
     if room is None:
         return
@@ -345,9 +394,16 @@ def drop_room(call: CallSession | None, room: Future | None, *, waiting: bool = 
     if waiting:
         delete_room(made.name, call.pk)
         return
-    call.refresh_from_db(fields=["status"])
-    if call.status in FINAL_STATUSES:
+    call.refresh_from_db(fields=["status", "daily_room_name"])
+    if call.status in FINAL_STATUSES or not shared_room(call, made):
         delete_room(made.name, call.pk)
+
+
+def shared_room(call: CallSession, room: daily.Room) -> bool:
+    """Whether another delivery may be using ``room``: it is the call's stored room,
+    or its name comes from the session id. A room Daily named (HIPAA mode) that
+    is not stored is this delivery's alone."""
+    return room.name in (call.daily_room_name, daily.room_name_for(str(call.pk)))
 
 
 def delete_call_room(call: CallSession) -> None:
@@ -413,6 +469,17 @@ async def _make_room_and_token(session_id: str, *, dialin: bool, caller_phone, m
     room = await daily.create_room(
         session, session_id=session_id, dialin=dialin, caller_phone=caller_phone, max_duration_s=max_duration_s,
     )
+    token = await daily.meeting_token(session, room)
+    return room, token
+
+
+async def _find_room_and_token(name: str, session_id: str, *, dialin: bool, caller_phone, max_duration_s: int):
+    session = await http.get_session()
+    room = await daily.get_room(session, name)
+    if room is None:
+        room = await daily.create_room(
+            session, session_id=session_id, dialin=dialin, caller_phone=caller_phone, max_duration_s=max_duration_s,
+        )
     token = await daily.meeting_token(session, room)
     return room, token
 

@@ -250,6 +250,11 @@ DAILY_API_KEY = os.environ.get("DAILY_API_KEY", "")
 DAILY_API_URL = (os.environ.get("DAILY_API_URL") or "https://api.daily.co/v1").rstrip("/")
 DAILY_MEETING_TOKEN_MODE = os.environ.get("DAILY_MEETING_TOKEN_MODE", "local")
 DAILY_ROOM_EXPIRY_MARGIN_S = int(os.environ.get("DAILY_ROOM_EXPIRY_MARGIN_S", "300"))
+# Daily's HIPAA mode (the domain's Healthcare add-on): Daily names the rooms; the
+# start path stores the name it returns and the reaper deletes rooms no call holds
+# (after DAILY_ORPHAN_ROOM_AFTER_S), so the Daily domain must be MyRobot's alone.
+DAILY_HIPAA_MODE = env_bool("DAILY_HIPAA_MODE", False)
+DAILY_ORPHAN_ROOM_AFTER_S = int(os.environ.get("DAILY_ORPHAN_ROOM_AFTER_S", "300"))
 LOCAL_SERVER_URL = (os.environ.get("LOCAL_SERVER_URL") or "http://localhost:7860").rstrip("/")
 PIPECAT_API_URL = (os.environ.get("PIPECAT_API_URL") or "https://api.pipecat.daily.co").rstrip("/")
 PIPECAT_API_KEY = os.environ.get("PIPECAT_API_KEY", "")

@@ -36,7 +36,8 @@ def test_env_is_read_in_any_case(value):
 
 
 PRODUCTION = dict(ENV="production", SECURE_SSL_REDIRECT="1", SECURE_COOKIES="1", SECURE_HSTS_SECONDS="31536000",
-                  SECURE_HSTS_INCLUDE_SUBDOMAINS="1", SECURE_HSTS_PRELOAD="1")
+                  SECURE_HSTS_INCLUDE_SUBDOMAINS="1", SECURE_HSTS_PRELOAD="1",
+                  FIELD_ENCRYPTION_KEYS="ZmFrZS1maWVsZC1rZXktZm9yLWNoZWNrLWRlcGxveSE=")
 
 
 def test_check_deploy_is_clean_for_a_production_configuration():

@@ -46,8 +46,10 @@ def test_dialin_start(fake_daily, fake_runner, dialin_call, patient):
     rooms = fake_daily.requests_to("POST /rooms")
     assert len(rooms) == 1
     props = rooms[0]["json"]["properties"]
-    assert props["sip"] == {"display_name": patient.phone, "video": False, "sip_mode": "dial-in", "num_endpoints": 1}
-    assert "enable_dialout" not in props
+    # Never the caller's number (Daily's dashboards show it); dial-out on, for a transfer to a person.
+    assert props["sip"] == {"display_name": "Caller", "video": False, "sip_mode": "dial-in", "num_endpoints": 1}
+    assert patient.phone not in str(rooms[0]["json"])
+    assert props["enable_dialout"] is True
     assert fake_daily.requests_to("POST /meeting-tokens") == []  # signed locally
 
     assert len(fake_runner.started) == 1

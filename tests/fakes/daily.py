@@ -6,7 +6,9 @@ the base path fails here too); recorded paths are relative to it ("/rooms").
 
 from __future__ import annotations
 
+import random
 import re
+import string
 import time
 import uuid
 from datetime import datetime, timezone
@@ -39,15 +41,24 @@ def _invalid(info: str) -> web.Response:
 
 
 class FakeDaily(FakeServer):
-    """Daily REST: GET /, rooms (create/get/delete), meeting tokens, pinlessCallUpdate."""
+    """Daily REST: GET /, rooms (create/list/get/delete), meeting tokens,
+    pinlessCallUpdate, purchased phone numbers.
+
+    ``hipaa=True`` is Daily's HIPAA mode as far as rooms go: the name asked for is
+    ignored and the room gets a random one (``hipaa_named_requests`` counts the
+    requests that asked for a name). ``purchased_numbers``: {E.164: id}.
+    """
 
     prefix = "/v1"
 
     def __init__(self, *, api_key: str = "fake-daily-api-key-0123456789abcdef0123456789abcdef", domain_name: str = "fake-clinic",
-                 domain_id: str | None = None, **kwargs: Any) -> None:
+                 domain_id: str | None = None, hipaa: bool = False, purchased_numbers: dict[str, str] | None = None,
+                 **kwargs: Any) -> None:
         self.api_key = api_key
         self.domain_name = domain_name
         self.domain_id = domain_id or str(uuid.uuid4())
+        self.hipaa = hipaa
+        self.purchased_numbers = dict(purchased_numbers or {})
         super().__init__(**kwargs)
 
     def default_error(self, status: int) -> Any:
@@ -60,6 +71,7 @@ class FakeDaily(FakeServer):
         self.deleted: list[str] = []
         self.tokens: list[dict[str, Any]] = []
         self.pinless_updates: list[dict[str, Any]] = []
+        self.hipaa_named_requests = 0
 
     def verify_token(self, token: str) -> dict[str, Any]:
         """Decode a meeting token as Daily would check a self-signed one."""
@@ -71,6 +83,8 @@ class FakeDaily(FakeServer):
         p = self.prefix
         app.router.add_get(p + "/", self._domain)
         app.router.add_post(p + "/rooms", self._create_room)
+        app.router.add_get(p + "/rooms", self._list_rooms)
+        app.router.add_get(p + "/purchased-phone-numbers", self._purchased_numbers)
         app.router.add_get(p + "/rooms/{name}", self._get_room)
         app.router.add_delete(p + "/rooms/{name}", self._delete_room)
         app.router.add_post(p + "/meeting-tokens", self._create_token)
@@ -115,6 +129,9 @@ class FakeDaily(FakeServer):
         if not isinstance(body, dict):
             return _invalid("body must be a JSON object")
         name = body.get("name") or uuid.uuid4().hex[:20]
+        if self.hipaa:  # HIPAA mode: Daily's random string, whatever was asked
+            self.hipaa_named_requests += 1 if body.get("name") else 0
+            name = "".join(random.choice(string.ascii_letters + string.digits) for _ in range(20))
         if not isinstance(name, str) or not _NAME.match(name):
             return _invalid("name must be 1-128 characters of A-Z, a-z, 0-9, '-' and '_'")
         privacy = body.get("privacy", "public")
@@ -152,6 +169,39 @@ class FakeDaily(FakeServer):
         }
         self.rooms[name] = room
         return web.json_response(self._room_json(room))
+
+    async def _list_rooms(self, request: web.Request) -> web.Response:
+        """Newest first, at most ``limit`` (100); ``ending_before``: a room id (rooms created before it)."""
+        if (denied := self._auth(request)) is not None:
+            return denied
+        try:
+            limit = min(int(request.query.get("limit", "100")), 100)
+        except ValueError:
+            return _invalid("limit must be a number")
+        rooms = list(reversed(self.rooms.values()))  # dicts keep insertion (creation) order
+        before = request.query.get("ending_before")
+        if before:
+            ids = [r["id"] for r in rooms]
+            rooms = rooms[ids.index(before) + 1:] if before in ids else []
+        return web.json_response({"total_count": len(self.rooms), "data": [self._room_json(r) for r in rooms[:limit]]})
+
+    async def _purchased_numbers(self, request: web.Request) -> web.Response:
+        """Daily's list of purchased numbers (``filter_number``, ``limit`` ≤ 50, ``starting_after``)."""
+        if (denied := self._auth(request)) is not None:
+            return denied
+        rows = [
+            {"name": "Fake Clinic", "type": "purchased_phone_number", "id": pid, "pagination_id": i + 1,
+             "created_date": "2026-01-05T10:00:00.000Z", "number": number, "status": "verified", "verified": True}
+            for i, (number, pid) in enumerate(self.purchased_numbers.items())
+        ]
+        wanted = request.query.get("filter_number")
+        if wanted:
+            rows = [r for r in rows if wanted in r["number"]]
+        after = request.query.get("starting_after")
+        if after:
+            rows = [r for r in rows if r["pagination_id"] > int(after)]
+        limit = min(int(request.query.get("limit", "50")), 50)
+        return web.json_response({"total_count": len(self.purchased_numbers), "data": rows[:limit]})
 
     async def _get_room(self, request: web.Request) -> web.Response:
         if (denied := self._auth(request)) is not None:

@@ -86,7 +86,14 @@ class _Controlled:
 
 
 class BenchDaily(_Controlled, FakeDaily):
-    pass
+    """``GET /_bench/rooms``: the names of the rooms that exist now."""
+
+    def setup_routes(self, app: web.Application) -> None:
+        super().setup_routes(app)
+        app.router.add_get(CONTROL + "rooms", self._bench_rooms)
+
+    async def _bench_rooms(self, request: web.Request) -> web.Response:
+        return web.json_response({"rooms": sorted(self.rooms)})
 
 
 class BenchRunner(_Controlled, FakeRunner):
@@ -113,8 +120,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--daily-latency-ms", type=float, default=40.0)
     parser.add_argument("--runner-latency-ms", type=float, default=0.0)
+    parser.add_argument("--hipaa", action="store_true", help="Daily's HIPAA mode: rooms get random names")
     args = parser.parse_args(argv)
-    daily = BenchDaily(latency_ms=args.daily_latency_ms).start()
+    daily = BenchDaily(latency_ms=args.daily_latency_ms, hipaa=args.hipaa).start()
     runner = BenchRunner(latency_ms=args.runner_latency_ms).start()
     print(json.dumps({
         "daily_url": daily.url,

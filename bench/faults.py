@@ -11,7 +11,11 @@ API, breaks one part while the starts are in flight, and counts:
     failed         ended `failed` with a recorded reason (a true cause)
     lost           accepted, never started, not failed: must be 0
 
-    python -m bench.faults worker-sigkill [--calls 8] [--json]
+    python -m bench.faults worker-sigkill [--calls 8] [--hipaa]
+
+``--hipaa`` runs it under Daily's HIPAA mode (the fake names rooms at random and
+the server runs with ``DAILY_HIPAA_MODE``): rooms are then found by the name the
+start path stored, not by the session id.
 
 Scenarios: worker-sigkill, worker-sigterm, postgres-terminate, redis-stop,
 capacity-429 (the bot runner answers 429 for --busy seconds, 30 by default: every call
@@ -37,7 +41,7 @@ from pathlib import Path
 from urllib.error import HTTPError, URLError
 from urllib.request import Request, urlopen
 
-from bench.harness import OUT, PY, Config, Fakes, Proc, Stack, free_port, http_post, setup_django
+from bench.harness import OUT, PY, Config, Fakes, Proc, Stack, free_port, http_get, http_post, setup_django
 
 SCENARIOS = ("worker-sigkill", "worker-sigterm", "postgres-terminate", "redis-stop", "capacity-429",
              "capacity-429-too-long")
@@ -104,8 +108,10 @@ def _api(url: str, key: str, body: dict, timeout: float = 15.0) -> tuple[int, di
 
 
 class Run:
-    def __init__(self, scenario: str, calls: int, log_dir: Path, after_s: float, busy_s: float = 30.0):
+    def __init__(self, scenario: str, calls: int, log_dir: Path, after_s: float, busy_s: float = 30.0,
+                 hipaa: bool = False):
         self.scenario = scenario
+        self.hipaa = hipaa
         self.busy_s = busy_s
         self.n = calls
         self.after_s = after_s
@@ -120,7 +126,7 @@ class Run:
 
     def setup(self):
         self.redis = Redis(self.log_dir)
-        db_name = f"myrobot_fault_{self.scenario.replace('-', '_')}_{os.getpid()}"
+        db_name = f"myrobot_fault_{self.scenario.replace('-', '_')}{'_hipaa' if self.hipaa else ''}_{os.getpid()}"
         self.db_url = f"{_pg_base()}/{db_name}"
         cfg = Config(False, self.db_url, self.redis.url, "", log_dir=self.log_dir, quiet=True)
         self.cfg = cfg
@@ -128,12 +134,14 @@ class Run:
         if self.scenario.startswith("capacity-429"):
             run_env.update(CALL_CAPACITY_BACKOFF_S="1", CALL_CAPACITY_BACKOFF_MAX_S="3",
                            CALL_CAPACITY_WAIT_S="10" if self.scenario.endswith("too-long") else "600")
+        if self.hipaa:
+            run_env["DAILY_HIPAA_MODE"] = "1"
         self.run_env = run_env
         os.environ.update(run_env)
         setup_django(cfg)
         self._seed()
         latency = 1500 if self.scenario.startswith("worker-") else 40
-        self.fakes = Fakes(cfg, daily_latency_ms=latency)
+        self.fakes = Fakes(cfg, daily_latency_ms=latency, hipaa=self.hipaa)
         self.stack = Stack(cfg, self.fakes, extra_env=dict(self.run_env)).start()
         self.dispatcher = self._dispatcher()
 
@@ -311,6 +319,7 @@ class Run:
         from calls.models import CallEvent
 
         redispatched = CallEvent.objects.filter(call_id__in=accepted, kind="start_redispatched").count()
+        orphans_deleted, unheld = self.sweep_orphans(accepted)
         enqueue_failed = CallEvent.objects.filter(call_id__in=accepted, kind="start_enqueue_failed").count()
         connections.close_all()
         started_once = sum(1 for s in accepted if starts.get(s) == 1)
@@ -320,8 +329,14 @@ class Run:
         for status, answer in self.answers:
             if status != 202:
                 other[str(status)] = other.get(str(status), 0) + 1
+        rooms_made = sum(1 for r in self.fakes.requests("daily")[1]
+                         if r["method"] == "POST" and r["path"] == "/rooms" and r.get("status") == 200)
         return {
             "scenario": self.scenario,
+            "hipaa": self.hipaa,
+            "rooms_made": rooms_made,
+            "orphan_rooms_deleted": orphans_deleted,
+            "rooms_no_call_holds": unheld,
             "accepted": len(accepted),
             "started_once": started_once,
             "started_twice": started_twice,
@@ -336,6 +351,27 @@ class Run:
             "enqueue_failed": enqueue_failed,
             "worker_restarts": self.worker_restarts,
         }
+
+    def sweep_orphans(self, accepted) -> tuple[int, int]:
+        """HIPAA mode: the reaper's orphan sweep once the starts are over (what it
+        does every minute after DAILY_ORPHAN_ROOM_AFTER_S), then how many rooms no
+        call holds: rooms a killed worker made but never named must not stay."""
+        if not self.hipaa:
+            return 0, 0
+        from django.conf import settings
+
+        from calls.models import CallSession
+        from calls.reaper import delete_orphan_rooms
+
+        settings.DAILY_API_URL = self.fakes.daily_api_url
+        settings.DAILY_API_KEY = self.fakes.daily_api_key
+        settings.DAILY_HIPAA_MODE = True
+        settings.DAILY_ORPHAN_ROOM_AFTER_S = 0
+        deleted = delete_orphan_rooms()
+        held = set(CallSession.objects.exclude(daily_room_name="").values_list("daily_room_name", flat=True))
+        status, body = http_get(f"{self.fakes.daily_url}/_bench/rooms")
+        rooms = set(json.loads(body)["rooms"])
+        return deleted, len(rooms - held)
 
     def teardown(self) -> None:
         for part in ("dispatcher",):
@@ -365,17 +401,20 @@ def main(argv: list[str] | None = None) -> int:
                         help="postgres-terminate: seconds after the outage to place the last calls (default 40)")
     parser.add_argument("--busy", type=float, default=30.0,
                         help="capacity-429*: seconds the bot runner answers 429 (default 30)")
+    parser.add_argument("--hipaa", action="store_true",
+                        help="Daily's HIPAA mode: the fake names rooms at random, the server sets DAILY_HIPAA_MODE")
     parser.add_argument("--log-dir", default=str(OUT / "faults"))
     args = parser.parse_args(argv)
-    log_dir = Path(args.log_dir) / args.scenario
-    run = Run(args.scenario, args.calls, log_dir, args.after, args.busy)
+    log_dir = Path(args.log_dir) / (args.scenario + ("-hipaa" if args.hipaa else ""))
+    run = Run(args.scenario, args.calls, log_dir, args.after, args.busy, hipaa=args.hipaa)
     try:
         run.setup()
         result = run.execute()
     finally:
         run.teardown()
     print(json.dumps(result))
-    ok = result["started_twice"] == 0 and result["lost"] == 0 and result["accepted"] > 0
+    ok = (result["started_twice"] == 0 and result["lost"] == 0 and result["accepted"] > 0
+          and result["rooms_no_call_holds"] == 0)
     return 0 if ok else 1
 
 

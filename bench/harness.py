@@ -339,11 +339,12 @@ class Proc:
 class Fakes:
     """``bench.fakes`` in its own process: Daily (with latency) and the runner."""
 
-    def __init__(self, cfg: Config, daily_latency_ms: float, env: dict[str, str] | None = None) -> None:
+    def __init__(self, cfg: Config, daily_latency_ms: float, env: dict[str, str] | None = None,
+                 hipaa: bool = False) -> None:
         env = dict(env or os.environ)
         env["PYTHONPATH"] = str(ROOT)
-        self.proc = Proc("fakes", [PY, "-m", "bench.fakes", "--daily-latency-ms", str(daily_latency_ms)],
-                         env, cfg.log_dir, stdin=subprocess.PIPE)
+        self.proc = Proc("fakes", [PY, "-m", "bench.fakes", "--daily-latency-ms", str(daily_latency_ms)]
+                         + (["--hipaa"] if hipaa else []), env, cfg.log_dir, stdin=subprocess.PIPE)
         info: dict[str, Any] = {}
 
         def ready() -> bool:

@@ -434,3 +434,4 @@ class CallEventAdmin(OrgScopedAdmin):
 
 
 from . import admin_patients  # noqa: E402,F401
+from . import admin_organizations  # noqa: E402,F401

@@ -54,7 +54,7 @@ from organizations.validators import is_caller_id
 from patients.models import Patient
 from patients.phone import normalize_phone, try_normalize_phone
 
-from . import policy
+from . import caller_ids, policy
 from .broadcast import broadcast_call_sync
 from .models import ACTIVE_STATUSES, CallEvent, CallSession, CallStatus
 from .starting import delete_call_room, room_hint
@@ -268,6 +268,10 @@ def place_call(
             "caller_id must be an E.164 number or a Daily phone-number id (a UUID).",
             field="caller_id",
         )
+    try:
+        caller_id = caller_ids.resolve_caller_id(caller_id)  # Daily's callerId is the number's id
+    except caller_ids.CallerIdRefused as exc:
+        raise CallRefused("invalid_caller_id", str(exc), field="caller_id") from None
     call = CallSession(
         organization=organization,
         workflow=workflow,

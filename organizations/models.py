@@ -42,7 +42,8 @@ class Organization(models.Model):
         max_length=CALLER_ID_MAX_LENGTH,
         blank=True,
         validators=[validate_caller_id],
-        help_text="Caller id for dial-out calls: an E.164 number or Daily's phone-number id (a UUID).",
+        help_text="Caller id for dial-out calls: a number bought on Daily (E.164, looked up and stored as "
+        "its Daily phone-number id when saved) or that id (a UUID).",
     )
     callback_number = models.CharField(
         max_length=32,

@@ -70,9 +70,16 @@ def test_start_call_makes_a_dialout_room_and_starts_the_bot(
     assert polled.status_code == 200 and polled.json()["status"] == "starting"
 
 
+PURCHASED_ID = "85a70a9a-e22f-4a8d-8302-bbf1b88dd909"
+
+
 def test_start_call_by_external_id_with_number_and_caller_id(
     client, org, workflow, patient, api_key, fake_daily, fake_runner, django_capture_on_commit_callbacks
 ):
+    from calls import caller_ids
+
+    caller_ids.clear_cache()
+    fake_daily.purchased_numbers = {"+14155550999": "0d0d0d0d-1111-4222-8333-444455556666", "+14155550100": PURCHASED_ID}
     with django_capture_on_commit_callbacks(execute=True):
         resp = start(client, api_key, {
             "external_id": patient.external_id, "workflow": "reminder",
@@ -80,7 +87,25 @@ def test_start_call_by_external_id_with_number_and_caller_id(
         })
     assert resp.status_code == 202
     [sent] = fake_runner.started
-    assert sent["dialout_settings"] == {"phone_number": "+14155550177", "caller_id": "+14155550100"}
+    # Daily's callerId is the purchased number's id, not the number.
+    assert sent["dialout_settings"] == {"phone_number": "+14155550177", "caller_id": PURCHASED_ID}
+    assert fake_daily.requests_to("GET /purchased-phone-numbers")
+
+
+def test_a_caller_id_daily_did_not_sell_is_refused_saying_what_to_enter(
+    client, org, workflow, patient, api_key, fake_daily, fake_runner
+):
+    from calls import caller_ids
+
+    caller_ids.clear_cache()
+    fake_daily.purchased_numbers = {"+14155550999": PURCHASED_ID}
+    resp = start(client, api_key, {"patient_id": patient.pk, "workflow": "reminder", "caller_id": "+14155550100"})
+    assert resp.status_code == 422
+    [error] = resp.json()["errors"]
+    assert error["field"] == "caller_id"
+    assert "not a phone number bought on this Daily domain" in resp.json()["detail"]
+    assert "(a UUID)" in resp.json()["detail"]
+    assert not CallSession.objects.exists()
 
 
 def test_without_caller_id_none_is_sent(client, org, workflow, patient, api_key, fake_daily, fake_runner,

@@ -47,8 +47,11 @@ def test_dialin_room_has_sip_dialin_for_the_caller(fake_daily, settings):
     body = req["json"]
     assert body["name"] == f"mr-{sid}" == room.name
     props = body["properties"]
-    assert props["sip"] == {"display_name": "+15551230000", "video": False, "sip_mode": "dial-in", "num_endpoints": 1}
-    assert "enable_dialout" not in props
+    # The caller's number is nowhere in what Daily keeps (its dashboards show the display name).
+    assert props["sip"] == {"display_name": "Caller", "video": False, "sip_mode": "dial-in", "num_endpoints": 1}
+    assert "+15551230000" not in str(body)
+    # A transfer to a person dials out of the caller's room.
+    assert props["enable_dialout"] is True
     assert props["eject_at_room_exp"] is True and props["start_video_off"] is True
     assert before + 720 - 2 <= props["exp"] <= time.time() + 720 + 2
     assert room.url == f"https://{fake_daily.domain_name}.daily.co/{room.name}"

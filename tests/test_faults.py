@@ -43,6 +43,11 @@ needs_pg_redis = pytest.mark.skipif(
     ("redis-stop", ["--calls", "16"]),
     ("capacity-429", ["--calls", "6", "--busy", "30"]),
     ("capacity-429-too-long", ["--calls", "6", "--busy", "30"]),
+    # Daily's HIPAA mode: Daily names the rooms, the start path stores the name it returns.
+    ("worker-sigkill", ["--calls", "8", "--hipaa"]),
+    ("worker-sigterm", ["--calls", "8", "--hipaa"]),
+    ("postgres-terminate", ["--calls", "10", "--after", "5", "--hipaa"]),
+    ("redis-stop", ["--calls", "16", "--hipaa"]),
 ])
 def test_fault_run_starts_every_accepted_call_exactly_once(scenario, args):
     proc = subprocess.run(
@@ -58,6 +63,7 @@ def test_fault_run_starts_every_accepted_call_exactly_once(scenario, args):
     assert result["lost"] == 0, result
     assert result["html_answers"] == 0, result
     assert result["accepted"] == result["started_once"] + result["failed"], result
+    assert result["rooms_no_call_holds"] == 0, result  # HIPAA mode: no room a dead worker made stays
     if scenario == "capacity-429":
         assert result["runner_429"] > 0 and result["started_once"] == result["accepted"], result
     if scenario == "capacity-429-too-long":

@@ -123,7 +123,8 @@ def test_503_then_success(fake_daily, fake_runner, dialout_call):
     assert len(fake_runner.requests_to("POST /start")) == 2
     assert len(fake_runner.started) == 1
     assert call.status == "starting" and "start_retry" in kinds(call)
-    assert len(fake_daily.requests_to("POST /rooms")) == 2  # the retry found its room...
+    assert len(fake_daily.requests_to("POST /rooms")) == 1  # the retry found the room it stored...
+    assert fake_daily.requests_to(f"GET /rooms/{call.daily_room_name}")
     assert len(fake_daily.rooms) == 1  # ...and did not make a second one
 
 

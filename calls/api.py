@@ -488,6 +488,27 @@ def cancel_call(request, session_id: str):
 class PatientExportOut(Schema):
     """Everything held on one patient: the record and every call with its transcript and timeline."""
 
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "exported_at": "2026-05-04T10:00:00+00:00",
+        "patient": {
+            "id": 42, "external_id": "EHR-1001", "first_name": "Ada", "last_name": "Lovelace",
+            "date_of_birth": "1970-01-02", "phone": "+14155550123", "preferred_language": "en", "timezone": "",
+            "data": {"appointment": "Tuesday 10:30"}, "consent_to_call": True, "do_not_call": False,
+            "created_at": "2026-05-01T09:12:00+00:00", "updated_at": "2026-05-03T16:40:00+00:00",
+            "calls": [{
+                "session_id": "0b6f2c1e-3f7a-4c55-9d1e-2a8f3b9c7d10", "workflow": "appointment-reminder",
+                "direction": "dial_out", "status": "completed", "from_number": "", "to_number": "+14155550123",
+                "created_at": "2026-05-03T16:00:00+00:00", "answered_at": "2026-05-03T16:00:09+00:00",
+                "ended_at": "2026-05-03T16:01:30+00:00", "end_reason": "completed",
+                "outcome": {"result": "confirmed", "notes": "Will arrive 10 minutes early.", "data": {}},
+                "transcript": [{"role": "user", "text": "Yes, I'll be there.", "at": "2026-05-03T16:00:40+00:00"}],
+                "purged_at": None,
+                "events": [{"at": "2026-05-03T16:00:09+00:00", "kind": "status",
+                            "data": {"from": "ringing", "to": "in_progress"}}],
+            }],
+        },
+    }]})
+
     exported_at: dt.datetime
     patient: dict[str, Any]
 

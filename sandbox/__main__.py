@@ -25,11 +25,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=int(os.environ.get("SANDBOX_PORT", DEFAULT_PORT)))
     parser.add_argument("--rates", default=os.environ.get("SANDBOX_RATES", DEFAULT_RATES))
     parser.add_argument("--step", type=float, default=float(os.environ.get("SANDBOX_STEP_S", "0.8")))
+    parser.add_argument("--hipaa", action="store_true", default=os.environ.get("SANDBOX_HIPAA") == "1",
+                        help="answer as Daily's HIPAA mode: rooms get random names (run the server with DAILY_HIPAA_MODE=1)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
         rates = parse_rates(args.rates)
-        sandbox = Sandbox(api_key=os.environ.get("DAILY_API_KEY") or DEFAULT_API_KEY, rates=rates, step_s=args.step)
+        sandbox = Sandbox(api_key=os.environ.get("DAILY_API_KEY") or DEFAULT_API_KEY, rates=rates, step_s=args.step,
+                          hipaa=args.hipaa)
     except (SandboxRefused, ValueError) as exc:
         print(f"sandbox: {exc}", file=sys.stderr)
         return 2

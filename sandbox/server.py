@@ -60,8 +60,9 @@ class Sandbox:
     """State of one sandbox process: rooms, and the simulated calls in flight."""
 
     def __init__(self, *, api_key: str = DEFAULT_API_KEY, rates: dict[str, float] | None = None,
-                 step_s: float = 0.8, seed: int | None = None) -> None:
+                 step_s: float = 0.8, seed: int | None = None, hipaa: bool = False) -> None:
         refuse_in_production()
+        self.hipaa = hipaa  # Daily's HIPAA mode: rooms get random names, whatever was asked
         self.api_key = api_key
         self.rates = rates or parse_rates(DEFAULT_RATES)
         self.step_s = step_s
@@ -78,6 +79,7 @@ class Sandbox:
         app = web.Application()
         app.router.add_get("/v1/", self._domain)
         app.router.add_post("/v1/rooms", self._create_room)
+        app.router.add_get("/v1/rooms", self._list_rooms)
         app.router.add_get("/v1/rooms/{name}", self._get_room)
         app.router.add_delete("/v1/rooms/{name}", self._delete_room)
         app.router.add_post("/start", self._start)
@@ -107,6 +109,8 @@ class Sandbox:
         except ValueError:
             return _error(400, "json-parsing-error", "could not parse the request body as JSON")
         name = body.get("name") or uuid.uuid4().hex[:20]
+        if self.hipaa:
+            name = uuid.uuid4().hex[:20]
         if not isinstance(name, str) or not _NAME.match(name):
             return _error(400, "invalid-request-error", "name must be 1-128 characters of A-Z, a-z, 0-9, '-' and '_'")
         if name in self.rooms:
@@ -125,6 +129,13 @@ class Sandbox:
         }
         self.rooms[name] = room
         return web.json_response(room)
+
+    async def _list_rooms(self, request: web.Request) -> web.Response:
+        """Newest first, one page (the sandbox holds few rooms)."""
+        if (denied := self._auth(request)) is not None:
+            return denied
+        rooms = list(reversed(self.rooms.values()))
+        return web.json_response({"total_count": len(rooms), "data": rooms[:100]})
 
     async def _get_room(self, request: web.Request) -> web.Response:
         if (denied := self._auth(request)) is not None:

@@ -101,3 +101,15 @@ def test_the_server_never_imports_the_sandbox():
                 else:
                     continue
                 assert not any(n == "sandbox" or n.startswith("sandbox.") for n in names), path
+
+
+@pytest.mark.django_db(transaction=True)
+def test_in_hipaa_mode_the_sandbox_names_the_room_and_the_call_still_completes(placed, call_sandbox, settings):
+    call_sandbox.sandbox.hipaa = True
+    settings.DAILY_HIPAA_MODE = True
+    try:
+        call = placed("answered")
+    finally:
+        call_sandbox.sandbox.hipaa = False
+    assert call.status == "completed" and call.outcome["result"] == "confirmed"
+    assert call.daily_room_name and not call.daily_room_name.startswith("mr-")

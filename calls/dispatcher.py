@@ -42,7 +42,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from . import policy, reaper
+from . import policy, reaper, rules
 from .models import CallEvent, CallSession, CallStatus
 from .state import transition
 
@@ -107,7 +107,7 @@ def promote_due(now, tick: Tick) -> None:
         .order_by("scheduled_for")[:BATCH]
     )
     for call in due:
-        refused = policy.refusal(call.organization, call.workflow, call.patient)
+        refused = rules.refusal(call.organization, call.workflow, call.patient)
         if refused is not None:
             if transition(call.pk, CallStatus.CANCELED, reason=refused.code, error=refused.message,
                           expected=CallStatus.SCHEDULED):

@@ -12,8 +12,7 @@ changes. ``Window``, ``is_open``, ``next_opening``, ``ring_time``, ``local_insta
 the patient's zone (else the organisation's), ``ring_time_for(...)`` says when a
 dial-out placed now (or for ``not_before``) may ring.
 
-Rules: ``refusal(organization, workflow, patient)`` says why a dial-out may not
-ring (checked when placed and again when a scheduled attempt comes due).
+Who may be called by which workflow is not here but in ``calls.rules``.
 
 Attempts (pure): ``retry_reason``, ``retry_delay``, ``next_attempt_at``; and
 ``follow_up(call_id)``, which creates the next attempt of a dial-out that ended
@@ -33,7 +32,6 @@ import datetime as dt
 import logging
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
@@ -44,7 +42,8 @@ from django.utils import timezone
 from masking import mask_phone
 from organizations.models import Organization
 
-from .models import HOLDING_STATUSES, CallEvent, CallSession, CallStatus
+from .dialout import new_dial_out
+from .models import HOLDING_STATUSES, CallEvent, CallSession
 
 log = logging.getLogger(__name__)
 
@@ -244,34 +243,6 @@ def ring_time_for(workflow, patient, organization, not_before: dt.datetime | Non
     return ring_time(now or timezone.now(), window_for(workflow, patient, organization), not_before)
 
 
-class Refusal(NamedTuple):
-    code: str
-    message: str
-    field: str | None = None
-
-
-def refusal(organization, workflow, patient) -> Refusal | None:
-    """Why a dial-out to ``patient`` may not ring (None: it may). Checked again when an attempt is due."""
-    if not organization.is_active:
-        return Refusal("organization_inactive", f"The organisation {organization.name} is inactive.")
-    if workflow.organization_id != organization.pk:
-        return Refusal("workflow_not_found", "No such workflow in this organisation.", "workflow")
-    if not workflow.is_active:
-        return Refusal("workflow_inactive", f"The workflow '{workflow.slug}' is inactive.", "workflow")
-    if not workflow.dials_out:
-        return Refusal(
-            "workflow_not_dialout", f"The workflow '{workflow.slug}' does not place calls (it is dial-in only).",
-            "workflow",
-        )
-    if patient is None or patient.organization_id != organization.pk:
-        return Refusal("patient_not_found", "No such patient in this organisation.", "patient")
-    if patient.do_not_call:
-        return Refusal("do_not_call", "The patient is marked do-not-call.", "patient")
-    if not patient.consent_to_call:
-        return Refusal("no_consent", "The patient has not consented to be called.", "patient")
-    return None
-
-
 def follow_up(call_id, *, now=None) -> CallSession | None:
     """Create the next attempt of a dial-out that just ended, when its workflow allows one.
 
@@ -302,23 +273,22 @@ def follow_up(call_id, *, now=None) -> CallSession | None:
     if when is None:
         return None
     number = call.to_number  # the number this request asked for
-    nxt = CallSession(
+    nxt = new_dial_out(
         organization=call.organization,
         workflow=workflow,
         patient=call.patient,
-        direction=call.direction,
-        status=CallStatus.SCHEDULED,
-        from_number=call.from_number,
         to_number=number,
-        requested_by_user_id=call.requested_by_user_id,
-        requested_by_api_key_id=call.requested_by_api_key_id,
-        scheduled_for=when,
+        from_number=call.from_number,
+        ring_at=when,
+        now=ended_at,
         attempt=call.attempt + 1,
         max_attempts=call.max_attempts,
         previous_attempt=call,
         # A campaign's follow-up is the campaign's too, and waits to be released at its pace.
         campaign_id=call.campaign_id,
         held=call.campaign_id is not None,
+        requested_by_user_id=call.requested_by_user_id,
+        requested_by_api_key_id=call.requested_by_api_key_id,
     )
     try:
         with transaction.atomic():

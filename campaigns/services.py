@@ -41,7 +41,7 @@ from webhooks.services import campaign_finished
 
 from . import selectors
 from .broadcast import broadcast_campaign_sync
-from .models import Campaign, CampaignStatus, CampaignTarget, SkipReason
+from .models import Campaign, CampaignStatus, CampaignTarget
 
 log = logging.getLogger(__name__)
 

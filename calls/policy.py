@@ -18,6 +18,10 @@ Attempts (pure): ``retry_reason``, ``retry_delay``, ``next_attempt_at``; and
 ``follow_up(call_id)``, which creates the next attempt of a dial-out that ended
 no-answer / busy / voicemail / declined, inside the transaction of that end.
 
+One live call per number: a dial-out whose number is already in a live call of
+its organisation waits (``number_in_call``, asked under the slot lock), and the
+dispatcher does not hand it until the number is free.
+
 Capacity: slots are counted in the database under a lock on the organisation's
 row (``SELECT … FOR UPDATE``), so every server, worker and dispatcher process
 sees the same count; nothing is kept in process memory (on SQLite, the embedded
@@ -170,6 +174,18 @@ def next_attempt_at(
 
 
 # --- capacity --------------------------------------------------------------------
+
+
+def live_on_number(organization_id, number: str):
+    """The organisation's calls holding a slot on ``number`` (a dial-out to it, a dial-in from it)."""
+    return CallSession.objects.filter(organization_id=organization_id, status__in=list(HOLDING_STATUSES)).filter(
+        Q(direction="dial_out", to_number=number) | Q(direction="dial_in", from_number=number)
+    )
+
+
+def number_in_call(call) -> bool:
+    """Whether another call of the organisation is live on this dial-out's number (at most one at a time)."""
+    return bool(call.to_number) and live_on_number(call.organization_id, call.to_number).exclude(pk=call.pk).exists()
 
 
 def slots_held(organization_id) -> int:

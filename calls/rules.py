@@ -34,10 +34,11 @@ not_configured         503     the deployment lacks what a start needs
 request is wrong and the client cannot fix it; the server's operator must set
 the missing variables (``botrunner.start.check_start_config()`` lists them).
 
-The checks come in three parts, so each caller runs each rule once:
+The checks come in parts, so each caller runs each rule once:
 ``workflow_refusal`` (organisation and workflow), ``patient_refusal`` (the
-patient and the number) and ``refusal`` (both, for a dial-out that comes due).
-They return the refusal (or None); ``check_*`` raise it.
+patient), ``number_refusal`` (do-not-call held per number) and ``refusal``
+(all three, for a dial-out that comes due or is being dialled). They return the
+refusal (or None); ``check_*`` raise it.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 from botrunner.start import check_start_config
+from patients.models import Patient
 from patients.phone import try_normalize_phone
 
 STATUS_BY_CODE = {
@@ -143,9 +145,56 @@ def patient_refusal(organization, patient, *, check_phone: bool = False) -> Call
     return None
 
 
-def refusal(organization, workflow, patient) -> CallRefused | None:
-    """Why a dial-out to ``patient`` may not ring now (None: it may); checked again when an attempt is due."""
-    return workflow_refusal(organization, workflow) or patient_refusal(organization, patient)
+def do_not_call_numbers(organization_id, numbers) -> set[str]:
+    """Those of ``numbers`` that are do-not-call in the organisation.
+
+    Do-not-call is held per number as well as per record: a number is
+    do-not-call when any of the organisation's patients with that number is
+    marked so, whatever name or record a later call gives it.
+    """
+    numbers = sorted({n for n in numbers if n})
+    found: set[str] = set()
+    for i in range(0, len(numbers), 900):  # under SQLite's limit of query parameters
+        found.update(
+            Patient.objects.filter(organization_id=organization_id, phone__in=numbers[i:i + 900], do_not_call=True)
+            .values_list("phone", flat=True)
+        )
+    return found
+
+
+def number_dnc_query(organization_id, number):
+    """The do-not-call patients on ``number`` (an ``Exists`` of it marks a call's number in its own query)."""
+    return Patient.objects.filter(organization_id=organization_id, phone=number, do_not_call=True)
+
+
+def number_refusal(organization, number: str | None, *, is_dnc: bool | None = None) -> CallRefused | None:
+    """Why ``number`` may not be rung by ``organization`` (None: it may).
+
+    ``is_dnc``: already read with the call (``calls.starting.load_call``), so not asked again.
+    """
+    if is_dnc is None:
+        is_dnc = bool(number) and number_dnc_query(organization.pk, number).exists()
+    if is_dnc:
+        return CallRefused(
+            "do_not_call", "This phone number is marked do-not-call (on a patient of the organisation).",
+            field="phone_number",
+        )
+    return None
+
+
+def refusal(organization, workflow, patient, number: str | None = None, *, number_is_dnc: bool | None = None
+            ) -> CallRefused | None:
+    """Why a dial-out to ``patient`` at ``number`` may not ring now (None: it may).
+
+    Checked when placed, when a scheduled attempt comes due and at the moment of
+    dialling (``calls.starting``), so a change in between (do-not-call, consent,
+    a switched-off workflow) holds for calls already waiting.
+    """
+    return (
+        workflow_refusal(organization, workflow)
+        or patient_refusal(organization, patient)
+        or number_refusal(organization, number, is_dnc=number_is_dnc)
+    )
 
 
 def check_workflow(organization, workflow, *, dialin: bool = False) -> None:
@@ -162,7 +211,19 @@ def check_patient(organization, patient) -> None:
         raise refused
 
 
-def skip_reason(organization, patient) -> str:
-    """A campaign's reason to skip ``patient``: a refusal's code ('' when they may be called)."""
+def check_number(organization, number: str) -> None:
+    """``number_refusal``, raised."""
+    refused = number_refusal(organization, number)
+    if refused is not None:
+        raise refused
+
+
+def skip_reason(organization, patient, dnc_numbers: set[str] = frozenset()) -> str:
+    """A campaign's reason to skip ``patient``: a refusal's code ('' when they may be called).
+
+    ``dnc_numbers``: ``do_not_call_numbers`` of the campaign's numbers, read once for all.
+    """
     refused = patient_refusal(organization, patient, check_phone=True)
+    if refused is None and normalized_phone(patient.phone or "") in dnc_numbers:
+        return "do_not_call"
     return refused.code if refused is not None else ""

@@ -164,6 +164,7 @@ def place_call(
                 field="phone_number",
             )
 
+    rules.check_number(organization, to_number)
     rules.check_deployment()
 
     now = timezone.now()

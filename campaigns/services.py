@@ -52,9 +52,14 @@ UNSTARTED = (CallStatus.SCHEDULED, CallStatus.QUEUED)
 FINAL = [str(s) for s in FINAL_STATUSES]
 
 
-def skip_reason_for(organization, patient) -> str:
+def skip_reason_for(organization, patient, dnc_numbers: set[str] = frozenset()) -> str:
     """Why a patient is skipped by a campaign ('' when they may be called): ``calls.rules``."""
-    return rules.skip_reason(organization, patient)
+    return rules.skip_reason(organization, patient, dnc_numbers)
+
+
+def _dnc_numbers(organization_id, patients) -> set[str]:
+    """The do-not-call numbers among these patients' (one query for a whole campaign)."""
+    return rules.do_not_call_numbers(organization_id, {rules.normalized_phone(p.phone or "") for p in patients})
 
 
 # --- create and start --------------------------------------------------------------------
@@ -82,6 +87,8 @@ def add_targets(campaign: Campaign, patients) -> int:
         raise CallRefused("not_allowed", "Patients can only be added to a campaign that has not started.")
     existing = set(campaign.targets.values_list("patient_id", flat=True))
     new, seen = [], set(existing)
+    patients = list(patients)
+    dnc_numbers = _dnc_numbers(campaign.organization_id, patients)
     for patient in patients:
         if patient.organization_id != campaign.organization_id:
             raise CallRefused("unknown_patients", "A patient of another organisation cannot be added.")
@@ -89,7 +96,7 @@ def add_targets(campaign: Campaign, patients) -> int:
             continue
         seen.add(patient.pk)
         new.append(CampaignTarget(campaign=campaign, patient=patient,
-                                  skip_reason=skip_reason_for(campaign.organization, patient)))
+                                  skip_reason=skip_reason_for(campaign.organization, patient, dnc_numbers)))
     CampaignTarget.objects.bulk_create(new, batch_size=1000)
     return len(new)
 
@@ -171,9 +178,10 @@ def start_campaign(campaign: Campaign, *, by_user=None, by_api_key=None) -> Camp
         now = timezone.now()
         caller_id = organization.dialout_caller_id or ""
         targets = list(campaign.targets.select_related("patient"))
+        dnc_numbers = _dnc_numbers(organization.pk, [t.patient for t in targets])
         calls, reasons = [], {}
         for target in targets:
-            reason = skip_reason_for(organization, target.patient)
+            reason = skip_reason_for(organization, target.patient, dnc_numbers)
             if reason != target.skip_reason:
                 reasons.setdefault(reason, []).append(target.pk)
             if reason:

@@ -18,6 +18,13 @@ class AuditAction(models.TextChoices):
     CHANGE_PATIENT = "change_patient", "Changed a patient"
     EXPORT = "export", "Exported"
     START_CAMPAIGN = "start_campaign", "Started a campaign"
+    LIST_PATIENTS = "list_patients", "Listed patients"
+    SEARCH_PATIENTS = "search_patients", "Searched patients"
+    LIST_CALLS = "list_calls", "Listed calls"
+    VIEW_CAMPAIGN = "view_campaign", "Viewed a campaign"
+    VIEW_TRANSCRIPT = "view_transcript", "Read a call's transcript live"
+    REDELIVER_WEBHOOK = "redeliver_webhook", "Redelivered a webhook"
+    IMPORT_PATIENTS = "import_patients", "Created patients by import"
 
 
 class AuditEvent(models.Model):

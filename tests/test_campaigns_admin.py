@@ -112,7 +112,7 @@ def test_csv_with_one_bad_row_creates_nothing_and_names_the_row(world):
         "external_id,first_name,last_name,phone,date_of_birth\n"
         "A0,,,,\n"
         "NEW-1,Alan,Turing,+14155550101,1912-06-23\n"
-        "NEW-2,Ada,King,not-a-phone,1815-12-10\n"
+        "NEW-2,Ada,King,not-a-phone,1915-12-10\n"  # (a birth date the API accepts too)
         "A1,,,,\n"
     )
     response = upload(client, campaign, csv)

@@ -10,6 +10,8 @@ from django.contrib import admin, messages
 from django.db import models
 from django.urls import reverse
 
+from audit.models import AuditAction
+from audit.services import record_request
 from organizations import access
 from organizations.admin_scoping import OrgScopedAdmin
 from organizations.secret_page import show_once
@@ -120,5 +122,7 @@ class WebhookDeliveryAdmin(OrgScopedAdmin):
         for delivery in queryset:
             if access.has_right(request.user, access.MANAGE, delivery.organization_id):
                 services.redeliver(delivery)
+                # Audited: with "include transcript" switched on since, a redelivery sends patient data.
+                record_request(request, AuditAction.REDELIVER_WEBHOOK, delivery, via="admin")
                 count += 1
         self.message_user(request, f"Queued {count} delivery(ies) again.", messages.SUCCESS)

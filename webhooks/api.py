@@ -27,7 +27,7 @@ class DeliveryOut(Schema):
         "delivered_at": "2026-05-04T17:02:22.140Z", "created_at": "2026-05-04T17:02:11.512Z",
         "data": {"session_id": "0b6f2c1e-3f7a-4c55-9d1e-2a8f3b9c7d10", "external_id": "EHR-1001", "workflow": "appointment-reminder",
                  "direction": "dial_out", "status": "completed", "end_reason": "completed",
-                 "outcome": {"result": "confirmed", "notes": "", "data": {}}, "attempt": 1,
+                 "outcome": {"result": "confirmed"}, "attempt": 1,
                  "next_attempt_at": None, "campaign_id": None, "started_at": "2026-05-04T17:00:02.104Z",
                  "answered_at": "2026-05-04T17:00:09.877Z", "ended_at": "2026-05-04T17:02:11.509Z"},
     }]})

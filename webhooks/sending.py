@@ -23,7 +23,7 @@ from calls.models import CallSession
 
 from . import destinations
 from .models import DeliveryStatus, WebhookDelivery, WebhookEndpoint, WebhookEvent
-from .payloads import call_ended_payload, iso
+from .payloads import call_ended_payload, iso, outcome_details
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,7 @@ def build_body(delivery: WebhookDelivery) -> bytes:
         if call is not None:
             data.update(call_ended_payload(call))
             if delivery.endpoint.include_transcript:
+                data["outcome"] = outcome_details(call)
                 data["transcript"] = [
                     {"role": line.get("role"), "text": line.get("text"), "at": line.get("at")}
                     for line in (call.transcript or [])

@@ -25,7 +25,7 @@ from pydantic_core import PydanticCustomError
 from audit.models import AuditAction
 from audit.services import record_request
 from myrobot.errors import ApiError, errors
-from myrobot.validation import Int64, StrictSchema, loads_strict
+from myrobot.validation import Int64, StrictSchema, aware_in_range, loads_strict
 from organizations.auth import api_key_auth
 from organizations.models import Workflow
 from patients.models import Patient
@@ -166,6 +166,14 @@ class StartCallIn(StrictSchema):
         None,
         description="ISO-8601 with a UTC offset: ring no earlier than this (moved into the workflow's calling window).",
     )
+
+    @field_validator("not_before")
+    @classmethod
+    def _not_before_in_range(cls, value):
+        """In UTC; near year 1 or 9999 it is refused (the window search would pass the calendar's end)."""
+        if value is None or value.utcoffset() is None:
+            return value  # no offset: the handler names the field
+        return aware_in_range(value)
 
 
 class StartCallOut(Schema):

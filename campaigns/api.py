@@ -16,7 +16,7 @@ from ninja.pagination import paginate
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from myrobot.errors import ApiError, errors
-from myrobot.validation import Int64
+from myrobot.validation import Int64, StrictSchema, aware_in_range, storable_problem
 from organizations.auth import api_key_auth
 from organizations.models import Workflow
 from patients.models import Patient
@@ -38,7 +38,7 @@ CAMPAIGN_EXAMPLE = {
 }
 
 
-class CampaignIn(Schema):
+class CampaignIn(StrictSchema):
     model_config = ConfigDict(json_schema_extra={"examples": [{
         "name": "Flu shot reminders, week 49", "workflow": "appointment-reminder",
         "external_ids": ["EHR-1001", "EHR-1002", "EHR-1017"], "pace_per_minute": 10,
@@ -62,16 +62,12 @@ class CampaignIn(Schema):
     @classmethod
     def _ids(cls, value):
         for item in value:
-            if not item or len(item) > 100 or "\x00" in item:
-                raise ValueError("each external id is 1 to 100 characters, without NUL characters")
+            if not item or len(item) > 100 or storable_problem(item):
+                raise ValueError("each external id is 1 to 100 characters of text, without NUL characters or "
+                                 "lone surrogates")
         return value
 
-    @field_validator("start_at")
-    @classmethod
-    def _aware(cls, value):
-        if value is not None and value.utcoffset() is None:
-            raise ValueError("give a UTC offset, e.g. 2026-12-01T09:00:00+01:00")
-        return value
+    _aware = field_validator("start_at")(aware_in_range)
 
 
 class SkippedOut(Schema):

@@ -21,6 +21,13 @@ class AuditAction(models.TextChoices):
     ERASE_PATIENT = "erase_patient", "Erased a patient"
     EXPORT_PATIENT = "export_patient", "Exported a patient's record"
     PURGE = "purge", "Purged call data past retention"
+    LIST_PATIENTS = "list_patients", "Listed patients"
+    SEARCH_PATIENTS = "search_patients", "Searched patients"
+    LIST_CALLS = "list_calls", "Listed calls"
+    VIEW_CAMPAIGN = "view_campaign", "Viewed a campaign"
+    VIEW_TRANSCRIPT = "view_transcript", "Read a call's transcript live"
+    REDELIVER_WEBHOOK = "redeliver_webhook", "Redelivered a webhook"
+    IMPORT_PATIENTS = "import_patients", "Created patients by import"
 
 
 class AuditEvent(models.Model):

@@ -10,6 +10,8 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.contrib.auth import get_user_model
 
+from audit.models import AuditAction
+from audit.services import record as audit
 from organizations import access
 
 from .access_changes import user_group
@@ -281,6 +283,9 @@ class CallDetailConsumer(_BrowserConsumer):
         call = load_call(self.session_id)
         if call is None:
             return []
+        if access.sees_phi(self.user, call.organization_id):
+            # The socket carries the transcript live to those who see it: audited like the page.
+            audit(AuditAction.VIEW_TRANSCRIPT, call, user=self.user, via="socket")
         # Events first, then the call: the order live broadcasts use.
         messages = []
         for event in call_events(call):

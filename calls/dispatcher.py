@@ -9,9 +9,11 @@ in production (``calls.tasks.dispatch_calls``), and ``manage.py dispatch_calls
    ``canceled`` with that reason; outside its window it waits for the next
    opening; otherwise it is ``queued``, waiting for a slot.
 2. ``hand_waiting`` — queued dial-outs waiting for a slot are handed to a
-   worker, oldest first, as many per organisation as it has free slots (the
-   worker takes the slot under the organisation's row lock, so an
-   over-optimistic hand-off only sends a call back to wait).
+   worker, oldest first, as many per organisation as it has free slots, except
+   those whose number is in a live call of the organisation (one call per number
+   at a time). The worker takes the slot under the organisation's row lock, after
+   asking the rules and the calling window again, so an over-optimistic hand-off
+   only sends a call back to wait.
 3. ``hand_lost`` — a queued call handed to a worker ``DISPATCH_LOST_START_AFTER_S``
    ago that never began (a worker died, an enqueue failed) is handed again.
    ``hand_stalled`` — likewise a call a worker moved to ``starting`` but never
@@ -38,12 +40,12 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import close_old_connections
-from django.db.models import F, Q
+from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from . import policy, reaper
-from .models import CallEvent, CallSession, CallStatus
+from . import policy, reaper, rules
+from .models import HOLDING_STATUSES, CallEvent, CallSession, CallStatus
 from .state import transition
 
 log = logging.getLogger(__name__)
@@ -107,7 +109,7 @@ def promote_due(now, tick: Tick) -> None:
         .order_by("scheduled_for")[:BATCH]
     )
     for call in due:
-        refused = policy.refusal(call.organization, call.workflow, call.patient)
+        refused = rules.refusal(call.organization, call.workflow, call.patient, call.to_number)
         if refused is not None:
             if transition(call.pk, CallStatus.CANCELED, reason=refused.code, error=refused.message,
                           expected=CallStatus.SCHEDULED):
@@ -149,10 +151,18 @@ def hand_waiting(start, now, tick: Tick) -> None:
     for org_id, slots in free.items():
         if slots <= 0:
             continue
-        candidates = waiting.filter(organization_id=org_id).select_related("workflow").order_by(
+        # A call whose number is in a live call waits for it, without taking a hand-off.
+        busy = CallSession.objects.filter(
+            organization_id=org_id, status__in=list(HOLDING_STATUSES), direction="dial_out", to_number=OuterRef("to_number")
+        )
+        candidates = waiting.filter(organization_id=org_id).exclude(Exists(busy)).select_related("workflow").order_by(
             F("queued_at").asc(nulls_first=True), "created_at"
         )[:slots]
+        numbers = set()
         for call in candidates:
+            if call.to_number in numbers:
+                continue  # one call per number per tick: the others would only go back to wait
+            numbers.add(call.to_number)
             claimed = CallSession.objects.filter(
                 pk=call.pk, status=CallStatus.QUEUED, dispatched_at__isnull=True
             ).update(dispatched_at=now)

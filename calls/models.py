@@ -37,7 +37,8 @@ _ANY_END = {CallStatus.FAILED, CallStatus.NO_ANSWER, CallStatus.BUSY, CallStatus
 # and the call waits for its turn again (calls.policy).
 TRANSITIONS: dict[str, frozenset] = {
     CallStatus.SCHEDULED: frozenset({CallStatus.QUEUED, *_ANY_END}),
-    CallStatus.QUEUED: frozenset({CallStatus.STARTING, *_ANY_END}),
+    # queued → scheduled: its calling window closed before it could ring (calls.starting.dial_check).
+    CallStatus.QUEUED: frozenset({CallStatus.STARTING, CallStatus.SCHEDULED, *_ANY_END}),
     CallStatus.STARTING: frozenset(
         {CallStatus.QUEUED, CallStatus.RINGING, CallStatus.WAITING, CallStatus.IN_PROGRESS, *_ANY_END}
     ),

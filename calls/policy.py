@@ -12,12 +12,15 @@ changes. ``Window``, ``is_open``, ``next_opening``, ``ring_time``, ``local_insta
 the patient's zone (else the organisation's), ``ring_time_for(...)`` says when a
 dial-out placed now (or for ``not_before``) may ring.
 
-Rules: ``refusal(organization, workflow, patient)`` says why a dial-out may not
-ring (checked when placed and again when a scheduled attempt comes due).
+Who may be called by which workflow is not here but in ``calls.rules``.
 
 Attempts (pure): ``retry_reason``, ``retry_delay``, ``next_attempt_at``; and
 ``follow_up(call_id)``, which creates the next attempt of a dial-out that ended
 no-answer / busy / voicemail / declined, inside the transaction of that end.
+
+One live call per number: a dial-out whose number is already in a live call of
+its organisation waits (``number_in_call``, asked under the slot lock), and the
+dispatcher does not hand it until the number is free.
 
 Capacity: slots are counted in the database under a lock on the organisation's
 row (``SELECT … FOR UPDATE``), so every server, worker and dispatcher process
@@ -33,7 +36,6 @@ import datetime as dt
 import logging
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
@@ -44,7 +46,8 @@ from django.utils import timezone
 from masking import mask_phone
 from organizations.models import Organization
 
-from .models import HOLDING_STATUSES, CallEvent, CallSession, CallStatus
+from .dialout import new_dial_out
+from .models import HOLDING_STATUSES, CallEvent, CallSession
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +176,18 @@ def next_attempt_at(
 # --- capacity --------------------------------------------------------------------
 
 
+def live_on_number(organization_id, number: str):
+    """The organisation's calls holding a slot on ``number`` (a dial-out to it, a dial-in from it)."""
+    return CallSession.objects.filter(organization_id=organization_id, status__in=list(HOLDING_STATUSES)).filter(
+        Q(direction="dial_out", to_number=number) | Q(direction="dial_in", from_number=number)
+    )
+
+
+def number_in_call(call) -> bool:
+    """Whether another call of the organisation is live on this dial-out's number (at most one at a time)."""
+    return bool(call.to_number) and live_on_number(call.organization_id, call.to_number).exclude(pk=call.pk).exists()
+
+
 def slots_held(organization_id) -> int:
     """Calls of the organisation holding a slot (starting until final; dial-ins too)."""
     return CallSession.objects.filter(organization_id=organization_id, status__in=list(HOLDING_STATUSES)).count()
@@ -244,34 +259,6 @@ def ring_time_for(workflow, patient, organization, not_before: dt.datetime | Non
     return ring_time(now or timezone.now(), window_for(workflow, patient, organization), not_before)
 
 
-class Refusal(NamedTuple):
-    code: str
-    message: str
-    field: str | None = None
-
-
-def refusal(organization, workflow, patient) -> Refusal | None:
-    """Why a dial-out to ``patient`` may not ring (None: it may). Checked again when an attempt is due."""
-    if not organization.is_active:
-        return Refusal("organization_inactive", f"The organisation {organization.name} is inactive.")
-    if workflow.organization_id != organization.pk:
-        return Refusal("workflow_not_found", "No such workflow in this organisation.", "workflow")
-    if not workflow.is_active:
-        return Refusal("workflow_inactive", f"The workflow '{workflow.slug}' is inactive.", "workflow")
-    if not workflow.dials_out:
-        return Refusal(
-            "workflow_not_dialout", f"The workflow '{workflow.slug}' does not place calls (it is dial-in only).",
-            "workflow",
-        )
-    if patient is None or patient.organization_id != organization.pk:
-        return Refusal("patient_not_found", "No such patient in this organisation.", "patient")
-    if patient.do_not_call:
-        return Refusal("do_not_call", "The patient is marked do-not-call.", "patient")
-    if not patient.consent_to_call:
-        return Refusal("no_consent", "The patient has not consented to be called.", "patient")
-    return None
-
-
 def follow_up(call_id, *, now=None) -> CallSession | None:
     """Create the next attempt of a dial-out that just ended, when its workflow allows one.
 
@@ -302,23 +289,22 @@ def follow_up(call_id, *, now=None) -> CallSession | None:
     if when is None:
         return None
     number = call.to_number  # the number this request asked for
-    nxt = CallSession(
+    nxt = new_dial_out(
         organization=call.organization,
         workflow=workflow,
         patient=call.patient,
-        direction=call.direction,
-        status=CallStatus.SCHEDULED,
-        from_number=call.from_number,
         to_number=number,
-        requested_by_user_id=call.requested_by_user_id,
-        requested_by_api_key_id=call.requested_by_api_key_id,
-        scheduled_for=when,
+        from_number=call.from_number,
+        ring_at=when,
+        now=ended_at,
         attempt=call.attempt + 1,
         max_attempts=call.max_attempts,
         previous_attempt=call,
         # A campaign's follow-up is the campaign's too, and waits to be released at its pace.
         campaign_id=call.campaign_id,
         held=call.campaign_id is not None,
+        requested_by_user_id=call.requested_by_user_id,
+        requested_by_api_key_id=call.requested_by_api_key_id,
     )
     try:
         with transaction.atomic():

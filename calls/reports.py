@@ -20,6 +20,7 @@ from __future__ import annotations
 import csv
 import logging
 import math
+import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 
@@ -354,8 +355,15 @@ def export_rows(filters: Filters, sees_phi: bool):
         yield writer.writerow([_safe_cell(v) for v in values])
 
 
+# What a spreadsheet may read as the start of a formula, also after leading blanks or
+# control characters (a tab or CR before "=" is skipped by some of them).
+_FORMULA_START = re.compile(r"^[\s\x00-\x1f]*[=+\-@\uff1d\uff0b\uff0d\uff20]|^[\t\r\n]")
+# What is left alone: a phone number (E.164, or masked: "+1••••••••23") and a plain number.
+_PLAIN = re.compile(r"\+[0-9\u2022]{2,20}|-?[0-9]+(\.[0-9]+)?")
+
+
 def _safe_cell(value):
-    """No spreadsheet formulas from call data (CSV injection)."""
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@") and not value[1:2].isdigit():
+    """No spreadsheet formulas from call data (CSV injection): a cell that could start one gets a leading '."""
+    if isinstance(value, str) and _FORMULA_START.match(value) and not _PLAIN.fullmatch(value):
         return "'" + value
     return value

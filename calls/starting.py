@@ -32,6 +32,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 import background
@@ -39,7 +40,7 @@ from botrunner import agent_request, daily, http
 from botrunner.errors import AmbiguousStartError, BotRunnerError, TransientError
 from botrunner.start import check_start_config, is_production, start_bot
 
-from . import policy
+from . import policy, rules
 from .models import FINAL_STATUSES, CallEvent, CallSession, CallStatus
 from .state import transition
 
@@ -182,7 +183,10 @@ def find_room(call: CallSession, ordered: Future | None) -> Future:
 def load_call(call_session_id: str) -> CallSession | None:
     """The call with everything its AgentRequest needs, in one query."""
     call = (
-        CallSession.objects.select_related("organization", "workflow", "patient").filter(pk=call_session_id).first()
+        CallSession.objects.select_related("organization", "workflow", "patient")
+        # Whether its number is do-not-call (on any patient), for the check at the moment of dialling.
+        .annotate(number_dnc=Exists(rules.number_dnc_query(OuterRef("organization_id"), OuterRef("to_number"))))
+        .filter(pk=call_session_id).first()
     )
     if call is None:
         log.warning("start_call: no call %s", call_session_id)
@@ -212,17 +216,56 @@ def mark_starting(call: CallSession) -> bool:
 
 
 def take_slot(call: CallSession) -> bool:
-    """queued → starting when the organisation has a free slot, decided under its row lock.
+    """queued → starting when the call may ring now and the organisation has a free slot,
+    decided under its row lock.
 
     Dial-ins never come here (a person is on the line: they start at once, and
-    count). Without a slot the call waits (``dispatched_at`` cleared): the
-    dispatcher hands it to a worker again when a slot frees.
+    count). At the moment of dialling the rules are asked again (``dial_check``):
+    a call refused now is canceled with the reason, one whose window has closed
+    goes back to ``scheduled`` for the next opening. A call whose number is
+    already in a live call of the organisation, or that finds no free slot,
+    waits (``dispatched_at`` cleared): the dispatcher hands it to a worker again
+    when the number or a slot frees.
     """
     with policy.slot_lock(call.organization_id) as cap:
+        if not dial_check(call):
+            return False
+        if policy.number_in_call(call):
+            if CallSession.objects.filter(pk=call.pk, status=CallStatus.QUEUED).update(dispatched_at=None):
+                record(call.pk, "waiting_for_number", {"note": "the number is in another call of the organisation"})
+            return False
         if policy.slots_held(call.organization_id) >= cap:
             CallSession.objects.filter(pk=call.pk, status=CallStatus.QUEUED).update(dispatched_at=None)
             return False
         return transition(call.pk, CallStatus.STARTING, expected=CallStatus.QUEUED)
+
+
+def dial_check(call: CallSession, now=None) -> bool:
+    """The rules and the calling window, read afresh at the moment of dialling; False: not now.
+
+    The call, its patient and whether its number is do-not-call were read just
+    now (``load_call``), not when it was placed: do-not-call, consent and the
+    time zone may have changed while it waited for a slot or its campaign's pace.
+    """
+    now = now or timezone.now()
+    refused = rules.refusal(call.organization, call.workflow, call.patient, call.to_number,
+                            number_is_dnc=getattr(call, "number_dnc", None))
+    if refused is not None:
+        transition(call.pk, CallStatus.CANCELED, reason=refused.code, error=refused.message,
+                   expected=CallStatus.QUEUED, data={"checked": "at_dial"})
+        log.info("call %s canceled at dial time: %s", call.pk, refused.code)
+        return False
+    window = policy.window_for(call.workflow, call.patient, call.organization)
+    if not policy.is_open(now, window):
+        later = policy.next_opening(now, window)
+        if CallSession.objects.filter(pk=call.pk, status=CallStatus.QUEUED).update(
+            scheduled_for=later, dispatched_at=None
+        ):
+            transition(call.pk, CallStatus.SCHEDULED, reason="window_closed", expected=CallStatus.QUEUED,
+                       data={"scheduled_for": later.isoformat()})
+            log.info("call %s: window closed at dial time, rings at %s", call.pk, later.isoformat())
+        return False
+    return True
 
 
 def wait_for_room(call: CallSession, room: Future, attempt: Attempt):

@@ -18,6 +18,8 @@ from django.http import Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
+from audit.models import AuditAction
+from audit.services import record_request
 from calls.admin_patients import PatientCallAdmin, WorkflowChoiceField, dialout_workflows
 from calls.broadcast import serialize_call
 from calls.shaping import shape_call
@@ -113,6 +115,8 @@ class CampaignAdmin(OrgScopedAdmin):
         campaign = self._visible(request, int(object_id))
         sees = access.sees_phi(request.user, campaign.organization_id)
         may_act = self._may_act(request, campaign)
+        # The page lists the campaign's patients and their calls: audited like a call's page.
+        record_request(request, AuditAction.VIEW_CAMPAIGN, campaign, via="admin")
         rows = []
         for call in selectors.calls_of(campaign):
             shaped = shape_call(serialize_call(call), sees)
@@ -163,7 +167,7 @@ class CampaignAdmin(OrgScopedAdmin):
         service, done = ACTIONS[action]
         try:
             service(campaign) if action != "start" else service(campaign, by_user=request.user)
-        except services.CampaignRefused as exc:
+        except services.CallRefused as exc:
             self.message_user(request, exc.message, messages.ERROR)
         else:
             self.message_user(request, done, messages.SUCCESS)
@@ -184,7 +188,7 @@ class CampaignAdmin(OrgScopedAdmin):
             report = importing.ImportReport(ok=False, errors=[
                 f"The file is larger than {importing.MAX_BYTES // (1024 * 1024)} MB; split it."])
         else:
-            report = importing.import_targets(campaign, upload.read())
+            report = importing.import_targets(campaign, upload.read(), by_user=request.user)
         if report.ok:
             self.message_user(
                 request,
@@ -245,7 +249,7 @@ class PatientCampaignAdmin(PatientCallAdmin):
                     start_at=form.cleaned_data["start_at"],
                     created_by_user=request.user,
                 )
-            except services.CampaignRefused as exc:
+            except services.CallRefused as exc:
                 self.message_user(request, f"The campaign was not started: {exc.message}", messages.ERROR)
                 return None
             self.message_user(request, f"Started the campaign “{campaign.name}”.", messages.SUCCESS)

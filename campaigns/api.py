@@ -16,7 +16,7 @@ from ninja.pagination import paginate
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from myrobot.errors import ApiError, errors
-from myrobot.validation import Int64
+from myrobot.validation import Int64, StrictSchema, aware_in_range, storable_problem
 from organizations.auth import api_key_auth
 from organizations.models import Workflow
 from patients.models import Patient
@@ -38,7 +38,7 @@ CAMPAIGN_EXAMPLE = {
 }
 
 
-class CampaignIn(Schema):
+class CampaignIn(StrictSchema):
     model_config = ConfigDict(json_schema_extra={"examples": [{
         "name": "Flu shot reminders, week 49", "workflow": "appointment-reminder",
         "external_ids": ["EHR-1001", "EHR-1002", "EHR-1017"], "pace_per_minute": 10,
@@ -62,16 +62,12 @@ class CampaignIn(Schema):
     @classmethod
     def _ids(cls, value):
         for item in value:
-            if not item or len(item) > 100 or "\x00" in item:
-                raise ValueError("each external id is 1 to 100 characters, without NUL characters")
+            if not item or len(item) > 100 or storable_problem(item):
+                raise ValueError("each external id is 1 to 100 characters of text, without NUL characters or "
+                                 "lone surrogates")
         return value
 
-    @field_validator("start_at")
-    @classmethod
-    def _aware(cls, value):
-        if value is not None and value.utcoffset() is None:
-            raise ValueError("give a UTC offset, e.g. 2026-12-01T09:00:00+01:00")
-        return value
+    _aware = field_validator("start_at")(aware_in_range)
 
 
 class SkippedOut(Schema):
@@ -118,7 +114,7 @@ class CampaignFilters(Schema):
     status: CampaignStatus | None = None
 
 
-def _refusal(exc: services.CampaignRefused) -> ApiError:
+def _refusal(exc: services.CallRefused) -> ApiError:
     errors = exc.errors or ([{"field": exc.field, "message": exc.message}] if exc.field else [])
     return ApiError(exc.status, exc.message, errors)
 
@@ -183,7 +179,7 @@ def create_campaign(
     if key:
         try:
             existing = services.existing_for_key(org, key, fingerprint)
-        except services.CampaignRefused as exc:
+        except services.CallRefused as exc:
             raise _refusal(exc)
         if existing is not None:
             return Status(200, _out(existing))
@@ -205,7 +201,7 @@ def create_campaign(
             idempotency_key=key,
             request_fingerprint=fingerprint,
         )
-    except services.CampaignRefused as exc:
+    except services.CallRefused as exc:
         raise _refusal(exc)
     return Status(200 if getattr(campaign, "replayed", False) else 201, _out(campaign))
 
@@ -236,7 +232,7 @@ def _action(request, campaign_id: int, service):
     campaign = _get(request, campaign_id)
     try:
         service(campaign)
-    except services.CampaignRefused as exc:
+    except services.CallRefused as exc:
         raise _refusal(exc)
     return _out(campaign)
 

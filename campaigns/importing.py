@@ -22,7 +22,9 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from import_export import fields, resources
 
-from patients.models import Patient
+from audit.models import AuditAction
+from audit.services import record_many as audit_many
+from patients.models import Patient, validate_date_of_birth
 from patients.phone import try_normalize_phone
 
 from . import services
@@ -69,6 +71,10 @@ class CampaignPatientResource(resources.ModelResource):
                 row["date_of_birth"] = dt.date.fromisoformat(raw)
             except ValueError:
                 raise ValidationError({"date_of_birth": f"'{raw}' is not a date (YYYY-MM-DD)."})
+            try:
+                validate_date_of_birth(row["date_of_birth"])  # the API's rule too
+            except ValidationError as exc:
+                raise ValidationError({"date_of_birth": exc.messages})
         else:
             row["date_of_birth"] = None
 
@@ -143,8 +149,11 @@ def read_csv(data: bytes) -> tablib.Dataset:
     return dataset
 
 
-def import_targets(campaign, data: bytes) -> ImportReport:
-    """Read the CSV, create missing patients and add every row's patient to ``campaign``; all or nothing."""
+def import_targets(campaign, data: bytes, *, by_user=None) -> ImportReport:
+    """Read the CSV, create missing patients and add every row's patient to ``campaign``; all or nothing.
+
+    Each patient it creates is audited as changed by ``by_user``, via ``import``.
+    """
     try:
         dataset = read_csv(data)
     except ValueError as exc:
@@ -166,10 +175,15 @@ def import_targets(campaign, data: bytes) -> ImportReport:
             return report
         ids = [row.object_id for row in result.rows if row.object_id is not None]
         report.created_patients = result.totals.get("new", 0)
+        created = Patient.objects.filter(
+            organization=campaign.organization,
+            pk__in=[row.object_id for row in result.rows if row.object_id is not None and row.import_type == "new"],
+        )
+        audit_many(AuditAction.CHANGE_PATIENT, list(created), user=by_user, via="import")
         patients = Patient.objects.filter(organization=campaign.organization, pk__in=ids)
         try:
             report.added_targets = services.add_targets(campaign, patients)
-        except services.CampaignRefused as exc:
+        except services.CallRefused as exc:
             transaction.set_rollback(True)
             report.errors.append(exc.message)
             return report

@@ -240,6 +240,12 @@ WEBHOOK_TIMEOUT_S = float(os.environ.get("WEBHOOK_TIMEOUT_S", "10"))
 WEBHOOK_SHORT_RETRY_S = int(os.environ.get("WEBHOOK_SHORT_RETRY_S", "300"))
 # A sweep sends at most this many deliveries per endpoint (a dead one cannot take every sender).
 WEBHOOK_SWEEP_PER_ENDPOINT = int(os.environ.get("WEBHOOK_SWEEP_PER_ENDPOINT", "5"))
+# Webhooks reach public addresses only (webhooks/destinations.py). Loopback (a
+# receiver on the developer's own machine) is allowed with DEBUG on, or when set
+# explicitly outside production (the test suite's local receivers); never in production.
+WEBHOOK_ALLOW_LOOPBACK = env_bool("WEBHOOK_ALLOW_LOOPBACK", DEBUG)
+if WEBHOOK_ALLOW_LOOPBACK and ENV == "production" and not DEBUG:
+    raise ImproperlyConfigured("WEBHOOK_ALLOW_LOOPBACK cannot be on when ENV=production: unset it.")
 CELERY_TASK_ROUTES = {
     "webhooks.tasks.deliver": {"queue": WEBHOOK_QUEUE},
     "webhooks.tasks.sweep": {"queue": WEBHOOK_QUEUE},

@@ -8,6 +8,7 @@ NaN/Infinity.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import math
 from typing import Annotated, Any
@@ -49,6 +50,28 @@ def storable_problem(value: Any, depth: int = 0) -> str | None:
             if problem:
                 return problem
     return None
+
+
+#: The span an aware datetime of a request may fall in, in UTC: the databases and Python
+#: keep years 1 to 9999, and the call policy looks up to two weeks past a given time.
+EARLIEST_UTC = dt.datetime(1, 1, 2, tzinfo=dt.timezone.utc)
+LATEST_UTC = dt.datetime(9999, 12, 1, tzinfo=dt.timezone.utc)
+
+
+def aware_in_range(value):
+    """``value`` (an aware datetime) in UTC, refused (422) when it has no offset or falls
+    near or past the calendar's ends once converted (an ``OverflowError`` or a database error otherwise)."""
+    if value is None:
+        return value
+    if value.utcoffset() is None:
+        raise PydanticCustomError("datetime_offset", "give a UTC offset, e.g. 2026-12-01T09:00:00+01:00")
+    try:
+        utc = value.astimezone(dt.timezone.utc)
+    except (OverflowError, ValueError):
+        utc = None
+    if utc is None or not EARLIEST_UTC <= utc <= LATEST_UTC:
+        raise PydanticCustomError("datetime_range", "is outside the years 1 to 9999 in UTC")
+    return utc
 
 
 def check_storable(value):

@@ -1,12 +1,14 @@
 from django import forms
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.db.models import Q
+from django.urls import reverse
 
 from . import access
 from .forms import LineListField, StaffMemberForm
 from .admin_scoping import OrgScopedAdmin
 from .models import ApiKey, Organization, OrganizationMembership, Workflow
+from .secret_page import show_once
 
 
 class OrganizationForm(forms.ModelForm):
@@ -147,9 +149,17 @@ class ApiKeyAdmin(OrgScopedAdmin):
         key, raw = ApiKey.generate(obj.organization, name=obj.name, created_by=request.user)
         obj.pk = key.pk
         obj.refresh_from_db()
-        messages.warning(
-            request,
-            f"The new API key is {raw} — copy it now: it is shown only once and stored only as a hash.",
+        request.new_api_key = raw  # shown once by response_add, never put in a cookie
+
+    def response_add(self, request, obj, post_url_continue=None):
+        raw = getattr(request, "new_api_key", None)
+        if raw is None:
+            return super().response_add(request, obj, post_url_continue)
+        return show_once(
+            request, title="New API key",
+            warning="Copy the key now: it is shown only on this page, once, and stored only as a hash.",
+            secrets=[(obj.name, raw)],
+            next_url=reverse("admin:organizations_apikey_change", args=[obj.pk]),
         )
 
     def has_delete_permission(self, request, obj=None):

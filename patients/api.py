@@ -14,7 +14,6 @@ from typing import Any
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Q
-from django.utils import timezone
 from ninja import Path, Query, Router, Schema, Status
 from ninja.pagination import paginate
 from pydantic import ConfigDict, Field, field_validator
@@ -27,7 +26,7 @@ from myrobot.validation import INT64_MAX, StrictSchema, storable_problem
 from organizations.auth import api_key_auth
 from organizations.models import validate_timezone
 
-from .models import Patient
+from .models import Patient, validate_date_of_birth
 from .phone import normalize_phone
 
 router = Router(tags=["patients"], auth=api_key_auth)
@@ -62,17 +61,11 @@ PATIENT_IN_EXAMPLE = {
 #: Patient ``data`` travels in every start body (Pipecat Cloud refuses bodies
 #: over 1 MB): kept well under, as compact JSON.
 PATIENT_DATA_MAX_BYTES = 64 * 1024
-EARLIEST_BIRTH_DATE = dt.date(1900, 1, 1)
-
-
 def _date_of_birth(value):
-    if value is None:
-        return value
-    if value < EARLIEST_BIRTH_DATE:
-        raise PydanticCustomError("date_of_birth", "must be on or after 1900-01-01")
-    # A day of slack: it is already tomorrow somewhere when it is today in UTC.
-    if value > timezone.now().date() + dt.timedelta(days=1):
-        raise PydanticCustomError("date_of_birth", "must not be in the future")
+    try:
+        validate_date_of_birth(value)  # patients.models: the one rule
+    except DjangoValidationError as exc:
+        raise PydanticCustomError("date_of_birth", " ".join(exc.messages))
     return value
 
 
@@ -158,12 +151,25 @@ class LookupOut(Schema):
     count: int
 
 
+def _phone_or_digits(value):
+    """A whole phone number (normalised to E.164), or at least 4 of its digits."""
+    try:
+        return normalize_phone(value)
+    except DjangoValidationError:
+        digits = "".join(ch for ch in value if ch not in " +-().")
+        if len(digits) >= 4 and digits.isdigit() and len(digits) <= 20:
+            return digits
+        raise PydanticCustomError("phone", "a phone number, or at least 4 of its digits")
+
+
 class LookupIn(StrictSchema):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"phone": "+14155550123"}]})
+    """A phone number in the body, not the URL (a URL ends up in access logs)."""
 
-    phone: str
+    model_config = ConfigDict(json_schema_extra={"examples": [{"phone": "+14155550123"}, {"phone": "5550123"}]})
 
-    _check_phone = field_validator("phone")(_phone)
+    phone: str = Field(..., max_length=40, description="A whole number (exact match) or 4+ of its digits (contains).")
+
+    _check_phone = field_validator("phone")(_phone_or_digits)
 
 
 class PatientFilters(StrictSchema):
@@ -210,6 +216,10 @@ def _save(patient: Patient, **kwargs) -> None:
 @router.get("/patients", response={200: list[PatientOut], **errors(401, 422)}, url_name="list_patients")
 @paginate
 def list_patients(request, filters: Query[PatientFilters]):
+    """The organisation's patients (a list or search is audited; a phone number belongs in
+    `POST /api/patients/lookup`, not the URL)."""
+    record_request(request, AuditAction.SEARCH_PATIENTS if filters.q or filters.external_id else
+                   AuditAction.LIST_PATIENTS, object_type="patients.patient", organization_id=request.organization.pk)
     qs = Patient.objects.filter(organization=request.organization).order_by("pk")
     if filters.external_id is not None:
         qs = qs.filter(external_id=filters.external_id)
@@ -230,9 +240,12 @@ def create_patient(request, payload: PatientIn):
 # Registered before /patients/{patient_id} so that its URL pattern wins.
 @router.post("/patients/lookup", response={200: LookupOut, **errors(400, 401, 413, 422)}, url_name="lookup_patients")
 def lookup_patients(request, payload: LookupIn):
-    """Patients of the organisation with this phone number (several may share one)."""
-    qs = Patient.objects.filter(organization=request.organization, phone=payload.phone).order_by("pk")
+    """Patients of the organisation with this phone number (several may share one), or part of one."""
+    qs = Patient.objects.filter(organization=request.organization).order_by("pk")
+    qs = qs.filter(phone=payload.phone) if payload.phone.startswith("+") else qs.filter(phone__contains=payload.phone)
     items = list(qs[:100])
+    record_request(request, AuditAction.SEARCH_PATIENTS, object_type="patients.patient",
+                   organization_id=request.organization.pk)
     for patient in items:
         record_request(request, AuditAction.VIEW_PATIENT, patient)
     return {"items": items, "count": len(items)}

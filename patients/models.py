@@ -1,5 +1,8 @@
+import datetime as dt
+
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.utils import timezone
 
 from masking import mask_name, mask_phone
 from myrobot.crypto import EncryptedJSONField
@@ -7,6 +10,20 @@ from myrobot.validation import storable_problem
 from organizations.models import Organization, validate_timezone
 
 from .phone import normalize_phone
+
+
+EARLIEST_BIRTH_DATE = dt.date(1900, 1, 1)
+
+
+def validate_date_of_birth(value) -> None:
+    """On or after 1900-01-01 and not in the future: one rule for the API, the admin and CSV imports."""
+    if value is None:
+        return
+    if value < EARLIEST_BIRTH_DATE:
+        raise ValidationError("must be on or after 1900-01-01")
+    # A day of slack: it is already tomorrow somewhere when it is today in UTC.
+    if value > timezone.now().date() + dt.timedelta(days=1):
+        raise ValidationError("must not be in the future")
 
 
 class Patient(models.Model):
@@ -62,6 +79,10 @@ class Patient(models.Model):
                 errors["phone"] = exc.messages
         if self.external_id == "":
             self.external_id = None
+        try:
+            validate_date_of_birth(self.date_of_birth)
+        except ValidationError as exc:
+            errors["date_of_birth"] = exc.messages
         if not isinstance(self.data, dict):
             errors["data"] = ["A JSON object."]
         else:

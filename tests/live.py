@@ -131,6 +131,7 @@ def celery_worker(transactional_db, settings, live_server_port):
         "CALL_CAPACITY_BACKOFF_MAX_S", "CALL_CAPACITY_WAIT_S",
     ):
         env[name] = str(getattr(settings, name))
+    env["WEBHOOK_ALLOW_LOOPBACK"] = "1" if settings.WEBHOOK_ALLOW_LOOPBACK else "0"
     queue = f"test-{os.getpid()}-{time.monotonic_ns()}"
     proc = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "myrobot", "worker", "--loglevel=INFO", "-Q", queue,

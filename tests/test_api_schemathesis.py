@@ -2,7 +2,9 @@
 
 Generated requests — valid ones and invalid ones (negative mode), with NUL
 characters allowed — must never get a 5xx, and every status code and body
-must be the ones the OpenAPI schema documents. Bounded: a fixed seed
+must be the ones the OpenAPI schema documents. Every date-time may be one at
+the calendar's edges (``EDGE_TIMES``); lone surrogates are sent by
+tests/test_security_inputs.py (a JSON encoder cannot generate them). Bounded: a fixed seed
 (deterministic), a few examples per operation, no shrinking, no database of
 past failures. The Daily/Pipecat fakes make the deployment configured, so a
 start is not a 503.
@@ -10,9 +12,12 @@ start is not a 503.
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 from schemathesis.generation import GenerationMode
 from schemathesis.specs.openapi.checks import (
@@ -45,6 +50,15 @@ def _schema():
     )
     return loaded
 
+
+# Times at the calendar's edges, with offsets that push them past year 1 or 9999 in
+# UTC, mixed into every generated date-time (they once answered 500).
+EDGE_TIMES = ["0001-01-01T00:00:00+05:00", "0001-01-01T00:00:00Z", "9999-12-31T23:59:59-05:00",
+              "9999-12-31T23:59:59+14:00", "2026-12-07T09:00:00-05:00"]
+schemathesis.openapi.format(
+    "date-time",
+    st.sampled_from(EDGE_TIMES) | st.datetimes(timezones=st.just(dt.timezone.utc)).map(lambda d: d.isoformat()),
+)
 
 schema = _schema()
 

@@ -50,6 +50,7 @@ def test_api_reads_and_writes_of_a_patient_are_recorded(client, org, ada, api_ke
         ("view_patient", str(ada.pk), "api"),
         ("change_patient", str(ada.pk), "api"),
         ("change_patient", new_id, "api"),
+        ("search_patients", "", "api"),  # the lookup itself, then each patient it found
         ("view_patient", str(ada.pk), "api"),
         ("erase_patient", str(ada.pk), "api"),  # DELETE erases (calls.retention)
     ]

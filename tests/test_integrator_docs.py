@@ -45,8 +45,16 @@ def test_the_receiver_is_about_fifteen_lines():
     assert len([line for line in receiver.splitlines() if line.strip()]) <= 16
 
 
+@pytest.fixture
+def loopback_webhooks(settings):
+    """The guide's receiver listens on 127.0.0.1: allowed only with the allowance on (as with DEBUG)."""
+    settings.WEBHOOK_ALLOW_LOOPBACK = True
+
+
 @pytest.mark.django_db(transaction=True)
-def test_integrator_steps_run_against_the_live_server(fake_daily, fake_runner, asgi_live_server, tmp_path):
+def test_integrator_steps_run_against_the_live_server(
+    fake_daily, fake_runner, loopback_webhooks, asgi_live_server, tmp_path
+):
     from webhooks.models import WebhookEndpoint
 
     org = factories.make_org("sunrise-clinic", name="Sunrise Family Clinic")

@@ -1,15 +1,20 @@
 """Webhook endpoints and deliveries in the admin: the organisation's admins only.
 
-The endpoint's secret is shown once, in the message after it is created (or
-rotated); no page shows it again.
+The endpoint's secret is shown once, on the page after it is created (or
+rotated: ``organizations.secret_page``, never in the messages cookie); no page
+shows it again.
 """
 
 from django import forms
 from django.contrib import admin, messages
 from django.db import models
+from django.urls import reverse
 
+from audit.models import AuditAction
+from audit.services import record_request
 from organizations import access
 from organizations.admin_scoping import OrgScopedAdmin
+from organizations.secret_page import show_once
 
 from . import services
 from .models import WebhookDelivery, WebhookEndpoint, WebhookEvent, new_secret
@@ -33,11 +38,13 @@ class WebhookEndpointForm(forms.ModelForm):
         formfield_callback = _https_by_default
 
 
-def _show_secret_once(request, endpoint, verb: str) -> None:
-    messages.warning(
-        request,
-        f"{verb} signing secret for {endpoint.url}: {endpoint.secret} — copy it now into your receiver; "
-        "it is not shown again.",
+def _show_secrets_once(request, endpoints, verb: str):
+    """The page with the endpoints' signing secrets (never the ``messages`` cookie)."""
+    return show_once(
+        request, title=f"{verb} signing secret",
+        warning="Copy the secret into your receiver now: it is shown only on this page, once.",
+        secrets=[(endpoint.url, endpoint.secret) for endpoint in endpoints],
+        next_url=reverse("admin:webhooks_webhookendpoint_changelist"),
     )
 
 
@@ -62,17 +69,20 @@ class WebhookEndpointAdmin(OrgScopedAdmin):
         if obj.is_active:
             obj.disabled_reason = ""
         super().save_model(request, obj, form, change)
-        if not change:
-            _show_secret_once(request, obj, "The")
+
+    def response_add(self, request, obj, post_url_continue=None):
+        return _show_secrets_once(request, [obj], "The")
 
     @admin.action(description="Rotate the signing secret of selected endpoints")
     def rotate_secret(self, request, queryset):
+        rotated = []
         for endpoint in queryset:
             if not access.has_right(request.user, access.MANAGE, endpoint.organization_id):
                 continue
             endpoint.secret = new_secret()
             endpoint.save(update_fields=["secret", "updated_at"])
-            _show_secret_once(request, endpoint, "New")
+            rotated.append(endpoint)
+        return _show_secrets_once(request, rotated, "New")
 
 
 @admin.register(WebhookDelivery)
@@ -88,7 +98,7 @@ class WebhookDeliveryAdmin(OrgScopedAdmin):
     date_hierarchy = "created_at"
     fields = [
         "organization", "endpoint", "event_type", "event_key", "message_id", "status", "attempts",
-        "last_attempt_at", "last_status_code", "response_excerpt", "last_error", "next_attempt_at", "delivered_at",
+        "last_attempt_at", "last_status_code", "last_error", "next_attempt_at", "delivered_at",
         "created_at", "payload",
     ]
     readonly_fields = fields
@@ -112,5 +122,7 @@ class WebhookDeliveryAdmin(OrgScopedAdmin):
         for delivery in queryset:
             if access.has_right(request.user, access.MANAGE, delivery.organization_id):
                 services.redeliver(delivery)
+                # Audited: with "include transcript" switched on since, a redelivery sends patient data.
+                record_request(request, AuditAction.REDELIVER_WEBHOOK, delivery, via="admin")
                 count += 1
         self.message_user(request, f"Queued {count} delivery(ies) again.", messages.SUCCESS)

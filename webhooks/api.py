@@ -23,11 +23,11 @@ class DeliveryOut(Schema):
     model_config = ConfigDict(json_schema_extra={"examples": [{
         "id": 17, "webhook_id": "msg_5f0c8e2a9b7d4e61a3c2f1e0d9b8a7c6", "event_type": "call.ended",
         "endpoint_url": "https://ehr.example.org/hooks/myrobot", "status": "delivered", "attempts": 2,
-        "last_status_code": 204, "response_excerpt": "", "last_error": "", "next_attempt_at": None,
+        "last_status_code": 204, "last_error": "", "next_attempt_at": None,
         "delivered_at": "2026-05-04T17:02:22.140Z", "created_at": "2026-05-04T17:02:11.512Z",
         "data": {"session_id": "0b6f2c1e-3f7a-4c55-9d1e-2a8f3b9c7d10", "external_id": "EHR-1001", "workflow": "appointment-reminder",
                  "direction": "dial_out", "status": "completed", "end_reason": "completed",
-                 "outcome": {"result": "confirmed", "notes": "", "data": {}}, "attempt": 1,
+                 "outcome": {"result": "confirmed"}, "attempt": 1,
                  "next_attempt_at": None, "campaign_id": None, "started_at": "2026-05-04T17:00:02.104Z",
                  "answered_at": "2026-05-04T17:00:09.877Z", "ended_at": "2026-05-04T17:02:11.509Z"},
     }]})
@@ -39,7 +39,6 @@ class DeliveryOut(Schema):
     status: str = Field(..., description="pending, delivered or failed.")
     attempts: int
     last_status_code: int | None
-    response_excerpt: str
     last_error: str
     next_attempt_at: dt.datetime | None
     delivered_at: dt.datetime | None
@@ -68,7 +67,6 @@ def _out(d: WebhookDelivery) -> dict:
         "status": d.status,
         "attempts": d.attempts,
         "last_status_code": d.last_status_code,
-        "response_excerpt": d.response_excerpt,
         "last_error": d.last_error,
         "next_attempt_at": d.next_attempt_at,
         "delivered_at": d.delivered_at,

@@ -8,17 +8,17 @@ send loses nothing: the periodic sweep sends every due delivery.
 from __future__ import annotations
 
 import base64
-import ipaddress
 import secrets
 import uuid
 from urllib.parse import urlsplit
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 
 from myrobot.crypto import EncryptedTextField, PartlyEncryptedJSONField
 from organizations.models import Organization
+
+from .destinations import Refused, check
 
 SECRET_PREFIX = "whsec_"
 
@@ -36,26 +36,15 @@ def new_secret() -> str:
     return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(24)).decode()
 
 
-def is_loopback_host(host: str | None) -> bool:
-    if not host:
-        return False
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
 def validate_endpoint_url(url: str) -> None:
-    """https, except on loopback hosts or with DEBUG on (a receiver on a laptop)."""
+    """A public https destination (webhooks.destinations); no credentials in the URL."""
     parts = urlsplit(url or "")
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValidationError("Enter an absolute http(s) URL, e.g. https://ehr.example.org/hooks/myrobot.")
-    if parts.scheme == "http" and not (settings.DEBUG or is_loopback_host(parts.hostname)):
-        raise ValidationError("Use https:// (http:// is accepted only for localhost / 127.0.0.1).")
     if parts.username or parts.password:
         raise ValidationError("Do not put credentials in the URL; the signature authenticates us.")
+    try:
+        check(url)
+    except Refused as exc:
+        raise ValidationError(str(exc))
 
 
 def validate_events(value) -> None:
@@ -135,7 +124,6 @@ class WebhookDelivery(models.Model):
     claimed_until = models.DateTimeField(null=True, blank=True)
     last_attempt_at = models.DateTimeField(null=True, blank=True)
     last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
-    response_excerpt = models.CharField(max_length=300, blank=True)
     last_error = models.CharField(max_length=300, blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)

@@ -10,8 +10,13 @@ def iso(value):
 
 
 def call_ended_payload(call: CallSession) -> dict:
-    """The `call.ended` data: ids, statuses and times — no name, phone or transcript."""
-    outcome = call.outcome if isinstance(call.outcome, dict) else None
+    """The `call.ended` data: ids, statuses and times — no name, phone or transcript.
+
+    Of the outcome only its ``result`` (a code): its free-text ``notes`` and its
+    ``data`` are what the patient said, and go only to endpoints that asked for
+    the transcript (``outcome_details``).
+    """
+    outcome = {"result": call.outcome.get("result")} if isinstance(call.outcome, dict) else None
     next_at = getattr(call, "next_attempt_at", None)
     campaign_id = getattr(call, "campaign_id", None)
     return {
@@ -29,3 +34,8 @@ def call_ended_payload(call: CallSession) -> dict:
         "answered_at": iso(call.answered_at),
         "ended_at": iso(call.ended_at),
     }
+
+
+def outcome_details(call: CallSession) -> dict | None:
+    """The whole outcome (result, notes, data), for endpoints with "include transcript" on."""
+    return call.outcome if isinstance(call.outcome, dict) else None

@@ -1,4 +1,4 @@
-"""One delivery attempt: claim the row, sign, POST with a timeout, record the answer.
+"""One delivery attempt: claim the row, sign, POST with a timeout, record the answer's status.
 
 Each attempt is signed anew (fresh timestamp) with the same ``webhook-id``, so a
 receiver can drop duplicates. 2xx = delivered; 410 switches the endpoint off;
@@ -7,10 +7,11 @@ anything else is retried with backoff for about a day (``RETRY_DELAYS_S``).
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
-import urllib.error
-import urllib.request
+import socket
+import ssl
 from datetime import timedelta
 
 from django.conf import settings
@@ -20,15 +21,15 @@ from standardwebhooks import Webhook
 
 from calls.models import CallSession
 
+from . import destinations
 from .models import DeliveryStatus, WebhookDelivery, WebhookEndpoint, WebhookEvent
-from .payloads import call_ended_payload, iso
+from .payloads import call_ended_payload, iso, outcome_details
 
 log = logging.getLogger(__name__)
 
 #: seconds to wait before attempt n+1 after attempt n failed (about a day in all)
 RETRY_DELAYS_S = (10, 60, 5 * 60, 30 * 60, 2 * 3600, 6 * 3600, 15 * 3600)
 MAX_ATTEMPTS = len(RETRY_DELAYS_S) + 1
-EXCERPT_CHARS = 200
 USER_AGENT = "MyRobot-Webhooks/1.0"
 
 
@@ -54,6 +55,7 @@ def build_body(delivery: WebhookDelivery) -> bytes:
         if call is not None:
             data.update(call_ended_payload(call))
             if delivery.endpoint.include_transcript:
+                data["outcome"] = outcome_details(call)
                 data["transcript"] = [
                     {"role": line.get("role"), "text": line.get("text"), "at": line.get("at")}
                     for line in (call.transcript or [])
@@ -72,31 +74,32 @@ def sign_headers(secret: str, message_id: str, body: bytes, at) -> dict:
     }
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args, **kwargs):
-        return None  # a 3xx is an answer, not somewhere to resend the body
+def _post(url: str, body: bytes, headers: dict) -> tuple[int | None, str]:
+    """(status code, error) — never raises for HTTP or network faults; never reads the answer's body.
 
-
-_opener = urllib.request.build_opener(_NoRedirect)
-
-
-def _post(url: str, body: bytes, headers: dict) -> tuple[int | None, str, str]:
-    """(status code, response excerpt, error) — never raises for HTTP or network faults."""
-    request = urllib.request.Request(url, data=body, method="POST")
-    for name, value in {"Content-Type": "application/json", "User-Agent": USER_AGENT, **headers}.items():
-        request.add_header(name, value)
+    The destination is checked again now and the connection goes to the checked
+    address (``destinations``); a redirect is an answer like any other. Errors
+    say what kind of failure it was, not the operating system's words.
+    """
     try:
-        with _opener.open(request, timeout=settings.WEBHOOK_TIMEOUT_S) as response:
-            return response.status, response.read(EXCERPT_CHARS * 4).decode("utf-8", "replace")[:EXCERPT_CHARS], ""
-    except urllib.error.HTTPError as exc:
-        try:
-            text = exc.read(EXCERPT_CHARS * 4).decode("utf-8", "replace")[:EXCERPT_CHARS]
-        except Exception:  # noqa: BLE001
-            text = ""
-        return exc.code, text, ""
-    except (urllib.error.URLError, TimeoutError, OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", exc)
-        return None, "", f"{type(reason).__name__}: {reason}"[:300]
+        destination = destinations.check(url)
+    except destinations.Refused as exc:
+        return None, f"Not sent: {exc}"[:300]
+    connection = destinations.PinnedConnection.open(destination, settings.WEBHOOK_TIMEOUT_S)
+    try:
+        connection.request(
+            "POST", destination.target, body=body,
+            headers={"Content-Type": "application/json", "User-Agent": USER_AGENT, **headers},
+        )
+        return connection.getresponse().status, ""
+    except (TimeoutError, socket.timeout):
+        return None, "Timed out: the receiver did not answer in time."
+    except ssl.SSLError:
+        return None, "The TLS connection to the receiver failed (its certificate, or the protocol)."
+    except (OSError, http.client.HTTPException):
+        return None, "Could not connect to the receiver, or it closed the connection."
+    finally:
+        connection.close()
 
 
 def send_delivery(delivery_id) -> tuple[str | None, int | None]:
@@ -117,13 +120,12 @@ def send_delivery(delivery_id) -> tuple[str | None, int | None]:
         )
         return DeliveryStatus.FAILED, None
     body = build_body(delivery)
-    code, excerpt, error = _post(endpoint.url, body, sign_headers(endpoint.secret, delivery.message_id, body, now))
+    code, error = _post(endpoint.url, body, sign_headers(endpoint.secret, delivery.message_id, body, now))
     attempts = delivery.attempts + 1
     updates = {
         "attempts": attempts,
         "last_attempt_at": now,
         "last_status_code": code,
-        "response_excerpt": excerpt,
         "last_error": error or ("" if code and 200 <= code < 300 else f"HTTP {code}"),
         "claimed_until": None,
     }

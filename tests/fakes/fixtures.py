@@ -95,7 +95,12 @@ def fake_receiver_server():
 
 
 @pytest.fixture
-def fake_receiver(fake_receiver_server):
-    """A webhook receiver that verifies signatures itself; set ``.secret`` to the endpoint's."""
+def fake_receiver(fake_receiver_server, settings):
+    """A webhook receiver that verifies signatures itself; set ``.secret`` to the endpoint's.
+
+    It listens on 127.0.0.1: webhooks reach loopback only with the allowance on,
+    turned on here explicitly (and passed to worker subprocesses).
+    """
+    settings.WEBHOOK_ALLOW_LOOPBACK = True
     fake_receiver_server.reset()
     return fake_receiver_server

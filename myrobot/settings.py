@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import dj_database_url
+from kombu import Queue
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -218,8 +219,8 @@ CELERY_BEAT_SCHEDULE = {
 }
 
 # --- Webhooks to the organisation's systems ----------------------------------
-# Sends run on their own queue (a worker started with `-Q celery,webhooks`, or a
-# separate one with `-Q webhooks`), so a slow receiver never holds up a call start.
+# Sends run on their own queue (which a plain worker consumes too, or a separate
+# one started with `-Q webhooks`), so a slow receiver never holds up a call start.
 WEBHOOK_QUEUE = os.environ.get("WEBHOOK_QUEUE", "webhooks")
 WEBHOOK_TIMEOUT_S = float(os.environ.get("WEBHOOK_TIMEOUT_S", "10"))
 # Retries due within this many seconds are timed by the sender; later ones by the sweep.
@@ -230,6 +231,10 @@ CELERY_TASK_ROUTES = {
     "webhooks.tasks.deliver": {"queue": WEBHOOK_QUEUE},
     "webhooks.tasks.sweep": {"queue": WEBHOOK_QUEUE},
 }
+# Every queue the app sends to, declared: a worker started without `-Q` consumes
+# all of them (a plain `celery -A myrobot worker` also sends webhooks); `-Q` splits
+# them over separate workers (docs/operations.md, "Processes").
+CELERY_TASK_QUEUES = [Queue(name) for name in dict.fromkeys([CELERY_TASK_DEFAULT_QUEUE, WEBHOOK_QUEUE])]
 
 # --- Daily / Pipecat -------------------------------------------------------
 DAILY_API_KEY = os.environ.get("DAILY_API_KEY", "")

@@ -166,7 +166,7 @@ class CallSessionAdmin(OrgScopedAdmin):
 
         patient.short_description = "Patient"
         # Status right after the call: at 1280 px with the menu and the filters it stays on screen.
-        return ["short_id", "status_badge", patient, "workflow_name", "direction", "scheduled_for", "attempt_display", "created_local", "result", "live_link"]
+        return ["short_id", "status_badge", patient, "workflow_name", "direction", "scheduled_local", "attempt_display", "created_local", "result", "live_link"]
 
     @admin.display(description="Result")
     def result(self, obj):
@@ -185,7 +185,8 @@ class CallSessionAdmin(OrgScopedAdmin):
     def _attempt_link(self, call):
         if call is None:
             return "—"
-        when = f", rings {call.scheduled_for:%Y-%m-%d %H:%M} UTC" if call.status == CallStatus.SCHEDULED else ""
+        when = (f", rings {timefmt.show(call.scheduled_for, call.organization.timezone)} {timefmt.CLINIC_TIME}"
+                if call.status == CallStatus.SCHEDULED else "")
         return format_html(
             '<a href="{}">{} (attempt {}, {}{})</a>', call.get_absolute_url(), str(call.pk)[:8], call.attempt,
             call.get_status_display().lower(), when,
@@ -206,7 +207,8 @@ class CallSessionAdmin(OrgScopedAdmin):
         if obj.status != CallStatus.QUEUED:
             return "—"
         if obj.start_deferrals:
-            return f"Deferred {obj.start_deferrals}× (bot runner at capacity); next try {obj.start_retry_at:%H:%M:%S} UTC"
+            return (f"Deferred {obj.start_deferrals}× (bot runner at capacity); next try "
+                    f"{timefmt.show(obj.start_retry_at, obj.organization.timezone, seconds=True)} {timefmt.CLINIC_TIME}")
         if obj.dispatched_at is None and obj.direction == "dial_out":
             return "Waiting for a free slot"
         return "Handed to a worker"
@@ -256,9 +258,13 @@ class CallSessionAdmin(OrgScopedAdmin):
         patient_tz = obj.patient.timezone if obj.patient_id else ""
         return timefmt.with_patient(value, obj.organization.timezone, patient_tz, "%Y-%m-%d %H:%M:%S")
 
-    @admin.display(description="Created", ordering="created_at")
+    @admin.display(description=f"Created ({timefmt.CLINIC_TIME})", ordering="created_at")
     def created_local(self, obj):
         return self._local(obj, obj.created_at)
+
+    @admin.display(description=f"Scheduled for ({timefmt.CLINIC_TIME})", ordering="scheduled_for")
+    def scheduled_local(self, obj):
+        return timefmt.show(obj.scheduled_for, obj.organization.timezone)
 
     @admin.display(description="Started")
     def started_local(self, obj):
@@ -415,9 +421,9 @@ class CallEventAdmin(OrgScopedAdmin):
         ]
         return qs.exclude(call__organization__in=viewer_orgs, kind__in=["transcript", "outcome"])
 
-    @admin.display(description="At", ordering="at")
+    @admin.display(description=f"At ({timefmt.CLINIC_TIME})", ordering="at")
     def at_local(self, obj):
-        return timefmt.in_zone(obj.at, obj.call.organization.timezone, "%Y-%m-%d %H:%M:%S") if obj.at else "—"
+        return timefmt.show(obj.at, obj.call.organization.timezone, seconds=True)
 
     @admin.display(description="Call")
     def call_link(self, obj):

@@ -184,7 +184,10 @@ class CallEvent(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.kind} @ {self.at:%H:%M:%S}"
+        """The admin's heading for the event: its kind at the organisation's time."""
+        from organizations import timefmt
+
+        return f"{self.kind.replace('_', ' ')} at {timefmt.show(self.at, self.call.organization.timezone, seconds=True)}"
 
 
 class CallDay(models.Model):

@@ -66,7 +66,7 @@ def test_times_are_in_the_organisations_zone_and_the_patients_where_it_differs(c
     live_list = get(client, staff, "/calls/live/")
     assert ">10:30:05</time>" in live_list and ">18:30:05<" not in live_list
     patient_page = get(client, staff, f"/admin/patients/patient/{clinic['ada'].pk}/change/")
-    assert "10:30:05 (patient 13:30 EST)" in patient_page
+    assert "2026-11-30 10:30 (patient 13:30 EST)" in patient_page  # the history has the date
 
 
 # --- one face for a patient -----------------------------------------------------------------

@@ -53,21 +53,7 @@
   // Times read as on the server's pages (organizations/timefmt.py): 24-hour clock,
   // in the organisation's zone (data-tz on the row or the page), not the browser's.
   function fmtTime(iso, withDate, tz) {
-    if (!iso) return "—";
-    var d = new Date(iso);
-    if (isNaN(d.getTime())) return iso;
-    var opts = { hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23" };
-    if (withDate) { opts.year = "numeric"; opts.month = "2-digit"; opts.day = "2-digit"; }
-    var parts = {};
-    try {
-      if (tz) opts.timeZone = tz;
-      new Intl.DateTimeFormat("en-GB", opts).formatToParts(d).forEach(function (p) { parts[p.type] = p.value; });
-    } catch (e) {
-      delete opts.timeZone;
-      new Intl.DateTimeFormat("en-GB", opts).formatToParts(d).forEach(function (p) { parts[p.type] = p.value; });
-    }
-    var t = parts.hour + ":" + parts.minute + ":" + parts.second;
-    return withDate ? parts.year + "-" + parts.month + "-" + parts.day + " " + t : t;
+    return window.MyRobotTime.show(iso, tz, { date: !!withDate, seconds: true });
   }
 
   function zoneOf(el) {
@@ -283,7 +269,7 @@
     function ringText(call) {
       var parts = [];
       if (call.direction === "dial_out" && call.attempt) parts.push(call.attempt + " of " + (call.max_attempts || call.attempt));
-      if (call.ring_times) parts.push(call.ring_times.patient + " — " + call.ring_times.clinic + " clinic time");
+      if (call.ring_times) parts.push(call.ring_times.text);
       else if (call.waiting_for_slot) parts.push("waiting for a slot");
       return parts.join(" · ");
     }

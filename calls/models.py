@@ -208,8 +208,8 @@ class CallDay(models.Model):
     result = models.CharField(max_length=255, blank=True)
     calls = models.IntegerField(default=0)
     with_outcome = models.IntegerField(default=0)  # of which with an outcome
-    dialled = models.IntegerField(default=0)  # of which dial-out
-    answered = models.IntegerField(default=0)  # of which dial-out and answered
+    dialled = models.IntegerField(default=0)  # of which dial-outs really dialled (calls.rollup.DIALLED)
+    answered = models.IntegerField(default=0)  # of which answered by a person (not voicemail)
     timed = models.IntegerField(default=0)  # of which with answered_at and ended_at
 
     class Meta:

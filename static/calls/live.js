@@ -470,7 +470,8 @@
       var changed = previous !== call.status;
       root.dataset.status = call.status;
       var badge = field(root, "status");
-      setStatusBadge(badge, call.status);
+      // Every badge of this call on the page (the head, the attempts panel): one source.
+      root.querySelectorAll('[data-status-of="' + sessionId + '"]').forEach(function (el) { setStatusBadge(el, call.status); });
       if (changed) flash(badge);
       if (call.patient) {
         setText(field(root, "patient"), call.patient.name || "");

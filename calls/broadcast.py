@@ -18,6 +18,8 @@ import background as background_loop
 from masking import mask_phone
 from organizations import timefmt
 
+from . import labels
+
 from .models import CallEvent, CallSession
 
 log = logging.getLogger(__name__)
@@ -76,6 +78,7 @@ def serialize_call(call: CallSession) -> dict:
         # The call policy: when it rings, which attempt, whether it waits for a slot.
         "scheduled_for": _iso(call.scheduled_for),
         "ring_times": ring_times(call),
+        "end_reason_label": labels.end_reason(call.end_reason),
         "attempt": call.attempt,
         "max_attempts": call.max_attempts,
         "previous_attempt": str(call.previous_attempt_id) if call.previous_attempt_id else None,

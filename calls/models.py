@@ -158,6 +158,13 @@ class CallSession(models.Model):
         return self.status in FINAL_STATUSES
 
     @property
+    def end_reason_label(self) -> str:
+        """The end reason in words (calls.labels), as pages show it."""
+        from .labels import end_reason
+
+        return end_reason(self.end_reason)
+
+    @property
     def patient_phone(self) -> str:
         return self.to_number if self.direction == Direction.DIAL_OUT else self.from_number
 

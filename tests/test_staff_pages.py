@@ -152,5 +152,5 @@ def test_filter_by_outcome_result_and_end_reason(client, clinic):
 
 def test_the_live_lists_result_column_separates_outcome_and_end_reason(client, clinic):
     body = get(client, clinic["staff"], "/calls/live/")
-    assert '<span data-field="outcome-result" class="outcome-result">confirmed</span> <span data-field="end-reason" class="end-reason">completed</span>' in body
-    assert '<span data-field="outcome-result" class="outcome-result"></span> <span data-field="end-reason" class="end-reason">voicemail</span>' in body
+    assert '<span data-field="outcome-result" class="outcome-result">confirmed</span> <span data-field="end-reason" class="end-reason">Completed</span>' in body
+    assert '<span data-field="outcome-result" class="outcome-result"></span> <span data-field="end-reason" class="end-reason">Voicemail answered</span>' in body

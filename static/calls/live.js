@@ -296,7 +296,7 @@
       setDuration(field(row, "duration"), call);
       // The outcome (what the conversation achieved) and the end reason (how the call ended) apart.
       setText(field(row, "outcome-result"), (call.outcome && call.outcome.result) || "");
-      setText(field(row, "end-reason"), call.end_reason ? call.end_reason.replace(/_/g, " ") : "");
+      setText(field(row, "end-reason"), call.end_reason_label || "");
       setText(field(row, "ring"), ringText(call));
     }
 
@@ -483,7 +483,7 @@
       setTime(field(root, "answered_at"), call.answered_at);
       setTime(field(root, "ended_at"), call.ended_at);
       setDuration(field(root, "duration"), call);
-      setText(field(root, "end_reason"), call.end_reason || "—");
+      setText(field(root, "end_reason"), call.end_reason_label || "—");
       var err = field(root, "error");
       if (err) {
         setText(err, call.error || "");
@@ -491,6 +491,10 @@
       }
       setText(field(root, "dialout_attempts"), String(call.dialout_attempts || 0));
       if (call.outcome) renderOutcome(call.outcome);
+      else if (FINAL[call.status]) {
+        setText(field(root, "no-outcome"), "No outcome was recorded: the call ended — " +
+          (call.end_reason_label || statusLabel(call.status)).toLowerCase() + ".");
+      }
       if (changed) {
         // The bot's socket broadcasts its own event and the call, not the status
         // move it caused: show the move as the page saw it (a reload shows the stored one,

@@ -45,9 +45,10 @@ demo: migrate
 	  trap 'kill $$SANDBOX_PID $$DISPATCHER 2>/dev/null' EXIT INT TERM; \
 	  $(SANDBOX_ENV) DEBUG=$${DEBUG:-1} $(PY) manage.py runserver 127.0.0.1:$(DEMO_PORT)
 
-# The Celery worker (needs REDIS_URL); its pool and concurrency come from myrobot/celery.py settings.
+# The Celery worker (needs REDIS_URL): without -Q it consumes every queue the settings
+# declare (CELERY_QUEUE and WEBHOOK_QUEUE); its pool and concurrency come from the settings.
 worker: venv
-	$(PY) -m celery -A myrobot worker -Q celery,$${WEBHOOK_QUEUE:-webhooks} --loglevel=INFO
+	$(PY) -m celery -A myrobot worker --loglevel=INFO
 
 beat: venv
 	$(PY) -m celery -A myrobot beat --loglevel=INFO

@@ -33,7 +33,8 @@ class AuditAction(models.TextChoices):
 class AuditEvent(models.Model):
     at = models.DateTimeField(auto_now_add=True, db_index=True)
     organization = models.ForeignKey(
-        "organizations.Organization", on_delete=models.CASCADE, related_name="audit_events"
+        "organizations.Organization", on_delete=models.CASCADE, related_name="audit_events",
+        verbose_name="organisation",
     )
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

@@ -3,6 +3,7 @@ import re
 
 from django.contrib import admin, messages
 from django.db.models import Q
+from django.template.defaultfilters import pluralize
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
@@ -14,7 +15,7 @@ from organizations.admin_scoping import OrgScopedAdmin
 from organizations.models import Workflow
 from patients import display
 
-from . import selectors, services
+from . import labels, selectors, services
 from .models import CallEvent, CallSession, CallStatus
 from .shaping import viewer_event_data
 
@@ -49,11 +50,12 @@ class EndReasonFilter(admin.SimpleListFilter):
     parameter_name = "end_reason"
     REASONS = [
         "completed", "no_answer", "busy", "voicemail", "declined", "transferred", "silence", "max_duration",
-        "dialout_failed", "canceled", "remote_ended", "start_failed", "stale", "bot_error",
+        "dialout_failed", "canceled", "campaign_canceled", "remote_ended", "start_failed", "stale", "bot_error",
+        "capacity",
     ]
 
     def lookups(self, request, model_admin):
-        return [(r, r.replace("_", " ")) for r in self.REASONS]
+        return [(r, labels.end_reason(r)) for r in self.REASONS]
 
     def queryset(self, request, queryset):
         value = self.value()
@@ -148,11 +150,11 @@ class CallSessionAdmin(OrgScopedAdmin):
         (None, {"fields": [
             "live_link", "id", "organization", "workflow", "direction", "status", "patient_display", "phone_clear",
         ]}),
-        ("Timeline", {"fields": ["created_local", "started_local", "answered_local", "ended_local", "end_reason", "error"]}),
+        ("Timeline", {"fields": ["created_local", "started_local", "answered_local", "ended_local", "end_reason_display", "error"]}),
         ("Call policy", {"fields": [
-            "scheduled_for", "attempt_display", "previous_attempt_link", "next_attempt_link", "queue_display",
+            "scheduled_local", "attempt_display", "previous_attempt_link", "next_attempt_link", "queue_display",
         ]}),
-        ("Result", {"fields": ["outcome", "transcript_display", "dialout_attempts"]}),
+        ("Result", {"fields": ["outcome_display", "transcript_display", "dialout_attempts"]}),
         ("Daily", {"fields": ["daily_room_name", "daily_room_url", "daily_call_id", "daily_call_domain"]}),
         ("Requested by", {"fields": ["requested_by_user", "requested_by_api_key"]}),
     ]
@@ -166,13 +168,13 @@ class CallSessionAdmin(OrgScopedAdmin):
 
         patient.short_description = "Patient"
         # Status right after the call: at 1280 px with the menu and the filters it stays on screen.
-        return ["short_id", "status_badge", patient, "workflow_name", "direction", "scheduled_for", "attempt_display", "created_local", "result", "live_link"]
+        return ["short_id", "status_badge", patient, "workflow_name", "direction", "scheduled_local", "attempt_display", "created_local", "result", "live_link"]
 
     @admin.display(description="Result")
     def result(self, obj):
         """The outcome (what the conversation achieved) · the end reason (how the call ended)."""
         outcome = (obj.outcome or {}).get("result") if isinstance(obj.outcome, dict) else None
-        reason = (obj.end_reason or "").replace("_", "\u00a0")
+        reason = labels.end_reason(obj.end_reason).replace(" ", "\u00a0")
         return " · ".join(p for p in (outcome, reason) if p) or "—"
 
     @admin.display(description="Workflow", ordering="workflow__name")
@@ -185,7 +187,8 @@ class CallSessionAdmin(OrgScopedAdmin):
     def _attempt_link(self, call):
         if call is None:
             return "—"
-        when = f", rings {call.scheduled_for:%Y-%m-%d %H:%M} UTC" if call.status == CallStatus.SCHEDULED else ""
+        when = (f", rings {timefmt.show(call.scheduled_for, call.organization.timezone)} {timefmt.CLINIC_TIME}"
+                if call.status == CallStatus.SCHEDULED else "")
         return format_html(
             '<a href="{}">{} (attempt {}, {}{})</a>', call.get_absolute_url(), str(call.pk)[:8], call.attempt,
             call.get_status_display().lower(), when,
@@ -206,7 +209,8 @@ class CallSessionAdmin(OrgScopedAdmin):
         if obj.status != CallStatus.QUEUED:
             return "—"
         if obj.start_deferrals:
-            return f"Deferred {obj.start_deferrals}× (bot runner at capacity); next try {obj.start_retry_at:%H:%M:%S} UTC"
+            return (f"Deferred {obj.start_deferrals}× (bot runner at capacity); next try "
+                    f"{timefmt.show(obj.start_retry_at, obj.organization.timezone, seconds=True)} {timefmt.CLINIC_TIME}")
         if obj.dispatched_at is None and obj.direction == "dial_out":
             return "Waiting for a free slot"
         return "Handed to a worker"
@@ -245,7 +249,7 @@ class CallSessionAdmin(OrgScopedAdmin):
 
     # What a viewer gets instead (docs/architecture.md, "Roles"): no name, phone or free text from the call.
     VIEWER_FIELDS = {
-        "patient_display": "patient_masked", "phone_clear": "phone_display", "outcome": "outcome_result",
+        "patient_display": "patient_masked", "phone_clear": "phone_display", "outcome_display": "outcome_result",
         "error": "error_masked",
     }
 
@@ -256,9 +260,13 @@ class CallSessionAdmin(OrgScopedAdmin):
         patient_tz = obj.patient.timezone if obj.patient_id else ""
         return timefmt.with_patient(value, obj.organization.timezone, patient_tz, "%Y-%m-%d %H:%M:%S")
 
-    @admin.display(description="Created", ordering="created_at")
+    @admin.display(description=f"Created ({timefmt.CLINIC_TIME})", ordering="created_at")
     def created_local(self, obj):
         return self._local(obj, obj.created_at)
+
+    @admin.display(description=f"Scheduled for ({timefmt.CLINIC_TIME})", ordering="scheduled_for")
+    def scheduled_local(self, obj):
+        return timefmt.show(obj.scheduled_for, obj.organization.timezone)
 
     @admin.display(description="Started")
     def started_local(self, obj):
@@ -284,6 +292,27 @@ class CallSessionAdmin(OrgScopedAdmin):
     @admin.display(description="Outcome")
     def outcome_result(self, obj):
         return (obj.outcome or {}).get("result") or "—"
+
+    @admin.display(description="End reason")
+    def end_reason_display(self, obj):
+        return labels.end_reason(obj.end_reason) or "—"
+
+    @admin.display(description="Outcome")
+    def outcome_display(self, obj):
+        """The result, the bot's notes and what it gathered, as sentences and a list (not JSON)."""
+        outcome = obj.outcome if isinstance(obj.outcome, dict) else None
+        if not outcome:
+            return f"None recorded ({labels.end_reason(obj.end_reason).lower()})" if obj.is_final else "None yet"
+        data = outcome.get("data") if isinstance(outcome.get("data"), dict) else {}
+        return format_html(
+            "<p><strong>{}</strong></p>{}{}", outcome.get("result") or "—",
+            format_html("<p>{}</p>", outcome["notes"]) if outcome.get("notes") else "",
+            format_html("<dl>{}</dl>", format_html_join(
+                "", "<dt>{}</dt><dd>{}</dd>",
+                ((key.replace("_", " ").capitalize(), value if not isinstance(value, (dict, list)) else
+                  json.dumps(value, ensure_ascii=False)) for key, value in data.items()),
+            )) if data else "",
+        )
 
     @admin.display(description="Error")
     def error_masked(self, obj):
@@ -335,7 +364,7 @@ class CallSessionAdmin(OrgScopedAdmin):
         return format_html(
             "<div>{}</div>",
             format_html_join(
-                "", "<p><strong>{}:</strong> {}</p>", ((line.get("role", "?"), line.get("text", "")) for line in lines)
+                "", "<p><strong>{}:</strong> {}</p>", ((labels.speaker(line.get("role")), line.get("text", "")) for line in lines)
             ),
         )
 
@@ -360,7 +389,7 @@ class CallSessionAdmin(OrgScopedAdmin):
             except services.CallRefused as exc:
                 refused.append(f"{str(call.pk)[:8]}: {exc.message}")
         if canceled:
-            self.message_user(request, f"Canceled {canceled} call(s).", messages.SUCCESS)
+            self.message_user(request, f"Canceled {canceled} call{pluralize(canceled)}.", messages.SUCCESS)
         for line in refused:
             self.message_user(request, f"Not canceled — {line}", messages.ERROR)
 
@@ -415,9 +444,9 @@ class CallEventAdmin(OrgScopedAdmin):
         ]
         return qs.exclude(call__organization__in=viewer_orgs, kind__in=["transcript", "outcome"])
 
-    @admin.display(description="At", ordering="at")
+    @admin.display(description=f"At ({timefmt.CLINIC_TIME})", ordering="at")
     def at_local(self, obj):
-        return timefmt.in_zone(obj.at, obj.call.organization.timezone, "%Y-%m-%d %H:%M:%S") if obj.at else "—"
+        return timefmt.show(obj.at, obj.call.organization.timezone, seconds=True)
 
     @admin.display(description="Call")
     def call_link(self, obj):

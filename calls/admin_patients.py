@@ -18,6 +18,7 @@ from django.http import Http404, HttpResponseRedirect, JsonResponse
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
+from django.template.defaultfilters import pluralize
 
 from audit.models import AuditAction
 from audit.services import record_request
@@ -285,7 +286,7 @@ class PatientCallAdmin(PatientAdmin):
             scheduled = sum(1 for call in placed if call.status == "scheduled")
             note = f" ({scheduled} outside calling hours: scheduled for the next opening)" if scheduled else ""
             self.message_user(
-                request, f"Placed {len(placed)} call(s) with {workflow.name}{note}.", messages.SUCCESS
+                request, f"Placed {len(placed)} call{pluralize(len(placed))} with {workflow.name}{note}.", messages.SUCCESS
             )
         for line in refused:
             self.message_user(request, f"Not called — {line}", messages.ERROR)

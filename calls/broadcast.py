@@ -16,9 +16,11 @@ from channels.layers import get_channel_layer
 
 import background as background_loop
 from masking import mask_phone
+from organizations import timefmt
+
+from . import labels
 
 from .models import CallEvent, CallSession
-from .policy import zone_named
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +78,7 @@ def serialize_call(call: CallSession) -> dict:
         # The call policy: when it rings, which attempt, whether it waits for a slot.
         "scheduled_for": _iso(call.scheduled_for),
         "ring_times": ring_times(call),
+        "end_reason_label": labels.end_reason(call.end_reason),
         "attempt": call.attempt,
         "max_attempts": call.max_attempts,
         "previous_attempt": str(call.previous_attempt_id) if call.previous_attempt_id else None,
@@ -89,13 +92,11 @@ def ring_times(call: CallSession) -> dict | None:
     if call.scheduled_for is None or call.status != "scheduled":
         return None
     organization = call.organization
-    patient_zone = zone_named(getattr(call.patient, "timezone", "") if call.patient_id else "", organization.timezone)
-    clinic_zone = zone_named(organization.timezone)
-    local, clinic = call.scheduled_for.astimezone(patient_zone), call.scheduled_for.astimezone(clinic_zone)
-    return {
-        "patient": f"{local:%a %d %b %H:%M} ({patient_zone.key})",
-        "clinic": f"{clinic:%a %d %b %H:%M} ({clinic_zone.key})",
-    }
+    patient_tz = getattr(call.patient, "timezone", "") if call.patient_id else ""
+    clinic = timefmt.show(call.scheduled_for, organization.timezone)
+    # "2026-12-08 09:00 clinic time", and the patient's clock only where it differs (said once).
+    text = timefmt.with_patient(call.scheduled_for, organization.timezone, patient_tz, timefmt.DATETIME)
+    return {"clinic": clinic, "text": f"{clinic} {timefmt.CLINIC_TIME}{text[len(clinic):]}"}
 
 
 def serialize_event(event: CallEvent) -> dict:

@@ -169,6 +169,13 @@ class CallSession(models.Model):
         return self.status in FINAL_STATUSES
 
     @property
+    def end_reason_label(self) -> str:
+        """The end reason in words (calls.labels), as pages show it."""
+        from .labels import end_reason
+
+        return end_reason(self.end_reason)
+
+    @property
     def patient_phone(self) -> str:
         return self.to_number if self.direction == Direction.DIAL_OUT else self.from_number
 
@@ -197,7 +204,10 @@ class CallEvent(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.kind} @ {self.at:%H:%M:%S}"
+        """The admin's heading for the event: its kind at the organisation's time."""
+        from organizations import timefmt
+
+        return f"{self.kind.replace('_', ' ')} at {timefmt.show(self.at, self.call.organization.timezone, seconds=True)}"
 
 
 class CallDay(models.Model):
@@ -218,8 +228,8 @@ class CallDay(models.Model):
     result = models.CharField(max_length=255, blank=True)
     calls = models.IntegerField(default=0)
     with_outcome = models.IntegerField(default=0)  # of which with an outcome
-    dialled = models.IntegerField(default=0)  # of which dial-out
-    answered = models.IntegerField(default=0)  # of which dial-out and answered
+    dialled = models.IntegerField(default=0)  # of which dial-outs really dialled (calls.rollup.DIALLED)
+    answered = models.IntegerField(default=0)  # of which answered by a person (not voicemail)
     timed = models.IntegerField(default=0)  # of which with answered_at and ended_at
 
     class Meta:

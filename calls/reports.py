@@ -162,8 +162,8 @@ def _active_rows(filters: Filters) -> list[dict]:
         .values("day", "status", "workflow_id", "result")
         .annotate(
             n=Count("pk"), has_outcome=Count("pk", filter=Q(outcome__isnull=False)),
-            dialled=Count("pk", filter=Q(direction="dial_out", status__in=FINAL)),
-            answered=Count("pk", filter=Q(direction="dial_out", status__in=FINAL, answered_at__isnull=False)),
+            dialled=Count("pk", filter=Q(status__in=FINAL) & rollup.DIALLED),
+            answered=Count("pk", filter=Q(status__in=FINAL) & rollup.ANSWERED_BY_PERSON),
             timed=Count("pk", filter=TIMED),
         )
         .order_by()

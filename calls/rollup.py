@@ -121,6 +121,16 @@ def result_text():
 
 
 
+# The answer rate's two sides, one definition for the roll-up and the live count:
+# a dial-out the bot really dialled (a dial attempt, an answer, or the line's own
+# "no answer"/"busy"), not one canceled before it rang or that never got a bot; and
+# of those, the ones a person answered (voicemail picked up the line, not a person).
+DIALLED = Q(direction="dial_out") & (
+    Q(dialout_attempts__gt=0) | Q(answered_at__isnull=False) | Q(status__in=["no_answer", "busy"])
+)
+ANSWERED_BY_PERSON = DIALLED & Q(answered_at__isnull=False) & ~Q(end_reason="voicemail")
+
+
 def _call_rows(calls, sign: int = 1):
     """CallDay rows (organization_id, workflow_id, status, day, result and the counts) of
     these final calls."""
@@ -135,8 +145,8 @@ def _call_rows(calls, sign: int = 1):
         .annotate(
             calls=counted(),
             with_outcome=counted(Q(outcome__isnull=False)),
-            dialled=counted(Q(direction="dial_out")),
-            answered=counted(Q(direction="dial_out", answered_at__isnull=False)),
+            dialled=counted(DIALLED),
+            answered=counted(ANSWERED_BY_PERSON),
             timed=counted(Q(answered_at__isnull=False, ended_at__isnull=False)),
         )
         .order_by()

@@ -41,7 +41,7 @@ def scrub(value, depth: int = 0):
 # reaches viewers only once it is listed here.
 VIEWER_CALL_FIELDS = (
     "session_id", "organization_id", "status", "status_display", "direction", "workflow",
-    "created_at", "started_at", "answered_at", "ended_at", "end_reason", "dialout_attempts", "url",
+    "created_at", "started_at", "answered_at", "ended_at", "end_reason", "end_reason_label", "dialout_attempts", "url",
 )
 VIEWER_WORKFLOW_FIELDS = ("id", "slug", "name")
 VIEWER_EVENT_FIELDS: dict[str, frozenset] = {

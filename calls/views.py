@@ -28,7 +28,7 @@ from audit.services import record_request
 from organizations import access, timefmt
 from organizations.models import Direction
 
-from . import selectors
+from . import labels, selectors
 from .services import CallRefused, cancel_call
 from .broadcast import serialize_call, serialize_event
 from .models import CallStatus
@@ -160,7 +160,7 @@ def _row(call, sees: bool) -> dict:
         "duration": format_duration(seconds),
         "duration_start": shaped["answered_at"] or shaped["started_at"] or "",
         "is_final": call.is_final,
-        "end_reason_label": (call.end_reason or "").replace("_", " "),
+        "end_reason_label": labels.end_reason(call.end_reason),
         "attempt": f"{call.attempt} of {call.max_attempts}" if call.direction == Direction.DIAL_OUT else "",
         "rings": shaped.get("ring_times"),
     }
@@ -275,7 +275,7 @@ def call_detail(request, session_id):
     row = _row(call, sees)
     chain = [
         {"call": c, "url": reverse("calls:detail", kwargs={"session_id": c.pk}), "current": c.pk == call.pk,
-         "status_label": _status_label(c.status)}
+         "status_label": _status_label(c.status), "end_reason_label": labels.end_reason(c.end_reason)}
         for c in selectors.attempt_chain(call)
     ] if call.direction == Direction.DIAL_OUT else []
     next_attempt = selectors.next_attempt(call)

@@ -24,7 +24,7 @@ from calls.admin_patients import PatientCallAdmin, WorkflowChoiceField, dialout_
 from calls.broadcast import serialize_call
 from calls.shaping import shape_call
 from calls.views import STATUS_LABELS
-from organizations import access
+from organizations import access, timefmt
 from organizations.admin_scoping import OrgScopedAdmin
 from patients.models import Patient
 
@@ -66,10 +66,18 @@ class UploadForm(forms.Form):
 class CampaignAdmin(OrgScopedAdmin):
     write_right = access.PLACE_CALLS
     form = CampaignForm
-    list_display = ["name", "organization", "workflow", "status", "pace_per_minute", "start_at", "created_at"]
+    list_display = ["name", "organization", "workflow", "status", "pace_per_minute", "start_local", "created_local"]
     list_filter = ["status"]
     list_select_related = ["organization", "workflow"]
     search_fields = ["name"]
+
+    @admin.display(description=f"Starts ({timefmt.CLINIC_TIME})", ordering="start_at")
+    def start_local(self, obj):
+        return timefmt.show(obj.start_at, obj.organization.timezone) if obj.start_at else "now"
+
+    @admin.display(description=f"Created ({timefmt.CLINIC_TIME})", ordering="created_at")
+    def created_local(self, obj):
+        return timefmt.show(obj.created_at, obj.organization.timezone)
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         if db_field.name == "workflow":

@@ -29,7 +29,8 @@ class SkipReason(models.TextChoices):
 class Campaign(models.Model):
     """One dial-out workflow called on a list of patients, at a pace, under the call policy."""
 
-    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="campaigns")
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="campaigns",
+                                     verbose_name="organisation")
     workflow = models.ForeignKey(Workflow, on_delete=models.PROTECT, related_name="campaigns")
     name = models.CharField(max_length=200)
     status = models.CharField(max_length=16, choices=CampaignStatus.choices, default=CampaignStatus.DRAFT)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from calls.models import CallSession, CallStatus
 
-from .models import Campaign, CampaignTarget
+from .models import Campaign, CampaignTarget, SkipReason
 
 PROGRESS_KEYS = ("pending", "active", "reached", "unreachable", "failed", "skipped", "canceled")
 
@@ -71,7 +71,8 @@ def skipped(campaign: Campaign) -> list[dict]:
         .order_by("id")
         .values_list("patient__external_id", "patient_id", "skip_reason")
     )
-    return [{"external_id": ext, "patient_id": pid, "reason": reason} for ext, pid, reason in rows]
+    return [{"external_id": ext, "patient_id": pid, "reason": reason, "reason_label": SkipReason(reason).label}
+            for ext, pid, reason in rows]
 
 
 def calls_of(campaign: Campaign, limit: int = 200):

@@ -10,7 +10,7 @@ import gc
 import os
 
 from celery import Celery
-from celery.signals import worker_ready
+from celery.signals import beat_init, worker_ready
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "myrobot.settings")
 
@@ -23,3 +23,30 @@ app.autodiscover_tasks()
 def freeze_start_up_objects(**kwargs):
     """As in myrobot/asgi.py: what start-up loaded stays out of the collector's full passes."""
     gc.freeze()
+
+
+@worker_ready.connect
+def start_worker_heartbeat(sender=None, **kwargs):
+    """A live worker, and the queues it consumes, for /readyz (myrobot/heartbeat.py)."""
+    from django.conf import settings
+
+    if not settings.REDIS_URL:
+        return
+    from . import heartbeat
+
+    queues = sorted(q.name for q in getattr(sender.task_consumer, "queues", []) or [])
+    heartbeat.start("worker", sender.hostname, queues)
+
+
+@beat_init.connect
+def start_beat_heartbeat(sender=None, **kwargs):
+    """A live beat (the dispatcher's clock), for /readyz."""
+    import socket
+
+    from django.conf import settings
+
+    if not settings.REDIS_URL:
+        return
+    from . import heartbeat
+
+    heartbeat.start("beat", f"{socket.gethostname()}:{os.getpid()}")

@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 import dj_database_url
+from kombu import Queue
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -29,11 +30,17 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
+def refuse_to_start(message: str):
+    """A configuration mistake: one line on stderr and exit status 1 in every process
+    that loads the settings (server, worker, beat, ``manage.py``), not a traceback."""
+    raise SystemExit(f"myrobot: configuration error: {message}")
+
+
 ENVIRONMENTS = ("development", "production")
 ENV = os.environ.get("ENV", "development").strip().lower() or "development"
 if ENV not in ENVIRONMENTS:
     # A typo ("prod", "staging") must not run with development's secret key and local bots.
-    raise ImproperlyConfigured(
+    refuse_to_start(
         f"ENV={os.environ.get('ENV')!r} is not one of {', '.join(ENVIRONMENTS)} (any case): set ENV and start again."
     )
 
@@ -61,7 +68,9 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
 # Load balancers probe /healthz over plain HTTP: a redirect would read as "down".
-SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+# /metrics answers only `Authorization: Bearer <METRICS_TOKEN>`; unset, it is off (404).
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
 SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", False)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 if env_bool("SECURE_PROXY_SSL_HEADER", False):
@@ -232,8 +241,8 @@ CELERY_BEAT_SCHEDULE = {
 }
 
 # --- Webhooks to the organisation's systems ----------------------------------
-# Sends run on their own queue (a worker started with `-Q celery,webhooks`, or a
-# separate one with `-Q webhooks`), so a slow receiver never holds up a call start.
+# Sends run on their own queue (which a plain worker consumes too, or a separate
+# one started with `-Q webhooks`), so a slow receiver never holds up a call start.
 WEBHOOK_QUEUE = os.environ.get("WEBHOOK_QUEUE", "webhooks")
 WEBHOOK_TIMEOUT_S = float(os.environ.get("WEBHOOK_TIMEOUT_S", "10"))
 # Retries due within this many seconds are timed by the sender; later ones by the sweep.
@@ -250,6 +259,10 @@ CELERY_TASK_ROUTES = {
     "webhooks.tasks.deliver": {"queue": WEBHOOK_QUEUE},
     "webhooks.tasks.sweep": {"queue": WEBHOOK_QUEUE},
 }
+# Every queue the app sends to, declared: a worker started without `-Q` consumes
+# all of them (a plain `celery -A myrobot worker` also sends webhooks); `-Q` splits
+# them over separate workers (docs/operations.md, "Processes").
+CELERY_TASK_QUEUES = [Queue(name) for name in dict.fromkeys([CELERY_TASK_DEFAULT_QUEUE, WEBHOOK_QUEUE])]
 
 # --- Daily / Pipecat -------------------------------------------------------
 DAILY_API_KEY = os.environ.get("DAILY_API_KEY", "")
@@ -293,6 +306,40 @@ DISPATCH_STALLED_START_AFTER_S = float(os.environ.get("DISPATCH_STALLED_START_AF
 CALL_CAPACITY_BACKOFF_S = float(os.environ.get("CALL_CAPACITY_BACKOFF_S", "5"))
 CALL_CAPACITY_BACKOFF_MAX_S = float(os.environ.get("CALL_CAPACITY_BACKOFF_MAX_S", "60"))
 CALL_CAPACITY_WAIT_S = float(os.environ.get("CALL_CAPACITY_WAIT_S", "1800"))
+
+
+def timing_conflicts() -> list[str]:
+    """Timing settings that defeat each other, each as a sentence naming both."""
+    problems = []
+    for name in ("STALE_START_AFTER_S", "STALE_MARGIN_S", "DISPATCH_INTERVAL_S", "DISPATCH_LOST_START_AFTER_S",
+                 "DISPATCH_STALLED_START_AFTER_S", "BOTRUNNER_START_TIMEOUT_S", "CALL_CAPACITY_BACKOFF_S",
+                 "CALL_CAPACITY_BACKOFF_MAX_S", "CALL_CAPACITY_WAIT_S"):
+        if globals()[name] <= 0:
+            problems.append(f"{name}={globals()[name]:g} must be more than 0")
+    # The dispatcher hands a lost or stalled start again; the reaper must not fail it first.
+    for rescue in ("DISPATCH_LOST_START_AFTER_S", "DISPATCH_STALLED_START_AFTER_S"):
+        if STALE_START_AFTER_S <= globals()[rescue] + DISPATCH_INTERVAL_S:
+            problems.append(
+                f"STALE_START_AFTER_S={STALE_START_AFTER_S:g} must be more than {rescue}={globals()[rescue]:g} "
+                f"+ DISPATCH_INTERVAL_S={DISPATCH_INTERVAL_S:g}, or the reaper fails calls the dispatcher would hand again"
+            )
+    if not CALL_CAPACITY_BACKOFF_S <= CALL_CAPACITY_BACKOFF_MAX_S <= CALL_CAPACITY_WAIT_S:
+        problems.append(
+            f"CALL_CAPACITY_BACKOFF_S={CALL_CAPACITY_BACKOFF_S:g} <= CALL_CAPACITY_BACKOFF_MAX_S="
+            f"{CALL_CAPACITY_BACKOFF_MAX_S:g} <= CALL_CAPACITY_WAIT_S={CALL_CAPACITY_WAIT_S:g} must hold"
+        )
+    visibility = globals().get("CELERY_BROKER_TRANSPORT_OPTIONS", {}).get("visibility_timeout")
+    if visibility is not None and visibility <= BOTRUNNER_START_TIMEOUT_S:
+        problems.append(
+            f"CELERY_VISIBILITY_TIMEOUT_S={visibility} must be more than BOTRUNNER_START_TIMEOUT_S="
+            f"{BOTRUNNER_START_TIMEOUT_S:g}, or a start still waiting on the runner is delivered to a second worker"
+        )
+    return problems
+
+
+if timing_conflicts():
+    refuse_to_start("; ".join(timing_conflicts()) + " (docs/operations.md, \"Timing\").")
+
 # A request body over 1 MB is refused (413 in the API's envelope, myrobot.api_guard).
 DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
 

@@ -3,7 +3,8 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 
 from .api import api
-from .health import healthz
+from .health import healthz, readyz
+from .metrics import metrics
 
 admin.site.site_header = "MyRobot"
 admin.site.site_title = "MyRobot"
@@ -12,6 +13,8 @@ admin.site.index_title = "Voice agents"
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="calls:live", permanent=False)),
     path("healthz", healthz, name="healthz"),
+    path("readyz", readyz, name="readyz"),
+    path("metrics", metrics, name="metrics"),
     path("admin/", admin.site.urls),
     path("api/", api.urls),
     path("calls/", include("calls.urls")),

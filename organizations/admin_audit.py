@@ -9,7 +9,7 @@ from django.contrib import admin
 
 from audit.models import AuditEvent
 
-from . import access
+from . import access, timefmt
 from .admin_scoping import OrgScopedAdmin
 
 
@@ -20,12 +20,16 @@ class AuditUserFilter(admin.RelatedOnlyFieldListFilter):
 @admin.register(AuditEvent)
 class AuditEventAdmin(OrgScopedAdmin):
     read_right = access.MANAGE
-    list_display = ["at", "actor", "action", "object_type", "object_id", "via", "organization"]
+    list_display = ["at_local", "actor", "action", "object_type", "object_id", "via", "organization"]
     list_filter = [("user", AuditUserFilter), "action", ("at", admin.DateFieldListFilter), "via"]
     date_hierarchy = "at"
     list_select_related = ["organization"]
     fields = ["at", "organization", "actor", "user", "api_key", "action", "object_type", "object_id", "via"]
     readonly_fields = fields
+
+    @admin.display(description=f"At ({timefmt.CLINIC_TIME})", ordering="at")
+    def at_local(self, obj):
+        return timefmt.show(obj.at, obj.organization.timezone if obj.organization_id else "", seconds=True)
 
     def has_add_permission(self, request):
         return False

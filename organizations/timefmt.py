@@ -1,8 +1,10 @@
 """Times as an organisation reads them: in its own zone, and the patient's where it differs.
 
-Pages, the admin, CSV exports and the live pages' JavaScript (which gets the
-zone name in ``data-tz``) all format through these rules, so a time reads the
-same everywhere: 24-hour clock, the organisation's zone, and
+Pages, the admin, CSV exports and the live pages' JavaScript (``static/timefmt.js``,
+which gets the zone name in ``data-tz``) all format through these rules, so a time
+reads the same everywhere: 24-hour clock, ``2026-12-08 09:30`` (the date unless
+the page is about one day's minutes), the organisation's zone — named once on the
+page or in the column's heading, never after every time — and
 "10:30 (patient 13:30 EST)" when the patient lives elsewhere.
 """
 
@@ -24,6 +26,16 @@ def zone(name: str | None) -> tzinfo:
         return zoneinfo.ZoneInfo(name) if name else zoneinfo.ZoneInfo("UTC")
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         return zoneinfo.ZoneInfo("UTC")
+
+
+def show(dt: datetime | None, tz_name: str | None, *, date: bool = True, seconds: bool = False) -> str:
+    """The one way staff pages show a time: ``2026-12-08 09:30`` in the organisation's zone, "—" for none."""
+    if not dt:
+        return "—"
+    return in_zone(dt, tz_name, ("%Y-%m-%d " if date else "") + (TIME if seconds else MINUTE))
+
+
+CLINIC_TIME = "clinic time"  # how a column or a page names the zone, once
 
 
 def in_zone(dt: datetime | None, tz_name: str | None, fmt: str = TIME) -> str:

@@ -1,4 +1,5 @@
 from django.contrib import admin
+from django.utils.html import escape
 
 from audit.models import AuditAction
 from audit.services import record_request
@@ -29,6 +30,22 @@ class PatientAdmin(OrgScopedAdmin):
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
         record_request(request, AuditAction.CHANGE_PATIENT, obj, via="admin")
+        # Django's "The patient … was changed" names the object by str(), masked for logs:
+        # the message names the patient as this user sees them on the page (message_user).
+        request._patient_label = (str(obj), display.label_for(request.user, obj))
+
+    def message_user(self, request, message, *args, **kwargs):
+        masked, label = getattr(request, "_patient_label", (None, None))
+        if masked and masked != label:
+            message = type(message)(str(message).replace(escape(masked), escape(label)).replace(masked, label))
+        super().message_user(request, message, *args, **kwargs)
+
+    def history_view(self, request, object_id, extra_context=None):
+        obj = self.get_object(request, object_id)
+        extra_context = dict(extra_context or {})
+        if obj is not None:
+            extra_context.setdefault("title", f"Change history: {display.label_for(request.user, obj)}")
+        return super().history_view(request, object_id, extra_context)
 
     def get_actions(self, request):
         actions = super().get_actions(request)

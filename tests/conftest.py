@@ -25,7 +25,7 @@ def patient(org):
     return factories.make_patient(org, phone="+14155550123", first_name="Ada", last_name="Lovelace")
 
 
-from tests.live import asgi_live_server, celery_worker, live_server_port  # noqa: E402,F401
+from tests.live import asgi_live_server, celery_worker, live_server_port, plain_celery_worker  # noqa: E402,F401
 from tests.sandbox_fixtures import call_sandbox  # noqa: E402,F401
 
 
@@ -54,7 +54,7 @@ def _celery_eager_unless_worker(request):
     """Most tests run tasks inline; tests that ask for `celery_worker` get a real one."""
     from myrobot.celery import app
 
-    if "celery_worker" in request.fixturenames:
+    if {"celery_worker", "plain_celery_worker"} & set(request.fixturenames):
         yield
         return
     old = app.conf.task_always_eager, app.conf.task_eager_propagates

@@ -81,8 +81,9 @@ def asgi_live_server(request, transactional_db, settings, live_server_port):
     """
     from daphne.testing import DaphneProcess
 
-    if "celery_worker" in request.fixturenames:
-        request.getfixturevalue("celery_worker")
+    for worker in ("celery_worker", "plain_celery_worker"):
+        if worker in request.fixturenames:
+            request.getfixturevalue(worker)
     port = live_server_port
     _drop_connections_before_fork()
     process = DaphneProcess(host="127.0.0.1", get_application=_make_app, setup=_child_setup, port=port)
@@ -116,6 +117,17 @@ def test_database_url() -> str:
 @pytest.fixture
 def celery_worker(transactional_db, settings, live_server_port):
     """A real Celery worker subprocess on Redis and the test database (needs REDIS_URL)."""
+    yield from _worker(settings, plain=False)
+
+
+@pytest.fixture
+def plain_celery_worker(transactional_db, settings, live_server_port):
+    """A worker started as an operator would, without ``-Q``: its queues are the
+    settings' (``CELERY_QUEUE`` and ``WEBHOOK_QUEUE``, unique to this test)."""
+    yield from _worker(settings, plain=True)
+
+
+def _worker(settings, *, plain: bool):
     if not os.environ.get("REDIS_URL"):
         pytest.skip("needs REDIS_URL: a real worker runs only with a broker")
     from myrobot.celery import app
@@ -133,8 +145,12 @@ def celery_worker(transactional_db, settings, live_server_port):
         env[name] = str(getattr(settings, name))
     env["WEBHOOK_ALLOW_LOOPBACK"] = "1" if settings.WEBHOOK_ALLOW_LOOPBACK else "0"
     queue = f"test-{os.getpid()}-{time.monotonic_ns()}"
+    if plain:
+        env["CELERY_QUEUE"], env["WEBHOOK_QUEUE"] = queue, f"{queue}-webhooks"
+        settings.WEBHOOK_QUEUE = env["WEBHOOK_QUEUE"]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "myrobot", "worker", "--loglevel=INFO", "-Q", queue,
+        [sys.executable, "-m", "celery", "-A", "myrobot", "worker", "--loglevel=INFO",
+         *([] if plain else ["-Q", queue]),
          "--concurrency=8", "--without-gossip", "--without-mingle", "--without-heartbeat"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
@@ -159,7 +175,7 @@ def celery_worker(transactional_db, settings, live_server_port):
 
     class Worker:
         output = lines
-        queue_name = queue  # the only queue it consumes (route extra queues here in a test)
+        queue_name = queue  # its default queue (with -Q the only one: route extra queues here in a test)
         process = proc  # a test may kill it
 
     try:

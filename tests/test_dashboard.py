@@ -209,12 +209,13 @@ def reference(org, start, end, workflow_id=None) -> dict:
              if isinstance(e.data.get("turn_ms"), (int, float)) and not isinstance(e.data["turn_ms"], bool)
              and abs(e.data["turn_ms"]) < rollup.TURN_MAX_MS]
     timed = [(c.ended_at - c.answered_at).total_seconds() for c in calls if c.answered_at and c.ended_at]
-    dial_out_final = [c for c in calls if c.direction == "dial_out" and c.status in FINAL]
+    dial_out_final = [c for c in calls if c.direction == "dial_out" and c.status in FINAL
+                      and (c.dialout_attempts or c.answered_at or c.status in ("no_answer", "busy"))]
     return {
         "per_day": {k: n for k, n in per_day.items()},
         "total": len(calls),
         "dialled": len(dial_out_final),
-        "answered": sum(1 for c in dial_out_final if c.answered_at),
+        "answered": sum(1 for c in dial_out_final if c.answered_at and c.end_reason != "voicemail"),
         "outcomes": {wf: dict(counts) for wf, counts in outcomes.items()},
         "median_duration_s": _median(timed),
         "median_turn_ms": _median(turns),
@@ -337,7 +338,8 @@ def test_a_call_counts_once_while_running_and_when_it_ends(clinic):
     assert not transition(cancelled.pk, "failed")  # a final call does not move (nor count) again
     figs = shown(org, today, today)
     assert figs["per_day"] == {(today, "completed"): 1, (today, "canceled"): 1} and figs["total"] == 2
-    assert figs["dialled"] == 2 and figs["answered"] == 1 and figs["median_duration_s"] == 120.0
+    # the canceled call never rang: not dialled
+    assert figs["dialled"] == 1 and figs["answered"] == 1 and figs["median_duration_s"] == 120.0
     assert {(r.status, r.calls) for r in CallDay.objects.all()} == {("completed", 1), ("canceled", 1)}
 
 
@@ -465,3 +467,29 @@ def test_rebuild_command_checks_and_recounts(clinic):
     call_command("rebuild_call_days", "--check", stdout=out)
     assert "DIFFERENT" not in out.getvalue()
     assert rollup.totals(clinic["org"].pk) == {"calls": 1, "turns": 1, "banded": 1}
+
+
+@time_machine.travel(NOW, tick=False)
+def test_the_answer_rate_counts_dialled_calls_a_person_answered(client, clinic):
+    """Canceled before ringing and failed starts were never dialled; voicemail is no person."""
+    staff = factories.make_user(org=clinic["org"], role="staff")
+    at = datetime(2026, 11, 30, 17, 0, tzinfo=dt_timezone.utc)
+    for _ in range(3):
+        add_call(clinic, created=at)  # answered by a person
+    voicemail = add_call(clinic, created=at, status="no_answer", result=None)  # answered by a machine
+    CallSession.objects.filter(pk=voicemail.pk).update(end_reason="voicemail")
+    add_call(clinic, created=at, status="busy", answered_s=None, result=None)
+    for _ in range(4):  # canceled while queued: never rang
+        with time_machine.travel(at, tick=False):
+            call = factories.make_call(clinic["org"], clinic["wf"], clinic["patient"])
+        assert transition(call.pk, "canceled", reason="canceled", at=at + timedelta(seconds=3))
+    with time_machine.travel(at, tick=False):
+        call = factories.make_call(clinic["org"], clinic["wf"], clinic["patient"])
+    assert transition(call.pk, "starting", at=at)
+    assert transition(call.pk, "failed", reason="start_failed", at=at + timedelta(seconds=2))
+    from calls import rollup
+    rollup.rebuild(clinic["org"].pk)  # the voicemail's end reason was written around the state machine
+
+    body = page(client, staff).content.decode()
+    assert '<span class="dash-value" id="answer-rate">60%</span>' in body
+    assert "3 of 5 dialled calls answered by a person" in body

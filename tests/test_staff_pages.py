@@ -66,7 +66,7 @@ def test_times_are_in_the_organisations_zone_and_the_patients_where_it_differs(c
     live_list = get(client, staff, "/calls/live/")
     assert ">10:30:05</time>" in live_list and ">18:30:05<" not in live_list
     patient_page = get(client, staff, f"/admin/patients/patient/{clinic['ada'].pk}/change/")
-    assert "10:30:05 (patient 13:30 EST)" in patient_page
+    assert "2026-11-30 10:30 (patient 13:30 EST)" in patient_page  # the history has the date
 
 
 # --- one face for a patient -----------------------------------------------------------------
@@ -152,5 +152,5 @@ def test_filter_by_outcome_result_and_end_reason(client, clinic):
 
 def test_the_live_lists_result_column_separates_outcome_and_end_reason(client, clinic):
     body = get(client, clinic["staff"], "/calls/live/")
-    assert '<span data-field="outcome-result" class="outcome-result">confirmed</span> <span data-field="end-reason" class="end-reason">completed</span>' in body
-    assert '<span data-field="outcome-result" class="outcome-result"></span> <span data-field="end-reason" class="end-reason">voicemail</span>' in body
+    assert '<span data-field="outcome-result" class="outcome-result">confirmed</span> <span data-field="end-reason" class="end-reason">Completed</span>' in body
+    assert '<span data-field="outcome-result" class="outcome-result"></span> <span data-field="end-reason" class="end-reason">Voicemail answered</span>' in body

@@ -60,7 +60,8 @@ def default_events():
 
 
 class WebhookEndpoint(models.Model):
-    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="webhook_endpoints")
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="webhook_endpoints",
+                                     verbose_name="organisation")
     url = models.URLField(max_length=500, validators=[validate_endpoint_url])
     description = models.CharField(max_length=200, blank=True)
     events = models.JSONField(default=default_events, validators=[validate_events])
@@ -107,7 +108,8 @@ class WebhookDelivery(models.Model):
     """One event for one endpoint: the outbox row, and what became of it."""
 
     endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries")
-    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="webhook_deliveries")
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="webhook_deliveries",
+                                     verbose_name="organisation")
     event_type = models.CharField(max_length=32, choices=WebhookEvent.choices)
     #: what the event is about, once per endpoint: "call.ended:<session id>"
     event_key = models.CharField(max_length=120)

@@ -53,21 +53,7 @@
   // Times read as on the server's pages (organizations/timefmt.py): 24-hour clock,
   // in the organisation's zone (data-tz on the row or the page), not the browser's.
   function fmtTime(iso, withDate, tz) {
-    if (!iso) return "—";
-    var d = new Date(iso);
-    if (isNaN(d.getTime())) return iso;
-    var opts = { hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23" };
-    if (withDate) { opts.year = "numeric"; opts.month = "2-digit"; opts.day = "2-digit"; }
-    var parts = {};
-    try {
-      if (tz) opts.timeZone = tz;
-      new Intl.DateTimeFormat("en-GB", opts).formatToParts(d).forEach(function (p) { parts[p.type] = p.value; });
-    } catch (e) {
-      delete opts.timeZone;
-      new Intl.DateTimeFormat("en-GB", opts).formatToParts(d).forEach(function (p) { parts[p.type] = p.value; });
-    }
-    var t = parts.hour + ":" + parts.minute + ":" + parts.second;
-    return withDate ? parts.year + "-" + parts.month + "-" + parts.day + " " + t : t;
+    return window.MyRobotTime.show(iso, tz, { date: !!withDate, seconds: true });
   }
 
   function zoneOf(el) {
@@ -283,7 +269,7 @@
     function ringText(call) {
       var parts = [];
       if (call.direction === "dial_out" && call.attempt) parts.push(call.attempt + " of " + (call.max_attempts || call.attempt));
-      if (call.ring_times) parts.push(call.ring_times.patient + " — " + call.ring_times.clinic + " clinic time");
+      if (call.ring_times) parts.push(call.ring_times.text);
       else if (call.waiting_for_slot) parts.push("waiting for a slot");
       return parts.join(" · ");
     }
@@ -310,7 +296,7 @@
       setDuration(field(row, "duration"), call);
       // The outcome (what the conversation achieved) and the end reason (how the call ended) apart.
       setText(field(row, "outcome-result"), (call.outcome && call.outcome.result) || "");
-      setText(field(row, "end-reason"), call.end_reason ? call.end_reason.replace(/_/g, " ") : "");
+      setText(field(row, "end-reason"), call.end_reason_label || "");
       setText(field(row, "ring"), ringText(call));
     }
 
@@ -484,7 +470,8 @@
       var changed = previous !== call.status;
       root.dataset.status = call.status;
       var badge = field(root, "status");
-      setStatusBadge(badge, call.status);
+      // Every badge of this call on the page (the head, the attempts panel): one source.
+      root.querySelectorAll('[data-status-of="' + sessionId + '"]').forEach(function (el) { setStatusBadge(el, call.status); });
       if (changed) flash(badge);
       if (call.patient) {
         setText(field(root, "patient"), call.patient.name || "");
@@ -496,7 +483,7 @@
       setTime(field(root, "answered_at"), call.answered_at);
       setTime(field(root, "ended_at"), call.ended_at);
       setDuration(field(root, "duration"), call);
-      setText(field(root, "end_reason"), call.end_reason || "—");
+      setText(field(root, "end_reason"), call.end_reason_label || "—");
       var err = field(root, "error");
       if (err) {
         setText(err, call.error || "");
@@ -504,6 +491,10 @@
       }
       setText(field(root, "dialout_attempts"), String(call.dialout_attempts || 0));
       if (call.outcome) renderOutcome(call.outcome);
+      else if (FINAL[call.status]) {
+        setText(field(root, "no-outcome"), "No outcome was recorded: the call ended — " +
+          (call.end_reason_label || statusLabel(call.status)).toLowerCase() + ".");
+      }
       if (changed) {
         // The bot's socket broadcasts its own event and the call, not the status
         // move it caused: show the move as the page saw it (a reload shows the stored one,

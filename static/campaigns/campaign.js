@@ -60,6 +60,11 @@
     const badge = row.querySelector('[data-field="status"]');
     badge.textContent = labels[call.status] || call.status;
     badge.className = "status-badge status-" + call.status;
+    const started = row.querySelector('[data-field="started_at"]');
+    if (started && call.started_at) {
+      started.setAttribute("datetime", call.started_at);
+      started.textContent = window.MyRobotTime.show(call.started_at, root.dataset.tz);
+    }
     const outcome = row.querySelector('[data-field="outcome"]');
     if (outcome && call.outcome && call.outcome.result) outcome.textContent = call.outcome.result;
   }

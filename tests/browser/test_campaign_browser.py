@@ -14,8 +14,10 @@ from asgiref.sync import sync_to_async
 from playwright.async_api import expect
 
 from calls import dispatcher
+from calls.models import CallSession
 from calls.tasks import start_call
 from campaigns.models import Campaign
+from organizations import timefmt
 from tests import factories
 from tests.browser.test_live_pages_browser import PASSWORD, Bot, logged_in_page
 
@@ -78,6 +80,11 @@ async def test_campaign_started_watched_and_paused(live, world, browser, fake_ru
             await bot.send("ended", {"reason": "completed"})
     await expect(staff.locator('[data-count="reached"]')).to_have_text("2")
     await expect(staff.locator('[data-result="confirmed"]')).to_have_text("confirmed: 1")
+    # "Started" arrived over the socket, in the clinic's zone, formatted as the server does.
+    started = await CallSession.objects.select_related("organization").filter(
+        campaign_id=campaign.pk, status="completed").afirst()
+    await expect(staff.locator(f'tr[data-session-id="{started.pk}"] [data-field="started_at"]')).to_have_text(
+        timefmt.show(started.started_at, started.organization.timezone))
     await expect(staff.locator('[data-result="rescheduled"]')).to_have_text("rescheduled: 1")
     await expect(staff.locator('[data-field="percent"]')).to_have_text("75")  # 2 reached + 1 skipped of 4
     await expect(viewer.locator('[data-count="reached"]')).to_have_text("2")

@@ -251,7 +251,7 @@ async def test_call_patient_lands_on_live_page_and_bot_events_stream(
 
         await bot.send("ended", {"reason": "completed"})
         await expect(staff.locator('.call-head [data-field="status"]')).to_have_text("Completed")
-        await expect(staff.locator('[data-field="end_reason"]')).to_have_text("completed")
+        await expect(staff.locator('[data-field="end_reason"]')).to_have_text("Completed")
         await expect(staff.locator("#cancel-form")).to_be_hidden()
         await expect(viewer.locator('.call-head [data-field="status"]')).to_have_text("Completed")
 
@@ -355,7 +355,7 @@ async def test_hang_up_ends_the_call_and_deletes_its_room(live, world, browser, 
         await expect(staff.locator(".messagelist")).to_contain_text("Hung up the call")
         assert dialogs == ["Hang up this call?"]
         await expect(staff.locator('.call-head [data-field="status"]')).to_have_text("Canceled")
-        await expect(staff.locator('[data-field="end_reason"]')).to_have_text("canceled")
+        await expect(staff.locator('[data-field="end_reason"]')).to_have_text("Canceled by staff")
         await expect(staff.get_by_role("button", name="Hang up")).to_have_count(0)
         # the viewer's open page hears it too
         await expect(viewer.locator('.call-head [data-field="status"]')).to_have_text("Canceled")

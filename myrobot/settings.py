@@ -77,6 +77,7 @@ INSTALLED_APPS = [
     "webhooks",
     "audit",
     "campaigns",
+    "fhir",
 ]
 
 # Django's own middleware and WhiteNoise's. (Subclasses that ran their hooks on
@@ -215,6 +216,8 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"expires": 10},
     },
     "send-due-webhooks": {"task": "webhooks.tasks.sweep", "schedule": 30.0},
+    "fhir-sync": {"task": "fhir.tasks.sync_all", "schedule": float(os.environ.get("FHIR_SYNC_INTERVAL_S", "900"))},
+    "fhir-send-due-writes": {"task": "fhir.tasks.sweep", "schedule": 30.0},
 }
 
 # --- Webhooks to the organisation's systems ----------------------------------
@@ -229,7 +232,16 @@ WEBHOOK_SWEEP_PER_ENDPOINT = int(os.environ.get("WEBHOOK_SWEEP_PER_ENDPOINT", "5
 CELERY_TASK_ROUTES = {
     "webhooks.tasks.deliver": {"queue": WEBHOOK_QUEUE},
     "webhooks.tasks.sweep": {"queue": WEBHOOK_QUEUE},
+    "fhir.tasks.send_write": {"queue": os.environ.get("FHIR_QUEUE", WEBHOOK_QUEUE)},
+    "fhir.tasks.sweep": {"queue": os.environ.get("FHIR_QUEUE", WEBHOOK_QUEUE)},
 }
+
+# --- FHIR (fhir/, docs/fhir.md) --------------------------------------------
+# Writes to the EHR share the webhooks' queue unless FHIR_QUEUE names another.
+FHIR_QUEUE = os.environ.get("FHIR_QUEUE", WEBHOOK_QUEUE)
+# Sync and write-back requests; the scheduling tools wait far less (the patient is on the line).
+FHIR_TIMEOUT_S = float(os.environ.get("FHIR_TIMEOUT_S", "15"))
+FHIR_TOOL_TIMEOUT_S = float(os.environ.get("FHIR_TOOL_TIMEOUT_S", "4"))
 
 # --- Daily / Pipecat -------------------------------------------------------
 DAILY_API_KEY = os.environ.get("DAILY_API_KEY", "")

@@ -6,12 +6,19 @@ one, no page shows the stored one.
 
 from django import forms
 from django.contrib import admin, messages
+from django.db import models
 
 from organizations import access
 from organizations.admin_scoping import OrgScopedAdmin
 
 from . import writeback
 from .models import FhirAppointment, FhirConnection, FhirWrite, ToolCall
+
+
+def _https_by_default(field, **kwargs):
+    if isinstance(field, models.URLField):
+        kwargs["assume_scheme"] = "https"
+    return field.formfield(**kwargs)
 
 
 class FhirConnectionForm(forms.ModelForm):
@@ -27,6 +34,7 @@ class FhirConnectionForm(forms.ModelForm):
             "identifier_system", "remind_hours_before", "sync_days_ahead", "allow_writes", "include_transcript",
             "schedule_reference", "tool_webhook_url", "is_active",
         ]
+        formfield_callback = _https_by_default
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

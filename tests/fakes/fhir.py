@@ -70,6 +70,8 @@ class FakeFhir(FakeServer):
         self.communications: dict[str, dict] = {}
         self.invalid: list[dict] = []  # {"path", "error"} of refused payloads
         self.max_page = 50
+        #: a status the next request for a page after the first answers (once)
+        self.fail_next_page: int | None = None
         self._ids = itertools.count(1)
         self._state_lock = threading.Lock()
 
@@ -249,6 +251,9 @@ class FakeFhir(FakeServer):
     async def search_appointments(self, request: web.Request) -> web.Response:
         if (refused := self._authorised(request)) is not None:
             return refused
+        if self.fail_next_page and request.query.get("_getpagesoffset", "0") != "0":
+            status, self.fail_next_page = self.fail_next_page, None
+            return web.json_response(outcome("transient", "try again"), status=status)
         bounds = [_utc(b) for b in request.query.getall("date", [])]
         statuses = set((request.query.get("status") or "").split(",")) - {""}
         matches = sorted(

@@ -9,6 +9,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
+from calls.policy import zone_named
 from fhir.client import FhirError
 from fhir.models import FhirConnection
 from fhir.sync import sync_connection
@@ -34,8 +35,6 @@ class Command(BaseCommand):
         parser.add_argument("--to", dest="end", required=True, help="Last day, included (a date-time: excluded).")
 
     def handle(self, *args, org, start, end, **options):
-        from calls.policy import zone_named
-
         connection = FhirConnection.objects.select_related("organization").filter(organization__slug=org).first()
         if connection is None:
             raise CommandError(f"--org: the organisation '{org}' has no FHIR connection (add one in the admin).")

@@ -18,6 +18,9 @@ class AuditAction(models.TextChoices):
     CHANGE_PATIENT = "change_patient", "Changed a patient"
     EXPORT = "export", "Exported"
     START_CAMPAIGN = "start_campaign", "Started a campaign"
+    ERASE_PATIENT = "erase_patient", "Erased a patient"
+    EXPORT_PATIENT = "export_patient", "Exported a patient's record"
+    PURGE = "purge", "Purged call data past retention"
 
 
 class AuditEvent(models.Model):

@@ -14,18 +14,20 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpResponseRedirect
+from django.http import Http404, HttpResponseRedirect, JsonResponse
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 
+from audit.models import AuditAction
+from audit.services import record_request
 from organizations import access
 from organizations.models import Workflow, WorkflowDirection
 from patients import display
 from patients.admin import PatientAdmin
 from patients.models import Patient
 
-from . import policy, services
+from . import policy, retention, services
 from .models import CallSession
 
 
@@ -130,7 +132,32 @@ class PatientCallAdmin(PatientAdmin):
                 self.admin_site.admin_view(self.call_patient_view),
                 name="%s_%s_call" % info,
             ),
+            path(
+                "<path:object_id>/export/",
+                self.admin_site.admin_view(self.export_view),
+                name="%s_%s_export" % info,
+            ),
         ] + super().get_urls()
+
+    # --- "Export record": the patient's record as JSON (a subject access request) ----------
+
+    def has_export_permission(self, request, obj) -> bool:
+        """Whoever sees the patient in clear and may change patients in its organisation."""
+        return access.sees_phi(request.user, obj.organization_id) and access.has_right(
+            request.user, access.WRITE_PATIENTS, obj.organization_id
+        )
+
+    def export_view(self, request, object_id):
+        patient = self.get_object(request, object_id)  # scoped to the user's organisations
+        if patient is None:
+            raise Http404("No such patient.")
+        if not self.has_export_permission(request, patient):
+            raise PermissionDenied
+        record_request(request, AuditAction.EXPORT_PATIENT, patient, via="admin")
+        response = JsonResponse(retention.export_patient(patient), json_dumps_params={"indent": 2})
+        response["Content-Disposition"] = f'attachment; filename="patient-{patient.pk}.json"'
+        response["Cache-Control"] = "no-store"
+        return response
 
     PATIENT_CALLS = 50
 
@@ -138,6 +165,7 @@ class PatientCallAdmin(PatientAdmin):
         extra_context = dict(extra_context or {})
         obj = self.get_object(request, object_id)
         extra_context["can_place_call"] = obj is not None and self.has_place_call_permission(request, obj)
+        extra_context["can_export"] = obj is not None and self.has_export_permission(request, obj)
         if obj is not None:
             # The patient's calls, newest first, with links to their pages (one query).
             calls = list(

@@ -19,7 +19,7 @@ from django.core.exceptions import FieldDoesNotExist
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import F
 from django.urls import reverse
-from ninja import Header, Query, Router, Schema, Status
+from ninja import Header, Path, Query, Router, Schema, Status
 from ninja.pagination import paginate
 from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
@@ -27,12 +27,12 @@ from pydantic_core import PydanticCustomError
 from audit.models import AuditAction
 from audit.services import record_request
 from myrobot.errors import ApiError, errors
-from myrobot.validation import Int64, StrictSchema, loads_strict
+from myrobot.validation import INT64_MAX, Int64, StrictSchema, loads_strict
 from organizations.auth import api_key_auth
 from organizations.models import Workflow
 from patients.models import Patient
 
-from . import selectors, services, webhooks
+from . import retention, selectors, services, webhooks
 from .models import CallSession, CallStatus
 
 log = logging.getLogger(__name__)
@@ -483,3 +483,24 @@ def cancel_call(request, session_id: str):
     except services.CallRefused as exc:
         raise _refusal(exc)
     return _call_detail(call)
+
+
+class PatientExportOut(Schema):
+    """Everything held on one patient: the record and every call with its transcript and timeline."""
+
+    exported_at: dt.datetime
+    patient: dict[str, Any]
+
+
+@router.get(
+    "/patients/{patient_id}/export", response={200: PatientExportOut, **errors(401, 404, 422)},
+    auth=api_key_auth, url_name="export_patient", tags=["patients"],
+)
+def export_patient(request, patient_id: int = Path(..., ge=-INT64_MAX - 1, le=INT64_MAX)):
+    """The patient's record (a subject access request): their fields and data, and
+    their calls with transcripts, outcomes and events. Audited."""
+    patient = Patient.objects.filter(organization=request.organization, pk=patient_id).first()
+    if patient is None:
+        raise ApiError(404, "No such patient.")
+    record_request(request, AuditAction.EXPORT_PATIENT, patient)
+    return retention.export_patient(patient)

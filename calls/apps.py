@@ -9,5 +9,8 @@ class CallsConfig(AppConfig):
         from . import rollup  # (same reason)
         from .access_changes import connect_signals  # (same reason)
 
+        from .retention import connect_signals as connect_retention  # (same reason)
+
         connect_signals()
+        connect_retention()  # deleting a patient scrubs their calls
         rollup.connect_signals()  # the dashboard's roll-ups follow metrics events and zone changes

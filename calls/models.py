@@ -5,6 +5,7 @@ from django.db import models
 from django.urls import reverse
 
 from masking import mask_phone
+from myrobot.crypto import EncryptedJSONField, PartlyEncryptedJSONField
 from organizations.models import ApiKey, Direction, Organization, Workflow
 from patients.models import Patient
 
@@ -49,6 +50,11 @@ TRANSITIONS: dict[str, frozenset] = {
     CallStatus.BUSY: frozenset(),
     CallStatus.CANCELED: frozenset(),
 }
+
+
+#: what of an outcome, and of an event's data, is encrypted at rest (and purged)
+OUTCOME_ENCRYPTED_KEYS = ("notes", "data")
+EVENT_ENCRYPTED_KEYS = ("text", "notes", "data")
 
 
 class CallSession(models.Model):
@@ -119,8 +125,12 @@ class CallSession(models.Model):
 
     end_reason = models.CharField(max_length=64, blank=True)
     error = models.TextField(blank=True, help_text="Why the call failed, for a person to act on.")
-    outcome = models.JSONField(null=True, blank=True)
-    transcript = models.JSONField(default=list, blank=True)
+    # Encrypted at rest (myrobot/crypto.py): the transcript whole, of the outcome
+    # its notes and data (its result stays readable for the dashboard and filters).
+    outcome = PartlyEncryptedJSONField(null=True, blank=True, encrypted_keys=OUTCOME_ENCRYPTED_KEYS)
+    transcript = EncryptedJSONField(default=list, blank=True)
+    # When retention or an erasure removed its transcript, outcome notes and event payloads.
+    purged_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -171,7 +181,9 @@ class CallEvent(models.Model):
     call = models.ForeignKey(CallSession, on_delete=models.CASCADE, related_name="events")
     at = models.DateTimeField(db_index=True)
     kind = models.CharField(max_length=40)
-    data = models.JSONField(default=dict, blank=True)
+    # A transcript line's text, an outcome's notes and data are encrypted; the
+    # rest (statuses, metrics' turn_ms, error codes) stays readable in SQL.
+    data = PartlyEncryptedJSONField(default=dict, blank=True, encrypted_keys=EVENT_ENCRYPTED_KEYS)
     seq = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 

@@ -15,7 +15,7 @@ import time
 from celery import shared_task
 from django.db import InterfaceError, OperationalError, close_old_connections, connections
 
-from . import broadcast, dispatcher, reaper, starting
+from . import broadcast, dispatcher, reaper, retention, starting
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +99,12 @@ def _note_db_error(call_session_id: str, exc: Exception) -> None:
 def reap_stale_calls() -> int:
     """Fail calls that stopped reporting, so nothing stays non-final forever."""
     return reaper.reap_stale_calls()
+
+
+@shared_task(ignore_result=True)
+def purge_call_data() -> int:
+    """Retention (Celery beat, daily): purge what organisations keep for a limited time (calls.retention)."""
+    return sum(retention.purge_expired().values())
 
 
 @shared_task(ignore_result=True)

@@ -4,6 +4,8 @@ See docs/operations.md, "Settings". ENV only selects where bots start (and
 makes SECRET_KEY required); TLS-related switches have their own variables.
 """
 
+import base64
+import hashlib
 import os
 from pathlib import Path
 
@@ -43,6 +45,16 @@ if not SECRET_KEY:
         raise ImproperlyConfigured("SECRET_KEY must be set when ENV=production.")
     # "django-insecure-": `check --deploy` names it for what it is (security.W009).
     SECRET_KEY = "django-insecure-dev-secret-key-change-me-for-anything-real"
+
+# Encryption at rest of transcripts, patient data and secrets (myrobot/crypto.py):
+# Fernet keys, newest first. Without them a development key (public: it is right
+# here) is used, except with ENV=production, which never accepts it.
+DEVELOPMENT_FIELD_KEY = base64.urlsafe_b64encode(hashlib.sha256(b"myrobot development field key").digest()).decode()
+FIELD_ENCRYPTION_KEYS = env_list("FIELD_ENCRYPTION_KEYS", [])
+if ENV == "production":
+    FIELD_ENCRYPTION_KEYS = [key for key in FIELD_ENCRYPTION_KEYS if key != DEVELOPMENT_FIELD_KEY]
+elif not FIELD_ENCRYPTION_KEYS:
+    FIELD_ENCRYPTION_KEYS = [DEVELOPMENT_FIELD_KEY]
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", []) + ["localhost", "127.0.0.1", "[::1]"]
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
@@ -218,6 +230,8 @@ CELERY_BEAT_SCHEDULE = {
     "send-due-webhooks": {"task": "webhooks.tasks.sweep", "schedule": 30.0},
     "fhir-sync": {"task": "fhir.tasks.sync_all", "schedule": float(os.environ.get("FHIR_SYNC_INTERVAL_S", "900"))},
     "fhir-send-due-writes": {"task": "fhir.tasks.sweep", "schedule": 30.0},
+    # Retention: transcripts, outcome notes and event payloads past each organisation's limit.
+    "purge-call-data": {"task": "calls.tasks.purge_call_data", "schedule": float(os.environ.get("PURGE_INTERVAL_S", "3600"))},
 }
 
 # --- Webhooks to the organisation's systems ----------------------------------

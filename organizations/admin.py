@@ -20,7 +20,7 @@ class OrganizationForm(forms.ModelForm):
     class Meta:
         model = Organization
         fields = ["name", "slug", "timezone", "is_active", "max_concurrent_calls", "dialout_caller_id",
-                  "callback_number", "dialin_webhook_secret"]
+                  "callback_number", "dialin_webhook_secret", "transcript_retention_days"]
 
     def clean_dialin_webhook_secret(self):
         value = self.cleaned_data.get("dialin_webhook_secret", "").strip()

@@ -9,6 +9,8 @@ from django.core.validators import MinValueValidator
 from django.db import models
 from django.utils import timezone
 
+from myrobot.crypto import EncryptedTextField
+
 from .validators import (
     CALLER_ID_MAX_LENGTH,
     VOICE_CHOICES,
@@ -48,10 +50,15 @@ class Organization(models.Model):
         validators=[validate_e164],
         help_text="The number patients may call back (said in voicemail messages as {callback_number}).",
     )
-    dialin_webhook_secret = models.CharField(
+    dialin_webhook_secret = EncryptedTextField(  # encrypted at rest (myrobot/crypto.py)
         max_length=200,
         blank=True,
         help_text="The base64 HMAC secret of Daily's pinless dial-in config.",
+    )
+    transcript_retention_days = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1)],
+        help_text="Days a call's transcript, outcome notes and event details are kept (empty: until the "
+        "patient is erased). Statuses, outcome results and the dashboard's counts are kept.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

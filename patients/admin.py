@@ -30,13 +30,22 @@ class PatientAdmin(OrgScopedAdmin):
         super().save_model(request, obj, form, change)
         record_request(request, AuditAction.CHANGE_PATIENT, obj, via="admin")
 
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        if "delete_selected" in actions:  # what deleting a patient does
+            func, name, _label = actions["delete_selected"]
+            actions["delete_selected"] = (func, name, "Erase selected patients (their calls stay, without transcripts)")
+        return actions
+
+    # Deleting a patient erases them: their calls lose transcripts, outcome notes
+    # and the patient's number too (calls.retention, on pre_delete).
     def delete_model(self, request, obj):
-        record_request(request, AuditAction.CHANGE_PATIENT, obj, via="admin")
+        record_request(request, AuditAction.ERASE_PATIENT, obj, via="admin")
         super().delete_model(request, obj)
 
     def delete_queryset(self, request, queryset):
         for obj in queryset:
-            record_request(request, AuditAction.CHANGE_PATIENT, obj, via="admin")
+            record_request(request, AuditAction.ERASE_PATIENT, obj, via="admin")
         super().delete_queryset(request, queryset)
 
     def _sees_phi(self, request, obj):

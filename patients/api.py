@@ -303,9 +303,11 @@ def update_patient(request, payload: PatientPatch, patient_id: int = Path(..., g
     "/patients/{patient_id}", response={204: None, **errors(401, 404, 422)}, url_name="delete_patient"
 )
 def delete_patient(request, patient_id: int = Path(..., ge=-INT64_MAX - 1, le=INT64_MAX)):
-    """Delete the patient; their calls are kept, without the patient."""
+    """Erase the patient: their record, and their calls' transcripts, outcome notes
+    and the number they were called on. The calls stay (counted, statuses and
+    outcome results kept), without the patient."""
     patient = _get(request, patient_id)
     with transaction.atomic():
-        record_request(request, AuditAction.CHANGE_PATIENT, patient)
+        record_request(request, AuditAction.ERASE_PATIENT, patient)
         patient.delete()
     return Status(204, None)

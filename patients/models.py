@@ -2,6 +2,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 
 from masking import mask_name, mask_phone
+from myrobot.crypto import EncryptedJSONField
 from myrobot.validation import storable_problem
 from organizations.models import Organization, validate_timezone
 
@@ -21,7 +22,8 @@ class Patient(models.Model):
     phone = models.CharField(max_length=20, help_text="E.164, e.g. +14155550123.")
     preferred_language = models.CharField(max_length=16, default="en", blank=True)
     timezone = models.CharField(max_length=64, blank=True, validators=[validate_timezone])
-    data = models.JSONField(default=dict, blank=True, help_text="What the bot may use, e.g. the appointment.")
+    # Encrypted at rest (myrobot/crypto.py).
+    data = EncryptedJSONField(default=dict, blank=True, help_text="What the bot may use, e.g. the appointment.")
     consent_to_call = models.BooleanField(default=True)
     do_not_call = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)

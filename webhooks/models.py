@@ -17,6 +17,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 
+from myrobot.crypto import EncryptedTextField, PartlyEncryptedJSONField
 from organizations.models import Organization
 
 SECRET_PREFIX = "whsec_"
@@ -79,7 +80,8 @@ class WebhookEndpoint(models.Model):
         default=False, help_text="Send the call's transcript with call.ended (it is patient data)."
     )
     # Kept in full: every delivery is signed with it. Shown once, when created.
-    secret = models.CharField(max_length=100, default=new_secret, editable=False)
+    # Encrypted at rest (myrobot/crypto.py).
+    secret = EncryptedTextField(max_length=100, default=new_secret, editable=False)
     disabled_reason = models.CharField(max_length=200, blank=True)
     #: since when its attempts fail (cleared by a 2xx): new events then wait for the
     #: sweep, which sends only a few per endpoint at a time
@@ -108,6 +110,10 @@ def new_message_id() -> str:
     return "msg_" + uuid.uuid4().hex
 
 
+#: what of a payload is patient data, encrypted at rest (an outcome's notes, a transcript)
+PAYLOAD_ENCRYPTED_KEYS = ("outcome", "transcript")
+
+
 class WebhookDelivery(models.Model):
     """One event for one endpoint: the outbox row, and what became of it."""
 
@@ -119,7 +125,7 @@ class WebhookDelivery(models.Model):
     #: the `webhook-id` header: the same on every attempt, so a receiver can de-duplicate
     message_id = models.CharField(max_length=40, unique=True, default=new_message_id, editable=False)
     #: the event's data (ids, statuses, times; never a name or phone number)
-    payload = models.JSONField(default=dict)
+    payload = PartlyEncryptedJSONField(default=dict, encrypted_keys=PAYLOAD_ENCRYPTED_KEYS)
     status = models.CharField(
         max_length=16, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING, db_index=True
     )

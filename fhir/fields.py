@@ -1,9 +1,4 @@
-"""The field that holds the SMART private key.
+"""The field that holds the connection's secrets (the SMART private key, the tool
+webhook's signing secret): encrypted at rest with the project's key ring."""
 
-One alias, so the key moves to the encrypted field once it exists without
-touching the model's code (a migration then converts the column).
-"""
-
-from django.db import models
-
-SecretTextField = models.TextField
+from myrobot.crypto import EncryptedTextField as SecretTextField  # noqa: F401

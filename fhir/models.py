@@ -79,7 +79,7 @@ class FhirConnection(models.Model):
         max_length=500, blank=True,
         help_text="For EHRs without FHIR writes: our signed tool webhook goes here (Standard Webhooks).",
     )
-    tool_webhook_secret = models.CharField(max_length=100, blank=True, editable=False)
+    tool_webhook_secret = SecretTextField(blank=True, editable=False)
     is_active = models.BooleanField(default=True)
     last_sync_at = models.DateTimeField(null=True, blank=True, editable=False)
     last_error = models.CharField(max_length=300, blank=True, editable=False)

@@ -76,3 +76,15 @@ def test_a_next_link_to_another_host_is_not_followed_with_our_token(org, fake_fh
         _search(connection)
 
     assert "outside its base URL" in str(refused.value)
+
+
+def test_the_private_key_is_encrypted_at_rest(org, fake_fhir, fhir_keys):
+    from django.db import connection as db
+
+    connection = make_connection(org, fake_fhir, fhir_keys)
+    with db.cursor() as cursor:
+        cursor.execute("SELECT private_key FROM fhir_fhirconnection WHERE id = %s", [connection.pk])
+        [stored] = cursor.fetchone()
+
+    assert "PRIVATE KEY" not in stored and fhir_keys["RS384"][0] not in stored
+    assert type(connection).objects.get(pk=connection.pk).private_key == fhir_keys["RS384"][0]

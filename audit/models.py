@@ -18,6 +18,8 @@ class AuditAction(models.TextChoices):
     CHANGE_PATIENT = "change_patient", "Changed a patient"
     EXPORT = "export", "Exported"
     START_CAMPAIGN = "start_campaign", "Started a campaign"
+    BOT_TOOL = "bot_tool", "The bot used a server tool"
+    OPT_OUT = "opt_out", "The patient opted out"
 
 
 class AuditEvent(models.Model):

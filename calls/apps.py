@@ -9,5 +9,8 @@ class CallsConfig(AppConfig):
         from . import rollup  # (same reason)
         from .access_changes import connect_signals  # (same reason)
 
+        from . import bot_tools  # (same reason)
+
+        bot_tools.autodiscover()  # every app's bot_tools module registers its tools
         connect_signals()
         rollup.connect_signals()  # the dashboard's roll-ups follow metrics events and zone changes

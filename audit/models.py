@@ -21,6 +21,8 @@ class AuditAction(models.TextChoices):
     ERASE_PATIENT = "erase_patient", "Erased a patient"
     EXPORT_PATIENT = "export_patient", "Exported a patient's record"
     PURGE = "purge", "Purged call data past retention"
+    BOT_TOOL = "bot_tool", "The bot used a server tool"
+    OPT_OUT = "opt_out", "The patient opted out"
 
 
 class AuditEvent(models.Model):

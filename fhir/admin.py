@@ -64,6 +64,16 @@ class FhirConnectionAdmin(OrgScopedAdmin):
     list_select_related = ["organization"]
     readonly_fields = ["last_sync_at", "last_error", "created_at", "updated_at"]
 
+    def save_model(self, request, obj, form, change):
+        had_secret = bool(obj.tool_webhook_secret)
+        super().save_model(request, obj, form, change)
+        if obj.tool_webhook_secret and not had_secret:
+            messages.warning(
+                request,
+                f"Tool webhook signing secret for {obj.tool_webhook_url}: {obj.tool_webhook_secret} — copy it now "
+                "into your receiver; it is not shown again.",
+            )
+
 
 class ReadOnlyAdmin(OrgScopedAdmin):
     read_right = access.MANAGE

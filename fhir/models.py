@@ -7,6 +7,8 @@ itself; the rows keep FHIR ids, statuses and times.
 
 from __future__ import annotations
 
+import base64
+import secrets
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -39,6 +41,11 @@ def validate_base_url(url: str) -> None:
 
 def default_scopes() -> str:
     return "system/Patient.read system/Appointment.read system/Slot.read system/Communication.write"
+
+
+def new_secret() -> str:
+    """A Standard Webhooks secret: `whsec_` + base64 of 24 random bytes."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
 
 
 class FhirConnection(models.Model):
@@ -95,6 +102,11 @@ class FhirConnection(models.Model):
     @property
     def base(self) -> str:
         return self.base_url.rstrip("/")
+
+    def save(self, *args, **kwargs):
+        if self.tool_webhook_url and not self.tool_webhook_secret:
+            self.tool_webhook_secret = new_secret()
+        super().save(*args, **kwargs)
 
     def clean(self):
         if self.workflow_id and self.organization_id and self.workflow.organization_id != self.organization_id:

@@ -20,6 +20,7 @@ import httpx
 import jwt
 from django.conf import settings
 
+from .keys import public_jwk, thumbprint
 from .models import FhirConnection
 from .resources_check import validated
 
@@ -138,12 +139,11 @@ class FhirClient:
             "exp": now + ASSERTION_LIFETIME_S,
             "jti": uuid.uuid4().hex,
         }
-        headers = {"typ": "JWT"}
-        if self.connection.key_id:
-            headers["kid"] = self.connection.key_id
         try:
+            headers = {"typ": "JWT", "kid": self.connection.key_id or thumbprint(
+                public_jwk(self.connection.private_key, self.connection.algorithm))}
             return jwt.encode(claims, self.connection.private_key, algorithm=self.connection.algorithm, headers=headers)
-        except (ValueError, TypeError, jwt.PyJWTError) as exc:
+        except (ValueError, TypeError, jwt.PyJWTError) as exc:  # a key of the wrong kind, or no PEM
             raise FhirError(
                 f"The connection's private key cannot sign {self.connection.algorithm} assertions "
                 f"({type(exc).__name__}): paste a PEM {'RSA' if self.connection.algorithm == 'RS384' else 'P-384 EC'} key."

@@ -88,3 +88,18 @@ def test_the_private_key_is_encrypted_at_rest(org, fake_fhir, fhir_keys):
 
     assert "PRIVATE KEY" not in stored and fhir_keys["RS384"][0] not in stored
     assert type(connection).objects.get(pk=connection.pk).private_key == fhir_keys["RS384"][0]
+
+
+def test_the_ehr_can_fetch_our_public_key_from_the_jwks_url(org, fake_fhir, fhir_keys, live_server):
+    connection = make_connection(org, fake_fhir, fhir_keys, algorithm="ES384", key_id="")
+    fake_fhir.register_client(CLIENT_ID, jwks_url=f"{live_server.url}/fhir/{org.slug}/jwks.json", algorithm="ES384")
+
+    [bundle] = _search(connection)
+
+    assert bundle["resourceType"] == "Bundle" and fake_fhir.refused_assertions == []
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(f"{live_server.url}/fhir/{org.slug}/jwks.json") as response:
+        [key] = json.load(response)["keys"]
+    assert (key["kty"], key["crv"], key["alg"]) == ("EC", "P-384", "ES384") and "d" not in key  # public only

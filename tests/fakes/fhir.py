@@ -81,8 +81,10 @@ class FakeFhir(FakeServer):
     def token_url(self) -> str:
         return self.url + "/auth/token"
 
-    def register_client(self, client_id: str, public_key_pem: str, algorithm: str = "RS384") -> None:
-        self.clients[client_id] = {"public_key": public_key_pem, "algorithm": algorithm}
+    def register_client(self, client_id: str, public_key_pem: str = "", algorithm: str = "RS384", *,
+                        jwks_url: str = "") -> None:
+        """A backend client: its public key, or the URL of its JWKS (fetched at each token request)."""
+        self.clients[client_id] = {"public_key": public_key_pem, "algorithm": algorithm, "jwks_url": jwks_url}
 
     def expire_tokens(self) -> None:
         """Every issued token is past its expiry from now on."""
@@ -177,9 +179,22 @@ class FakeFhir(FakeServer):
         client = self.clients.get(claimed.get("iss"))
         if client is None:
             return self._refuse_token("unknown client")
+        key = client["public_key"]
+        if client["jwks_url"]:
+            import aiohttp
+
+            kid = jwt.get_unverified_header(assertion).get("kid")
+            async with aiohttp.ClientSession() as session:
+                async with session.get(client["jwks_url"]) as response:
+                    jwks = await response.json() if response.status == 200 else {"keys": []}
+            found = [k for k in jwks.get("keys", []) if k.get("kid") == kid]
+            if not found:
+                return self._refuse_token(f"no key {kid!r} in the client's JWKS")
+            client = {**client, "algorithm": found[0].get("alg", client["algorithm"])}
+            key = jwt.PyJWK(found[0]).key
         try:
             claims = jwt.decode(
-                assertion, client["public_key"], algorithms=[client["algorithm"]], audience=self.token_url,
+                assertion, key, algorithms=[client["algorithm"]], audience=self.token_url,
                 options={"require": ["exp", "iss", "sub", "aud", "jti"]},
             )
         except jwt.PyJWTError as exc:

@@ -41,6 +41,8 @@ class Command(BaseCommand):
             organization=organization)
         connection.base_url, connection.client_id, connection.algorithm = base_url, client_id, algorithm
         connection.private_key, connection.workflow, connection.allow_writes = pem, flow, allow_writes
+        if allow_writes and "Appointment.write" not in connection.scopes:
+            connection.scopes += " system/Appointment.write system/Slot.write"
         try:
             connection.full_clean()
             jwks = jwks_for(connection)

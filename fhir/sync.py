@@ -298,7 +298,8 @@ def sync_connection(connection: FhirConnection, start: dt.datetime, end: dt.date
     try:
         for bundle in client.search("Appointment", search_params(start, end)):
             result.pages += 1
-            apply_page(connection, bundle, result, now)
+            with transaction.atomic():  # one commit a page, not one per row
+                apply_page(connection, bundle, result, now)
     except Exception as exc:
         FhirConnection.objects.filter(pk=connection.pk).update(last_error=str(exc)[:300])
         raise

@@ -51,5 +51,8 @@ class Command(BaseCommand):
         except ValueError as exc:
             raise CommandError(f"--key-file: {exc}")
         connection.save()
+        if allow_writes and not (flow.config or {}).get("scheduling"):
+            flow.config = {**(flow.config or {}), "scheduling": True}  # the bot offers the scheduling tools
+            flow.save(update_fields=["config", "updated_at"])
         url = settings.PUBLIC_BASE_URL + reverse("fhir:jwks", kwargs={"org_slug": organization.slug})
         self.stdout.write(f"JWKS URL: {url}\nkid: {jwks['keys'][0]['kid']}")

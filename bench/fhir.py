@@ -180,6 +180,7 @@ def run(args) -> dict:
         "resync": again,
         "python_peak_mb": peak / 1e6,
         "tools": {"find_slots": stats(slots), "confirm_appointment": stats(confirms)},
+        "rows": [{"tool": "find_slots", **stats(slots)}, {"tool": "confirm_appointment", **stats(confirms)}],
     }
 
 

@@ -12,6 +12,7 @@ from organizations import access
 from organizations.admin_scoping import OrgScopedAdmin
 
 from . import writeback
+from .keys import public_jwk
 from .models import FhirAppointment, FhirConnection, FhirWrite, ToolCall
 
 
@@ -53,6 +54,16 @@ class FhirConnectionForm(forms.ModelForm):
         except (ValueError, TypeError):
             raise forms.ValidationError("Not a PEM private key without a passphrase.")
         return value
+
+    def clean(self):
+        cleaned = super().clean()
+        key, algorithm = cleaned.get("private_key"), cleaned.get("algorithm")
+        if key and algorithm:
+            try:
+                public_jwk(key, algorithm)
+            except ValueError as exc:
+                self.add_error("private_key", str(exc))
+        return cleaned
 
 
 @admin.register(FhirConnection)

@@ -51,6 +51,7 @@ class SyncResult:
     calls_placed: int = 0
     not_called: int = 0
     calls_canceled: int = 0
+    calls_rescheduled: int = 0
     already_known: int = 0
     reasons: dict = field(default_factory=dict)
 
@@ -212,6 +213,12 @@ def _book(connection: FhirConnection, fhir_id: str, start, end, patient: Patient
     except IntegrityError:  # another sync took it first: that one calls
         result.already_known += 1
         return
+    _remind(connection, link, patient, result, now)
+
+
+def _remind(connection: FhirConnection, link: FhirAppointment, patient: Patient, result: SyncResult, now) -> None:
+    """Place the appointment's one reminder call (or record why not)."""
+    organization, start = connection.organization, link.start
     if start <= now:
         return _refuse(link, "The appointment has already started.", result)
     text = appointment_text(start, patient, organization)
@@ -234,6 +241,23 @@ def _book(connection: FhirConnection, fhir_id: str, start, end, patient: Patient
     result.calls_placed += 1
 
 
+def _moved(connection: FhirConnection, link: FhirAppointment, start, end, result: SyncResult, now) -> None:
+    """The EHR moved the appointment: a reminder that has not rung yet is placed again for the new time
+    (the old one never rang, so the patient is still called once)."""
+    FhirAppointment.objects.filter(pk=link.pk).update(start=start, end=end)
+    link.start, link.end = start, end
+    call = link.call
+    if call is None or call.status != CallStatus.SCHEDULED or link.call_result:
+        return
+    try:
+        cancel_call(call)
+    except CallRefused:
+        return  # it is ringing (or ended) meanwhile
+    FhirAppointment.objects.filter(pk=link.pk).update(call=None, not_called_reason="")
+    result.calls_rescheduled += 1
+    _remind(connection, link, link.patient, result, now)
+
+
 def _cancel(link: FhirAppointment, result: SyncResult) -> None:
     FhirAppointment.objects.filter(pk=link.pk).update(status=LinkStatus.CANCELLED)
     call = link.call
@@ -254,7 +278,7 @@ def apply_page(connection: FhirConnection, bundle: dict, result: SyncResult, now
         link.fhir_id: link
         for link in FhirAppointment.objects.filter(
             connection=connection, fhir_id__in=[a["id"] for a in appointments]
-        ).select_related("call")
+        ).select_related("call", "patient")
     }
     booked = [a for a in appointments if a.get("status") == "booked"]
     needed = {patient_id_of(a) for a in booked if a["id"] not in links} - {None}
@@ -271,7 +295,7 @@ def apply_page(connection: FhirConnection, bundle: dict, result: SyncResult, now
         if link is not None:
             result.already_known += 1
             if start and (link.start != start or link.end != end):
-                FhirAppointment.objects.filter(pk=link.pk).update(start=start, end=end)
+                _moved(connection, link, start, end, result, now)
             continue
         patient_fhir_id = patient_id_of(appointment)
         patient = patients.get(patient_fhir_id)

@@ -127,3 +127,17 @@ def test_the_command_names_a_bad_argument(ehr, org):
         call_command("fhir_sync", "--org", org.slug, "--from", "tomorrow", "--to", "2026-01-01")
     with pytest.raises(CommandError, match="--org: the organisation 'nope' has no FHIR connection"):
         call_command("fhir_sync", "--org", "nope", "--from", "2026-01-01", "--to", "2026-01-02")
+
+
+def test_an_appointment_moved_in_the_ehr_moves_its_reminder_not_a_second_call(ehr, fake_fhir):
+    sync(ehr)
+    old_call = FhirAppointment.objects.get(fhir_id="a3").call
+    fake_fhir.change(fake_fhir.appointments["a3"], start=fhir_time(at(4)), end=fhir_time(at(4)))
+
+    result = sync(ehr)
+
+    link = FhirAppointment.objects.get(fhir_id="a3")
+    old_call.refresh_from_db()
+    assert result.calls_rescheduled == 1 and old_call.status == CallStatus.CANCELED
+    assert link.start == at(4) and link.call.scheduled_for == at(4) - dt.timedelta(hours=24)
+    assert CallSession.objects.exclude(status=CallStatus.CANCELED).count() == 3

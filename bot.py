@@ -35,6 +35,7 @@ from pydantic import ValidationError  # noqa: E402
 
 from botkit import phi  # noqa: E402
 from botkit import prompt  # noqa: E402
+from botkit import scheduling  # noqa: E402
 
 # Installed at import, so it is in place before the runner logs a /start body.
 phi.install_redaction()
@@ -771,7 +772,7 @@ def create_services(req: AgentRequest) -> Services:
         settings=_settings(
             OpenAILLMService,
             model=os.environ.get("OPENAI_LLM_MODEL"),
-            system_instruction=prompt.build_system_prompt(req),
+            system_instruction=prompt.build_system_prompt(req) + scheduling.prompt_addition(req),
         ),
     )
     tts = OpenAITTSService(
@@ -823,6 +824,7 @@ def build_tools(req: AgentRequest) -> ToolsSchema:
                 required=[],
             )
         )
+    tools += scheduling.function_schemas(req)  # confirm / cancel / find_slots / book_slot, run by the server
     return ToolsSchema(standard_tools=tools)
 
 
@@ -838,6 +840,7 @@ def build_pipeline(
     llm.register_function("end_call", call.end_call)
     if req.workflow.transfer_number:
         llm.register_function("transfer_to_human", call.transfer_to_human)
+    scheduling.register(llm, req)
 
     detector = None
     if services.voicemail_classifier is not None and call.voicemail_detection:

@@ -28,6 +28,8 @@ class AuditAction(models.TextChoices):
     VIEW_TRANSCRIPT = "view_transcript", "Read a call's transcript live"
     REDELIVER_WEBHOOK = "redeliver_webhook", "Redelivered a webhook"
     IMPORT_PATIENTS = "import_patients", "Created patients by import"
+    BOT_TOOL = "bot_tool", "The bot used a server tool"
+    OPT_OUT = "opt_out", "The patient opted out"
 
 
 class AuditEvent(models.Model):

@@ -42,6 +42,10 @@ class WorkflowConfig(BaseModel):
     silence_timeout_s: int = 10
     ring_timeout_s: int = 45
     language: str = ""               # BCP-47; empty = the speech services' default
+    # Calling law and identity (optional too).
+    disclosure_message: str = ""     # said first to a person; only {clinic}, {callback_number}, {opt_out_digit}
+    opt_out_digit: str = ""          # the key that stops all calls ("" = by voice only)
+    verification: Literal["none", "dob", "dob_and_zip"] = "none"
 
 
 class AgentRequest(BaseModel):
@@ -62,6 +66,10 @@ class AgentRequest(BaseModel):
     status_token: str
     dialin_settings: Optional[DialinSettings] = None
     dialout_settings: Optional[DialoutSettings] = None
+    # The bot → server tool channel: POST tools_url + <tool name> with
+    # ``Authorization: Bearer <status_token>`` (docs/bot.md, "Tools on the server").
+    # None from a server without it.
+    tools_url: Optional[str] = None
 
     @model_validator(mode="after")
     def _exactly_one_direction(self) -> "AgentRequest":
@@ -108,14 +116,47 @@ def patient_data_for(patient: Any, workflow_config: dict[str, Any]) -> dict[str,
     return out
 
 
+# With verification on, what the bot gets before the person has confirmed who
+# they are: enough to greet and to leave a call-back number, nothing else.
+BEFORE_VERIFICATION_FIELDS = ("first_name", "preferred_language")
+# Never sent to a bot whose workflow verifies: they are what the person must say.
+VERIFICATION_SECRETS = ("date_of_birth", "postal_code")
+
+
+def verifies(workflow_config: Any) -> bool:
+    return (getattr(workflow_config, "verification", "none") or "none") != "none"
+
+
+def patient_data_before_verification(patient: Any) -> dict[str, Any]:
+    """The first name (and language): all a wrong person or a relative may hear about."""
+    if patient is None:
+        return {}
+    return {f: str(getattr(patient, f)) for f in BEFORE_VERIFICATION_FIELDS if getattr(patient, f, "")}
+
+
+def patient_data_after_verification(patient: Any, workflow_config: dict[str, Any]) -> dict[str, Any]:
+    """What the bot gets once the person is verified: the workflow's fields, without the secrets."""
+    data = patient_data_for(patient, workflow_config)
+    for name in VERIFICATION_SECRETS:
+        data.pop(name, None)
+    return data
+
+
 def language_for(patient: Any, workflow: Any) -> str:
     """The patient's preferred language, else the workflow's (BCP-47, e.g. ``es`` or ``en-US``)."""
     preferred = (getattr(patient, "preferred_language", "") or "").strip() if patient is not None else ""
     return preferred or (getattr(workflow, "language", "") or "").strip()
 
 
-def build(call: Any, room_url: str, token: str, status_url: str, status_token: str) -> AgentRequest:
-    """Turn a CallSession (with organization, workflow, patient loaded) into an AgentRequest."""
+def build(
+    call: Any, room_url: str, token: str, status_url: str, status_token: str, tools_url: str | None = None
+) -> AgentRequest:
+    """Turn a CallSession (with organization, workflow, patient loaded) into an AgentRequest.
+
+    With the workflow's ``verification`` on, ``patient_data`` holds only what may
+    be said before the person is verified; the rest comes from the server's
+    ``verify_identity`` tool once they are.
+    """
     wf = call.workflow
     org = call.organization
     workflow = WorkflowConfig(
@@ -135,6 +176,9 @@ def build(call: Any, room_url: str, token: str, status_url: str, status_token: s
         silence_timeout_s=wf.silence_timeout_s,
         ring_timeout_s=wf.ring_timeout_s,
         language=language_for(call.patient, wf),
+        disclosure_message=getattr(wf, "disclosure_message", "") or "",
+        opt_out_digit=getattr(wf, "opt_out_digit", "") or "",
+        verification=getattr(wf, "verification", "none") or "none",
     )
     dialin = dialout = None
     if call.direction == "dial_in":
@@ -154,7 +198,10 @@ def build(call: Any, room_url: str, token: str, status_url: str, status_token: s
         token=token,
         session_id=str(call.pk),
         patient_id=str(call.patient_id) if call.patient_id else "",
-        patient_data=patient_data_for(call.patient, workflow.config),
+        patient_data=(
+            patient_data_before_verification(call.patient) if verifies(workflow)
+            else patient_data_for(call.patient, workflow.config)
+        ),
         client_name=org.name,
         callback_number=getattr(org, "callback_number", "") or "",
         organization_id=str(org.pk),
@@ -164,4 +211,5 @@ def build(call: Any, room_url: str, token: str, status_url: str, status_token: s
         status_token=status_token,
         dialin_settings=dialin,
         dialout_settings=dialout,
+        tools_url=tools_url,
     )

@@ -11,6 +11,9 @@ class CallsConfig(AppConfig):
 
         from .retention import connect_signals as connect_retention  # (same reason)
 
+        from . import bot_tools  # (same reason)
+
+        bot_tools.autodiscover()  # every app's bot_tools module registers its tools
         connect_signals()
         connect_retention()  # deleting a patient scrubs their calls
         rollup.connect_signals()  # the dashboard's roll-ups follow metrics events and zone changes

@@ -6,7 +6,7 @@ from django.urls import reverse
 
 from masking import mask_phone
 from myrobot.crypto import EncryptedJSONField, PartlyEncryptedJSONField
-from organizations.models import ApiKey, Direction, Organization, Workflow
+from organizations.models import ApiKey, ConsentBasis, Direction, Organization, Workflow
 from patients.models import Patient
 
 
@@ -123,6 +123,12 @@ class CallSession(models.Model):
     start_retry_at = models.DateTimeField(null=True, blank=True)
     deferred_since = models.DateTimeField(null=True, blank=True)
     start_deferrals = models.PositiveSmallIntegerField(default=0)
+
+    # Calling law: what this call rests on (organizations.ConsentBasis; "" for dial-ins).
+    consent_basis = models.CharField(max_length=24, blank=True, choices=ConsentBasis.choices)
+    # Identity (calls.bot_tools' verify_identity): when it was confirmed, and wrong answers so far.
+    identity_verified_at = models.DateTimeField(null=True, blank=True)
+    identity_failures = models.PositiveSmallIntegerField(default=0)
 
     end_reason = models.CharField(max_length=64, blank=True)
     error = models.TextField(blank=True, help_text="Why the call failed, for a person to act on.")

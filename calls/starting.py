@@ -331,7 +331,9 @@ def claim_start(call: CallSession, room: daily.Room) -> str | None:
 
 def send_start(call: CallSession, room: daily.Room, token: str, raw_status_token: str, attempt: Attempt) -> None:
     """Build the AgentRequest and start the bot; record what happened on the call."""
-    req = agent_request.build(call, room.url, token, status_url_for(call.pk), raw_status_token)
+    req = agent_request.build(
+        call, room.url, token, status_url_for(call.pk), raw_status_token, tools_url=tools_url_for(call.pk)
+    )
     try:
         answer = background.run(lambda: _start_bot(req))
     except TransientError as exc:
@@ -497,6 +499,11 @@ def status_url_for(session_id) -> str:
     elif base.startswith("http://"):
         base = "ws://" + base[len("http://"):]
     return f"{base}/ws/bot/{session_id}/"
+
+
+def tools_url_for(session_id) -> str:
+    """Where the bot calls the server's tools: PUBLIC_BASE_URL + /api/bot/<session id>/tools/ (+ the tool's name)."""
+    return f"{settings.PUBLIC_BASE_URL.rstrip('/')}/api/bot/{session_id}/tools/"
 
 
 def record(call_id, kind: str, data: dict) -> None:

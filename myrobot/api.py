@@ -12,6 +12,7 @@ from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
 from calls.api import router as calls_router
+from calls.bot_api import router as bot_router
 from campaigns.api import router as campaigns_router
 from organizations.api import router as organizations_router
 from patients.api import router as patients_router
@@ -112,6 +113,7 @@ api.add_router("/", patients_router)
 api.add_router("/", calls_router)
 api.add_router("/", webhooks_router)
 api.add_router("/", campaigns_router)
+api.add_router("/", bot_router)
 
 
 # --- unknown query parameters: 422, never silently ignored ---------------------------
@@ -188,4 +190,4 @@ def _document_unknown_query(routers) -> None:
                     operation.openapi_extra = extra
 
 
-_document_unknown_query([organizations_router, patients_router, calls_router, webhooks_router, campaigns_router])
+_document_unknown_query([organizations_router, patients_router, calls_router, webhooks_router, campaigns_router, bot_router])

@@ -98,6 +98,7 @@ INSTALLED_APPS = [
     "webhooks",
     "audit",
     "campaigns",
+    "fhir",
 ]
 
 # Django's own middleware and WhiteNoise's. (Subclasses that ran their hooks on
@@ -236,6 +237,8 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"expires": 10},
     },
     "send-due-webhooks": {"task": "webhooks.tasks.sweep", "schedule": 30.0},
+    "fhir-sync": {"task": "fhir.tasks.sync_all", "schedule": float(os.environ.get("FHIR_SYNC_INTERVAL_S", "900"))},
+    "fhir-send-due-writes": {"task": "fhir.tasks.sweep", "schedule": 30.0},
     # Retention: transcripts, outcome notes and event payloads past each organisation's limit.
     "purge-call-data": {"task": "calls.tasks.purge_call_data", "schedule": float(os.environ.get("PURGE_INTERVAL_S", "3600"))},
 }
@@ -258,11 +261,20 @@ if WEBHOOK_ALLOW_LOOPBACK and ENV == "production" and not DEBUG:
 CELERY_TASK_ROUTES = {
     "webhooks.tasks.deliver": {"queue": WEBHOOK_QUEUE},
     "webhooks.tasks.sweep": {"queue": WEBHOOK_QUEUE},
+    "fhir.tasks.send_write": {"queue": os.environ.get("FHIR_QUEUE", WEBHOOK_QUEUE)},
+    "fhir.tasks.sweep": {"queue": os.environ.get("FHIR_QUEUE", WEBHOOK_QUEUE)},
 }
 # Every queue the app sends to, declared: a worker started without `-Q` consumes
 # all of them (a plain `celery -A myrobot worker` also sends webhooks); `-Q` splits
 # them over separate workers (docs/operations.md, "Processes").
 CELERY_TASK_QUEUES = [Queue(name) for name in dict.fromkeys([CELERY_TASK_DEFAULT_QUEUE, WEBHOOK_QUEUE])]
+
+# --- FHIR (fhir/, docs/fhir.md) --------------------------------------------
+# Writes to the EHR share the webhooks' queue unless FHIR_QUEUE names another.
+FHIR_QUEUE = os.environ.get("FHIR_QUEUE", WEBHOOK_QUEUE)
+# Sync and write-back requests; the scheduling tools wait far less (the patient is on the line).
+FHIR_TIMEOUT_S = float(os.environ.get("FHIR_TIMEOUT_S", "15"))
+FHIR_TOOL_TIMEOUT_S = float(os.environ.get("FHIR_TOOL_TIMEOUT_S", "4"))
 
 # --- Daily / Pipecat -------------------------------------------------------
 DAILY_API_KEY = os.environ.get("DAILY_API_KEY", "")

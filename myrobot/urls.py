@@ -18,4 +18,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", api.urls),
     path("calls/", include("calls.urls")),
+    path("", include("fhir.urls")),
 ]

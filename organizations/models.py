@@ -15,6 +15,7 @@ from .validators import (
     CALLER_ID_MAX_LENGTH,
     VOICE_CHOICES,
     validate_caller_id,
+    validate_disclosure_message,
     validate_e164,
     validate_language,
     validate_voice,
@@ -50,6 +51,28 @@ class Organization(models.Model):
         blank=True,
         validators=[validate_e164],
         help_text="The number patients may call back (said in voicemail messages as {callback_number}).",
+    )
+    # Calling law: how often one patient may be called (any 24 hours / any 7 days),
+    # by the consent a workflow's calls rest on (calls.policy.frequency_cap). Empty: no limit.
+    healthcare_calls_per_day = models.PositiveSmallIntegerField(
+        "healthcare calls a day", default=1, null=True, blank=True, validators=[MinValueValidator(1)],
+        help_text="At most this many calls to one patient in any 24 hours, for workflows whose calls rest on the "
+                  "healthcare exemption (reminders, follow-ups). The US limit for these calls is 1. Every call to "
+                  "the patient counts except emergency ones; a call over the limit is scheduled for when it is "
+                  "allowed.",
+    )
+    healthcare_calls_per_week = models.PositiveSmallIntegerField(
+        "healthcare calls a week", default=3, null=True, blank=True, validators=[MinValueValidator(1)],
+        help_text="At most this many calls to one patient in any 7 days, for healthcare-exemption workflows. "
+                  "The US limit is 3.",
+    )
+    express_calls_per_day = models.PositiveSmallIntegerField(
+        "consented calls a day", null=True, blank=True, validators=[MinValueValidator(1)],
+        help_text="The same limit for workflows the patient expressly agreed to (empty: no limit).",
+    )
+    express_calls_per_week = models.PositiveSmallIntegerField(
+        "consented calls a week", null=True, blank=True, validators=[MinValueValidator(1)],
+        help_text="At most this many expressly agreed calls to one patient in any 7 days (empty: no limit).",
     )
     dialin_webhook_secret = EncryptedTextField(  # encrypted at rest (myrobot/crypto.py)
         max_length=200,
@@ -189,6 +212,11 @@ class WorkflowDirection(models.TextChoices):
 
 RETRYABLE_REASONS = ("no_answer", "busy", "voicemail", "declined")
 
+# The hours a dial-out may ring in the callee's zone, whatever a workflow says
+# (US calling law: not before 8 a.m. or after 9 p.m. local time). calls.policy
+# narrows every workflow's window to them.
+CALLING_HOURS_FLOOR = (datetime.time(8, 0), datetime.time(21, 0))
+
 
 def default_window_days():
     return [1, 2, 3, 4, 5]
@@ -200,6 +228,27 @@ def default_retry_on():
 
 def default_retry_delays_min():
     return [60, 240, 1440]
+
+
+class ConsentBasis(models.TextChoices):
+    """What a call's lawfulness rests on (stored on every dial-out)."""
+
+    EXPRESS = "express", "Express consent (the patient agreed to these calls)"
+    HEALTHCARE_EXEMPT = "healthcare_exempt", "Healthcare exemption (reminders, follow-ups; limited a day and a week)"
+    EMERGENCY = "emergency", "Emergency (no limit on how often)"
+
+
+class Verification(models.TextChoices):
+    NONE = "none", "None: the bot knows the patient's details from the start"
+    DOB = "dob", "Date of birth"
+    DOB_AND_ZIP = "dob_and_zip", "Date of birth and ZIP code"
+
+
+DEFAULT_DISCLOSURE = (
+    "Hello, this is an automated assistant calling from {clinic}. "
+    "To stop these calls, press {opt_out_digit} or say stop calling me at any time."
+)
+OPT_OUT_DIGITS = [(d, d) for d in "0123456789*#"]
 
 
 def default_outcome_results():
@@ -269,6 +318,29 @@ class Workflow(models.Model):
         max_length=16, blank=True, default="en", validators=[validate_language],
         help_text="BCP-47 language of the conversation when the patient has no preferred language.",
     )
+    # Calling law and identity
+    consent_basis = models.CharField(
+        max_length=24, choices=ConsentBasis.choices, default=ConsentBasis.HEALTHCARE_EXEMPT,
+        help_text="What these calls rest on. It decides which of the organisation's limits a day and a week apply, "
+                  "and is stored on every call (shown and exported).",
+    )
+    disclosure_message = models.TextField(
+        blank=True, default=DEFAULT_DISCLOSURE, validators=[validate_disclosure_message],
+        help_text="Said first, as soon as a person answers, before anything personal: who is calling, that it is an "
+                  "automated assistant, and how to stop the calls. Only {clinic}, {callback_number} and "
+                  "{opt_out_digit}. Empty: the standard sentence.",
+    )
+    opt_out_digit = models.CharField(
+        max_length=1, blank=True, default="9", choices=OPT_OUT_DIGITS,
+        help_text="The key a patient presses to stop all calls from the clinic (saying so works too). "
+                  "The call ends and the patient is marked do-not-call.",
+    )
+    verification = models.CharField(
+        max_length=16, choices=Verification.choices, default=Verification.NONE,
+        help_text="What the person must confirm before the bot learns anything beyond the first name. Until then "
+                  "a wrong person or a relative hears only the clinic's name and call-back number; two wrong "
+                  "answers end the call.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -298,6 +370,14 @@ class Workflow(models.Model):
             errors["window_days"] = "A non-empty list of ISO weekdays, 1 (Monday) to 7 (Sunday), e.g. [1, 2, 3, 4, 5]."
         if self.window_start is not None and self.window_end is not None and self.window_start >= self.window_end:
             errors["window_end"] = "The window must end after it starts (same day)."
+        elif (
+            self.window_start is not None and self.window_end is not None
+            and (self.window_end <= CALLING_HOURS_FLOOR[0] or self.window_start >= CALLING_HOURS_FLOOR[1])
+        ):
+            errors["window_start"] = (
+                "Calls may only ring between 08:00 and 21:00 in the patient's time zone: "
+                "the window must overlap those hours."
+            )
         if not isinstance(self.retry_on, list) or not all(r in RETRYABLE_REASONS for r in self.retry_on):
             errors["retry_on"] = "A list of: " + ", ".join(RETRYABLE_REASONS) + "."
         delays = self.retry_delays_min

@@ -60,6 +60,25 @@ def validate_voicemail_message(value: str) -> None:
         )
 
 
+# A disclosure is said before anyone is known to be the patient: the same rule.
+DISCLOSURE_PLACEHOLDERS = ("clinic", "callback_number", "opt_out_digit")
+
+
+def validate_disclosure_message(value: str) -> None:
+    """Only ``{clinic}``, ``{callback_number}`` and ``{opt_out_digit}``: it is said before anyone is verified."""
+    try:
+        fields = [name for _, name, _, _ in string.Formatter().parse(value or "") if name is not None]
+    except ValueError:
+        raise ValidationError("Unbalanced braces: use {clinic}, {callback_number} and {opt_out_digit} only.")
+    bad = sorted({f for f in fields if f not in DISCLOSURE_PLACEHOLDERS})
+    if bad:
+        raise ValidationError(
+            "Only {clinic}, {callback_number} and {opt_out_digit} may be used in the disclosure "
+            "(it is said before the person is known to be the patient); not allowed: "
+            + ", ".join("{" + b + "}" for b in bad)
+        )
+
+
 def validate_voice(value: str) -> None:
     if value and value not in TTS_VOICES:
         raise ValidationError(f"Unknown voice {value!r}; choose one of: {', '.join(TTS_VOICES)}.")

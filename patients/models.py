@@ -41,8 +41,17 @@ class Patient(models.Model):
     timezone = models.CharField(max_length=64, blank=True, validators=[validate_timezone])
     # Encrypted at rest (myrobot/crypto.py).
     data = EncryptedJSONField(default=dict, blank=True, help_text="What the bot may use, e.g. the appointment.")
+    postal_code = models.CharField(
+        "ZIP code", max_length=16, blank=True,
+        help_text="Asked on calls whose workflow verifies date of birth and ZIP code; never sent to the bot.",
+    )
     consent_to_call = models.BooleanField(default=True)
     do_not_call = models.BooleanField(default=False)
+    do_not_call_source = models.CharField(
+        max_length=80, blank=True,
+        help_text="Who set do-not-call: call:<session id> (the patient asked on a call), admin:<user> or api:<key>.",
+    )
+    do_not_call_at = models.DateTimeField(null=True, blank=True, help_text="When do-not-call was set.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -27,6 +27,7 @@ def patient(org):
 
 from tests.live import asgi_live_server, celery_worker, live_server_port, plain_celery_worker  # noqa: E402,F401
 from tests.sandbox_fixtures import call_sandbox  # noqa: E402,F401
+from tests.fhir_fixtures import fake_fhir, fake_fhir_server, fhir_keys  # noqa: E402,F401
 
 
 def pytest_configure(config):

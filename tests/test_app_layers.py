@@ -23,3 +23,11 @@ def test_only_the_project_package_imports_webhooks():
     importers = {name.split(".")[0] for name, targets in graph.items() if any(t.startswith("webhooks") for t in targets)}
     assert importers - {"webhooks"} <= {"myrobot", "campaigns"}
     assert _imports_of(graph, "webhooks") <= {"calls", "organizations", "myrobot", "audit"}
+
+
+def test_fhir_sits_above_calls_and_nothing_of_ours_imports_it():
+    graph = import_graph(app_modules())
+    importers = {name.split(".")[0] for name, targets in graph.items()
+                 if any(t == "fhir" or t.startswith("fhir.") for t in targets)}
+    assert importers - {"fhir"} <= {"myrobot"}
+    assert _imports_of(graph, "fhir") <= {"calls", "patients", "organizations", "audit", "masking", "myrobot"}

@@ -105,3 +105,9 @@ def test_queries(stack_args):
     for row in pages.values():
         assert row["small"]["status"] == 200 and row["large"]["status"] == 200
         assert row["constant"], f"{row['page']}: {row['small']['queries']} queries small, {row['large']['queries']} large"
+
+
+def test_fhir(stack_args):
+    data = run_bench("fhir", stack_args, "--appointments", "30", "--tool-calls", "3")
+    assert data["sync"]["calls_placed"] == 30 and data["resync"]["calls_placed"] == 0
+    assert data["tools"]["confirm_appointment"]["n"] == 3

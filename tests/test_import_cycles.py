@@ -16,7 +16,7 @@ import pathlib
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-APP_PACKAGES = ("organizations", "patients", "calls", "campaigns", "botrunner", "botkit", "myrobot", "webhooks", "audit")
+APP_PACKAGES = ("organizations", "patients", "calls", "campaigns", "botrunner", "botkit", "myrobot", "webhooks", "audit", "fhir")
 # Read for the graph, not imported: it loads the whole Pipecat pipeline.
 NOT_IMPORTED = {"bot"}
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from calls.models import CallSession
+from calls.models import CallEvent, CallSession
 
 
 def iso(value):
@@ -12,11 +12,14 @@ def iso(value):
 def call_ended_payload(call: CallSession) -> dict:
     """The `call.ended` data: ids, statuses and times — no name, phone or transcript.
 
-    Of the outcome only its ``result`` (a code): its free-text ``notes`` and its
-    ``data`` are what the patient said, and go only to endpoints that asked for
-    the transcript (``outcome_details``).
+    Of the outcome only its ``result`` (a code) and the EHR appointment it changed:
+    its free-text ``notes`` and its ``data`` are what the patient said, and go only
+    to endpoints that asked for the transcript (``outcome_details``).
     """
     outcome = {"result": call.outcome.get("result")} if isinstance(call.outcome, dict) else None
+    appointment = appointment_of(call)
+    if appointment is not None and outcome is not None:
+        outcome = {**outcome, "appointment": appointment}
     next_at = getattr(call, "next_attempt_at", None)
     campaign_id = getattr(call, "campaign_id", None)
     return {
@@ -33,9 +36,17 @@ def call_ended_payload(call: CallSession) -> dict:
         "started_at": iso(call.started_at),
         "answered_at": iso(call.answered_at),
         "ended_at": iso(call.ended_at),
+        "appointment": appointment,
     }
 
 
 def outcome_details(call: CallSession) -> dict | None:
     """The whole outcome (result, notes, data), for endpoints with "include transcript" on."""
     return call.outcome if isinstance(call.outcome, dict) else None
+
+
+def appointment_of(call: CallSession) -> dict | None:
+    """What the call last changed about its EHR appointment (the scheduling tools'
+    ``appointment`` event): ``{appointment_id, change, start, end}``, or None."""
+    event = CallEvent.objects.filter(call_id=call.pk, kind="appointment").order_by("-at", "-id").first()
+    return dict(event.data) if event is not None else None

@@ -7,7 +7,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('organizations', '0005_calling_law'),
-        ('organizations', '0006_transcript_retention'),
+        ('organizations', '0006_retention_and_caller_id_help'),
     ]
 
     operations = [

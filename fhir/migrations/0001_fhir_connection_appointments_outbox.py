@@ -12,7 +12,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('calls', '0008_encrypted_fields'),
-        ('organizations', '0006_transcript_retention'),
+        ('organizations', '0006_retention_and_caller_id_help'),
         ('patients', '0003_encrypted_fields'),
     ]
 

@@ -33,6 +33,7 @@ import datetime as dt
 import logging
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
@@ -41,8 +42,11 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, F, Q
 from django.utils import timezone
 
+import phonenumbers
+from phonenumbers import timezone as pn_timezone
+
 from masking import mask_phone
-from organizations.models import Organization
+from organizations.models import CALLING_HOURS_FLOOR, Organization
 
 from .models import HOLDING_STATUSES, CallEvent, CallSession, CallStatus
 
@@ -102,16 +106,38 @@ def local_instant(day: dt.date, wall: dt.time, zone: ZoneInfo) -> dt.datetime:
     return instant
 
 
-def is_open(moment: dt.datetime, window: Window) -> bool:
-    """Whether a call may ring at ``moment`` (an aware datetime)."""
+def is_open(moment: dt.datetime, window) -> bool:
+    """Whether a call may ring at ``moment`` (an aware datetime): in every zone of ``CallingHours``."""
+    if isinstance(window, CallingHours):
+        return all(is_open(moment, one) for one in window.windows)
     local = moment.astimezone(window.zone)
     return local.isoweekday() in window.days and window.start <= local.time().replace(tzinfo=None) < window.end
 
 
-def next_opening(moment: dt.datetime, window: Window) -> dt.datetime:
-    """``moment`` itself when the window is open then, else the window's next opening (UTC)."""
+def next_opening(moment: dt.datetime, window) -> dt.datetime:
+    """``moment`` itself when the window is open then, else the window's next opening (UTC).
+
+    For ``CallingHours`` (several zones): the first moment open in all of them.
+    Each step moves to the next opening of a zone that is closed, which never
+    passes the first common one; ``NoCallingHours`` when there is none within
+    two weeks (the zones' hours never overlap).
+    """
     if moment.tzinfo is None:
         raise ValueError("next_opening needs an aware datetime")
+    if isinstance(window, CallingHours):
+        candidate, limit = moment.astimezone(UTC), moment + dt.timedelta(days=_SEARCH_DAYS)
+        while candidate <= limit:
+            moved = False
+            for one in window.windows:
+                opening = next_opening(candidate, one)
+                if opening > candidate:
+                    candidate, moved = opening, True
+            if not moved:
+                return candidate
+        raise NoCallingHours(
+            "The calling hours are never open at the same time in all of the patient's possible time zones ("
+            + ", ".join(w.zone.key for w in window.windows) + "): set the patient's time zone."
+        )
     moment = moment.astimezone(UTC)
     if is_open(moment, window):
         return moment
@@ -126,7 +152,38 @@ def next_opening(moment: dt.datetime, window: Window) -> dt.datetime:
     raise ValueError("the window never opens")  # unreachable with a valid Window
 
 
-def ring_time(now: dt.datetime, window: Window, not_before: dt.datetime | None = None) -> dt.datetime:
+class NoCallingHours(ValueError):
+    """No moment when a call may ring (the zones' hours never overlap, or none is left after the floor)."""
+
+
+@dataclass(frozen=True)
+class CallingHours:
+    """One workflow window read in each of the callee's candidate zones: open when open in all."""
+
+    windows: tuple[Window, ...]
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return self.windows[0].zone
+
+    @property
+    def zones(self) -> tuple[ZoneInfo, ...]:
+        return tuple(w.zone for w in self.windows)
+
+
+def calling_hours(start: dt.time, end: dt.time, days, zones) -> CallingHours:
+    """The window in each zone, narrowed to the legal floor (08:00–21:00 local) that no workflow can widen."""
+    floor_start, floor_end = CALLING_HOURS_FLOOR
+    start, end = max(start, floor_start), min(end, floor_end)
+    if start >= end:
+        raise NoCallingHours(
+            f"The workflow's calling hours do not overlap {floor_start:%H:%M}–{floor_end:%H:%M}, "
+            "the only hours calls may ring."
+        )
+    return CallingHours(tuple(Window(start=start, end=end, days=frozenset(days), zone=z) for z in zones))
+
+
+def ring_time(now: dt.datetime, window, not_before: dt.datetime | None = None) -> dt.datetime:
     """When a dial-out asked for ``not_before`` (or now) may ring: moved into the window."""
     wanted = now if not_before is None or not_before <= now else not_before
     return next_opening(wanted, window)
@@ -226,22 +283,187 @@ def capacity_wait_over(deferred_since: dt.datetime | None, now: dt.datetime) -> 
 
 
 def patient_zone(patient, organization):
-    """The zone a patient's calling hours are read in: theirs, else the organisation's."""
-    return zone_named(getattr(patient, "timezone", "") or "", organization.timezone or "UTC")
+    """The zone a patient's times are shown in: theirs, else the first the number suggests, else the organisation's."""
+    return zone_named(callee_zones(patient, organization).zones[0], organization.timezone or "UTC")
 
 
-def window_for(workflow, patient, organization) -> Window:
-    return Window(
-        start=workflow.window_start,
-        end=workflow.window_end,
-        days=frozenset(workflow.window_days or [1, 2, 3, 4, 5]),
-        zone=patient_zone(patient, organization),
+@dataclass(frozen=True)
+class ZoneChoice:
+    """The zone(s) a callee's calling hours are read in, and why (shown on the Call patient page)."""
+
+    zones: tuple[str, ...]
+    source: str  # "patient" | "number" | "organization"
+
+    def describe(self) -> str:
+        if self.source == "patient":
+            return f"{self.zones[0]}: the patient's time zone."
+        if self.source == "number":
+            if len(self.zones) == 1:
+                return f"{self.zones[0]}: the patient has no time zone, so the phone number's area decides."
+            return (
+                "The patient has no time zone and the phone number's area spans " + ", ".join(self.zones)
+                + ": calls ring only when the calling hours are open in every one of them."
+            )
+        return f"{self.zones[0]}: the clinic's time zone (the patient has none and the phone number does not tell one)."
+
+
+@lru_cache(maxsize=4096)
+def number_zones(number: str) -> tuple[str, ...]:
+    """The IANA zones a phone number may be in (``phonenumbers``' area data); () when it does not say."""
+    try:
+        parsed = phonenumbers.parse(number or "", None)
+    except phonenumbers.NumberParseException:
+        return ()
+    zones = []
+    for name in pn_timezone.time_zones_for_number(parsed):
+        try:
+            ZoneInfo(name)
+        except (KeyError, ValueError):
+            continue  # "Etc/Unknown", or a name this system's zone data lacks
+        zones.append(name)
+    return tuple(zones)
+
+
+def callee_zones(patient, organization, number: str | None = None) -> ZoneChoice:
+    """The patient's zone; without one, every zone the number may be in; else the organisation's."""
+    own = (getattr(patient, "timezone", "") or "") if patient is not None else ""
+    if own:
+        try:
+            ZoneInfo(own)
+            return ZoneChoice((own,), "patient")
+        except (KeyError, ValueError):
+            pass
+    from_number = number_zones(number if number is not None else (getattr(patient, "phone", "") or ""))
+    if from_number:
+        return ZoneChoice(from_number, "number")
+    return ZoneChoice((zone_named(organization.timezone).key,), "organization")
+
+
+def window_for(workflow, patient, organization, number: str | None = None) -> CallingHours:
+    """The workflow's window in the callee's zone(s), narrowed to the legal floor."""
+    return calling_hours(
+        workflow.window_start, workflow.window_end, workflow.window_days or [1, 2, 3, 4, 5],
+        [ZoneInfo(z) for z in callee_zones(patient, organization, number).zones],
     )
 
 
-def ring_time_for(workflow, patient, organization, not_before: dt.datetime | None = None, now=None) -> dt.datetime:
-    """When a dial-out for this patient, placed now (or for ``not_before``), may ring."""
-    return ring_time(now or timezone.now(), window_for(workflow, patient, organization), not_before)
+def ring_time_for(
+    workflow, patient, organization, not_before: dt.datetime | None = None, now=None, number: str | None = None
+) -> dt.datetime:
+    """When a dial-out for this patient, placed now (or for ``not_before``), may ring (hours only, no limits)."""
+    return ring_time(now or timezone.now(), window_for(workflow, patient, organization, number), not_before)
+
+
+# --- how often one patient may be called ---------------------------------------------------
+
+EMERGENCY = "emergency"
+
+
+class Limit(NamedTuple):
+    count: int
+    span: dt.timedelta
+    label: str  # "a day" / "a week", for people
+
+
+DAY, WEEK = dt.timedelta(days=1), dt.timedelta(days=7)
+
+
+def limits_for(organization, basis: str) -> list[Limit]:
+    """The organisation's limits for calls resting on ``basis`` (none for emergencies)."""
+    if basis == EMERGENCY:
+        return []
+    prefix = "express" if basis == "express" else "healthcare"
+    limits = []
+    for suffix, span, label in (("day", DAY, "a day"), ("week", WEEK, "a week")):
+        count = getattr(organization, f"{prefix}_calls_per_{suffix}", None)
+        if count:
+            limits.append(Limit(int(count), span, label))
+    return limits
+
+
+def counted_moments(organization_id, patient_ids, *, exclude=None, now=None) -> dict[int, list[dt.datetime]]:
+    """{patient id: when each of their dial-outs rang or will ring}, in one query.
+
+    A call counts from the moment its bot started (it rang, or tried to), or,
+    not started yet, from when it is to ring; emergency calls and calls that
+    ended before starting do not count.
+    """
+    now = now or timezone.now()
+    rows = (
+        CallSession.objects.filter(organization_id=organization_id, patient_id__in=list(patient_ids),
+                                   direction="dial_out")
+        .exclude(consent_basis=EMERGENCY)
+        .filter(Q(started_at__gte=now - WEEK - DAY) | Q(status__in=[CallStatus.SCHEDULED, CallStatus.QUEUED]))
+    )
+    if exclude is not None:
+        rows = rows.exclude(pk=exclude)
+    moments: dict[int, list[dt.datetime]] = {}
+    for pid, status, started, scheduled, queued, created in rows.values_list(
+        "patient_id", "status", "started_at", "scheduled_for", "queued_at", "created_at"
+    ):
+        at = started or (scheduled if status == CallStatus.SCHEDULED else None) or (
+            (queued or created) if status == CallStatus.QUEUED else None
+        )
+        if at is not None:
+            moments.setdefault(pid, []).append(at)
+    return moments
+
+
+def limit_reached(at: dt.datetime, moments, limits) -> Limit | None:
+    """The limit a call ringing at ``at`` would break, given the other calls' moments; None when it may ring.
+
+    Checks every span that holds ``at``: the fullest ends at ``at`` or at a
+    later call within one span of it.
+    """
+    for limit in limits:
+        near = [m for m in moments if at - limit.span < m < at + limit.span]
+        for end in [at] + [m for m in near if m >= at]:
+            if 1 + sum(1 for m in near if end - limit.span < m <= end) > limit.count:
+                return limit
+    return None
+
+
+def first_allowed(at: dt.datetime, moments, limits, hours) -> tuple[dt.datetime, Limit | None]:
+    """The first moment from ``at`` (moved into the hours) under every limit, and the limit that moved it."""
+    candidates = sorted({at, *(m + limit.span for limit in limits for m in moments if m + limit.span > at)})
+    blocked_by = None
+    for candidate in candidates:
+        opening = next_opening(candidate, hours)
+        broken = limit_reached(opening, moments, limits)
+        if broken is None:
+            return opening, blocked_by
+        blocked_by = blocked_by or broken
+    raise NoCallingHours("no moment under the limits")  # unreachable: past the last call + span is free
+
+
+class Plan(NamedTuple):
+    at: dt.datetime
+    zones: ZoneChoice
+    capped_by: Limit | None  # the limit that moved the call later (None: the hours did, or nothing)
+
+
+def plan(
+    workflow, patient, organization, *, basis: str, number: str | None = None, not_before=None, now=None,
+    exclude=None, moments: list[dt.datetime] | None = None,
+) -> Plan:
+    """When a dial-out may ring: in the callee's hours (every candidate zone, the legal floor) and
+    under the organisation's limits for its consent ``basis``. Raises ``NoCallingHours``."""
+    now = now or timezone.now()
+    zones = callee_zones(patient, organization, number)
+    hours = window_for(workflow, patient, organization, number)
+    wanted = now if not_before is None or not_before <= now else not_before
+    limits = limits_for(organization, basis)
+    if not limits:
+        return Plan(next_opening(wanted, hours), zones, None)
+    if moments is None:
+        moments = counted_moments(organization.pk, [patient.pk], exclude=exclude, now=now).get(patient.pk, [])
+    at, capped_by = first_allowed(wanted, moments, limits, hours)
+    return Plan(at, zones, capped_by)
+
+
+def describe_limit(limit: Limit, basis: str) -> str:
+    kind = "expressly agreed" if basis == "express" else "healthcare"
+    return f"at most {limit.count} {kind} call{'s' if limit.count != 1 else ''} {limit.label} to one patient"
 
 
 class Refusal(NamedTuple):
@@ -297,10 +519,14 @@ def follow_up(call_id, *, now=None) -> CallSession | None:
         retry_on=workflow.retry_on,
         delays_min=workflow.retry_delays_min,
         ended_at=ended_at,
-        window=window_for(workflow, call.patient, call.organization),
+        window=window_for(workflow, call.patient, call.organization, call.to_number),
     )
     if when is None:
         return None
+    basis = call.consent_basis or workflow.consent_basis
+    # Under the organisation's limits too: the call that just ended counts.
+    when = plan(workflow, call.patient, call.organization, basis=basis, number=call.to_number,
+                not_before=when, now=ended_at).at
     number = call.to_number  # the number this request asked for
     nxt = CallSession(
         organization=call.organization,
@@ -313,6 +539,7 @@ def follow_up(call_id, *, now=None) -> CallSession | None:
         requested_by_user_id=call.requested_by_user_id,
         requested_by_api_key_id=call.requested_by_api_key_id,
         scheduled_for=when,
+        consent_basis=basis,
         attempt=call.attempt + 1,
         max_attempts=call.max_attempts,
         previous_attempt=call,

@@ -20,6 +20,8 @@ workflow_not_dialin    409     a dial-in to a dial-out-only workflow
 dialin_call_conflict   409     a dial-in reusing another organisation's callId
 do_not_call            409     the patient is marked do-not-call
 no_consent             409     the patient has not consented to calls
+frequency_cap          409     over the day's/week's limit, and the caller asked to refuse rather than schedule
+no_calling_hours       409     the calling hours never open in all of the patient's possible zones
 idempotency_conflict   409     Idempotency-Key reused with another body
 not_cancelable         409     cancel on a call that has already ended
 not_configured         503     the deployment lacks what a start needs
@@ -78,6 +80,8 @@ STATUS_BY_CODE = {
     "dialin_call_conflict": 409,
     "do_not_call": 409,
     "no_consent": 409,
+    "frequency_cap": 409,
+    "no_calling_hours": 409,
     "idempotency_conflict": 409,
     "not_cancelable": 409,
     "not_configured": 503,
@@ -214,6 +218,8 @@ def place_call(
     idempotency_key: str | None = None,
     request_fingerprint: str = "",
     not_before=None,
+    consent_basis: str | None = None,
+    if_capped: str = "schedule",
 ) -> CallSession:
     """Create a dial-out call and start its bot when the transaction commits.
 
@@ -222,6 +228,12 @@ def place_call(
     outside the window (or with a later ``not_before``, an aware datetime) it
     is ``scheduled`` with ``scheduled_for`` = when it will ring, and the
     dispatcher starts it then.
+
+    It also keeps the organisation's limits for the call's consent basis
+    (``consent_basis``, default the workflow's): a call over the day's or the
+    week's limit is scheduled for when it is allowed, or, with
+    ``if_capped="refuse"``, refused (``frequency_cap``). ``call.plan`` says
+    which zone(s) were used and which limit moved it.
 
     Raises ``CallRefused``. With ``idempotency_key`` a second request with the
     same key (within 24 h, same ``request_fingerprint``) returns the first
@@ -258,9 +270,7 @@ def place_call(
 
     _check_deployment()
 
-    now = timezone.now()
-    ring_at = policy.ring_time_for(workflow, patient, organization, not_before, now=now)
-    scheduled = ring_at > now
+    basis = consent_basis or workflow.consent_basis
     caller_id = (caller_id or "").strip() or organization.dialout_caller_id or ""
     if caller_id and not is_caller_id(caller_id):
         raise CallRefused(
@@ -268,27 +278,15 @@ def place_call(
             "caller_id must be an E.164 number or a Daily phone-number id (a UUID).",
             field="caller_id",
         )
-    call = CallSession(
-        organization=organization,
-        workflow=workflow,
-        patient=patient,
-        direction=Direction.DIAL_OUT,
-        status=CallStatus.SCHEDULED if scheduled else CallStatus.QUEUED,
-        scheduled_for=ring_at if scheduled else None,
-        queued_at=None if scheduled else now,
-        dispatched_at=None if scheduled else now,
-        attempt=1,
-        max_attempts=workflow.max_attempts,
-        from_number=caller_id,
-        to_number=to_number,
-        requested_by_user=requested_by_user,
-        requested_by_api_key=requested_by_api_key,
-        idempotency_key=idempotency_key,
-        request_fingerprint=request_fingerprint if idempotency_key else "",
-    )
     try:
         with transaction.atomic():
-            call.save(force_insert=True)
+            call = _new_dial_out(
+                organization, workflow, patient, to_number=to_number, caller_id=caller_id, basis=basis,
+                not_before=not_before, if_capped=if_capped, requested_by_user=requested_by_user,
+                requested_by_api_key=requested_by_api_key, idempotency_key=idempotency_key,
+                request_fingerprint=request_fingerprint,
+            )
+            scheduled = call.status == CallStatus.SCHEDULED
             audit(
                 AuditAction.PLACE_CALL, call, user=requested_by_user, api_key=requested_by_api_key,
                 via="api" if requested_by_api_key is not None else "admin",
@@ -309,8 +307,55 @@ def place_call(
     call.replayed = False
     log.info(
         "placed call %s (dial-out, workflow %s) to %s, %s", call.pk, workflow.slug, mask_phone(to_number),
-        f"scheduled for {ring_at.isoformat()}" if scheduled else "now",
+        f"scheduled for {call.scheduled_for.isoformat()}" if scheduled else "now",
     )
+    return call
+
+
+def _new_dial_out(
+    organization, workflow, patient, *, to_number, caller_id, basis, not_before, if_capped, requested_by_user,
+    requested_by_api_key, idempotency_key, request_fingerprint,
+) -> CallSession:
+    """Save the call at the time the policy gives (in the caller's transaction, the patient's row locked,
+    so two calls placed at once for one patient count each other against the limits)."""
+    Patient.objects.select_for_update().filter(pk=patient.pk).values_list("pk", flat=True).first()
+    now = timezone.now()
+    try:
+        ring = policy.plan(workflow, patient, organization, basis=basis, number=to_number,
+                           not_before=not_before, now=now)
+    except policy.NoCallingHours as exc:
+        raise CallRefused("no_calling_hours", str(exc), field="patient")
+    if ring.capped_by is not None and if_capped == "refuse":
+        raise CallRefused(
+            "frequency_cap",
+            f"The organisation allows {policy.describe_limit(ring.capped_by, basis)}; "
+            f"the next call may ring at {ring.at.isoformat()}.",
+            field="patient",
+        )
+    ring_at = ring.at
+    scheduled = ring_at > now
+    call = CallSession(
+        organization=organization,
+        workflow=workflow,
+        patient=patient,
+        direction=Direction.DIAL_OUT,
+        consent_basis=basis,
+        status=CallStatus.SCHEDULED if scheduled else CallStatus.QUEUED,
+        scheduled_for=ring_at if scheduled else None,
+        queued_at=None if scheduled else now,
+        dispatched_at=None if scheduled else now,
+        attempt=1,
+        max_attempts=workflow.max_attempts,
+        from_number=caller_id,
+        to_number=to_number,
+        requested_by_user=requested_by_user,
+        requested_by_api_key=requested_by_api_key,
+        idempotency_key=idempotency_key,
+        request_fingerprint=request_fingerprint if idempotency_key else "",
+    )
+    with transaction.atomic():  # an IntegrityError here leaves the caller's transaction usable
+        call.save(force_insert=True)
+    call.plan = ring
     return call
 
 

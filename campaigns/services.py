@@ -225,22 +225,35 @@ def start_campaign(campaign: Campaign, *, by_user=None) -> Campaign:
         now = timezone.now()
         caller_id = (organization.dialout_caller_id or "")[:32]
         targets = list(campaign.targets.select_related("patient"))
+        basis = workflow.consent_basis
+        # Each patient's other calls, for the organisation's limits a day and a week (one query).
+        moments = policy.counted_moments(organization.pk, [t.patient_id for t in targets], now=now)
         calls, reasons = [], {}
         for target in targets:
             reason = skip_reason_for(target.patient)
+            ring_at = None
+            if not reason:
+                # When it may ring under the call policy: the campaign's start, moved into the
+                # workflow's hours in the callee's zone(s) and past the patient's limits.
+                number = _normalized(target.patient.phone)
+                try:
+                    ring_at = policy.plan(
+                        workflow, target.patient, organization, basis=basis, number=number,
+                        not_before=campaign.start_at, now=now, moments=moments.get(target.patient_id, []),
+                    ).at
+                except policy.NoCallingHours:
+                    reason = SkipReason.NO_CALLING_HOURS
             if reason != target.skip_reason:
                 reasons.setdefault(reason, []).append(target.pk)
             if reason:
                 continue
-            # When it may ring under the call policy: the campaign's start, moved into
-            # the workflow's calling window in the patient's zone.
-            ring_at = policy.ring_time_for(workflow, target.patient, organization, campaign.start_at, now=now)
             calls.append(
                 CallSession(
                     organization_id=campaign.organization_id,
                     workflow_id=campaign.workflow_id,
                     patient_id=target.patient_id,
                     direction=Direction.DIAL_OUT,
+                    consent_basis=basis,
                     status=CallStatus.SCHEDULED,
                     scheduled_for=ring_at,
                     attempt=1,

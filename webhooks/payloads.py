@@ -29,3 +29,14 @@ def call_ended_payload(call: CallSession) -> dict:
         "answered_at": iso(call.answered_at),
         "ended_at": iso(call.ended_at),
     }
+
+
+def opted_out_payload(*, call_id, patient_id, external_id, at) -> dict:
+    """The `patient.opted_out` data: who (our id and the EHR's), on which call, when."""
+    return {
+        "patient_id": patient_id,
+        "external_id": external_id,
+        "session_id": str(call_id),
+        "source": f"call:{call_id}",
+        "opted_out_at": iso(at),
+    }

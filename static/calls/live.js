@@ -32,8 +32,18 @@
     ended: "Bot ended the call", error: "Error", bot_start_requested: "Bot start requested",
     bot_start_unconfirmed: "Bot start unconfirmed", start_retry: "Start retried",
     room_delete_failed: "Room not deleted", start_deferred: "Start deferred (bot runner at capacity)",
-    start_redispatched: "Start handed to a worker again", next_attempt: "Next attempt scheduled", scheduled: "Scheduled as a new attempt"
+    start_redispatched: "Start handed to a worker again", next_attempt: "Next attempt scheduled", scheduled: "Scheduled as a new attempt",
+    opt_out: "Patient asked not to be called", opted_out: "Opted out: do-not-call set",
+    identity_verified: "Identity confirmed", identity_failed: "Identity not confirmed", tool: "Bot used a server tool"
   };
+  // Keep in step with calls/views.py END_REASON_LABELS.
+  var END_REASON_LABELS = {
+    opted_out: "Opted out", unverified: "Identity not confirmed", do_not_call: "Do-not-call",
+    frequency_cap: "Call limit reached"
+  };
+  function endReasonLabel(reason) {
+    return reason ? (END_REASON_LABELS[reason] || reason.replace(/_/g, " ")) : "";
+  }
   var ATTEMPT_EVENTS = { dialout_attempt: 1, dialout_error: 1, dialout_answered: 1, dialout_stopped: 1 };
 
   var root = document.getElementById("live-root");
@@ -310,7 +320,7 @@
       setDuration(field(row, "duration"), call);
       // The outcome (what the conversation achieved) and the end reason (how the call ended) apart.
       setText(field(row, "outcome-result"), (call.outcome && call.outcome.result) || "");
-      setText(field(row, "end-reason"), call.end_reason ? call.end_reason.replace(/_/g, " ") : "");
+      setText(field(row, "end-reason"), endReasonLabel(call.end_reason));
       setText(field(row, "ring"), ringText(call));
     }
 
@@ -496,7 +506,7 @@
       setTime(field(root, "answered_at"), call.answered_at);
       setTime(field(root, "ended_at"), call.ended_at);
       setDuration(field(root, "duration"), call);
-      setText(field(root, "end_reason"), call.end_reason || "—");
+      setText(field(root, "end_reason"), endReasonLabel(call.end_reason) || "—");
       var err = field(root, "error");
       if (err) {
         setText(err, call.error || "");

@@ -41,23 +41,45 @@ def record(
             organization_id = getattr(obj, "organization_id", None)
     if organization_id is None:
         raise ValueError("an audit event needs an organisation")
-    if user is not None and not getattr(user, "is_authenticated", False):
-        user = None
-    actor = ""
-    if user is not None:
-        actor = user.get_username()
-    elif api_key is not None:
-        actor = f"key {api_key.prefix}"
+    user, actor = _actor(user, api_key)
     return AuditEvent.objects.create(
         organization_id=organization_id,
         user=user,
         api_key=api_key,
-        actor=actor[:150],
+        actor=actor,
         action=action,
         object_type=(object_type or "")[:64],
         object_id="" if object_id is None else str(object_id)[:64],
         via=via[:16],
     )
+
+
+def record_many(action: str, objs, *, user=None, api_key=None, via: str = "") -> None:
+    """One audit row per object (model instances with ``organization_id``), in one query."""
+    if action not in ACTIONS:
+        raise ValueError(f"unknown audit action {action!r}")
+    user, actor = _actor(user, api_key)
+    AuditEvent.objects.bulk_create(
+        [
+            AuditEvent(
+                organization_id=obj.organization_id, user=user, api_key=api_key, actor=actor, action=action,
+                object_type=_object_type(obj)[:64], object_id=str(obj.pk)[:64], via=via[:16],
+            )
+            for obj in objs
+        ],
+        batch_size=1000,
+    )
+
+
+def _actor(user, api_key) -> tuple:
+    """(the user, or None when anonymous; what the row calls the actor)."""
+    if user is not None and not getattr(user, "is_authenticated", False):
+        user = None
+    if user is not None:
+        return user, user.get_username()[:150]
+    if api_key is not None:
+        return None, f"key {api_key.prefix}"[:150]
+    return None, ""
 
 
 def record_request(request, action: str, obj=None, *, via: str = "", **kwargs) -> AuditEvent:

@@ -42,7 +42,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from . import policy, reaper
+from . import policy, reaper, rules
 from .models import CallEvent, CallSession, CallStatus
 from .state import transition
 
@@ -107,7 +107,7 @@ def promote_due(now, tick: Tick) -> None:
         .order_by("scheduled_for")[:BATCH]
     )
     for call in due:
-        refused = policy.refusal(call.organization, call.workflow, call.patient)
+        refused = rules.refusal(call.organization, call.workflow, call.patient)
         if refused is not None:
             if transition(call.pk, CallStatus.CANCELED, reason=refused.code, error=refused.message,
                           expected=CallStatus.SCHEDULED):
@@ -119,7 +119,7 @@ def promote_due(now, tick: Tick) -> None:
                 call.workflow, call.patient, call.organization, basis=call.consent_basis or call.workflow.consent_basis,
                 number=call.to_number, now=now, exclude=call.pk,
             )
-        except policy.NoCallingHours as exc:
+        except rules.NoCallingHours as exc:
             if transition(call.pk, CallStatus.CANCELED, reason="no_calling_hours", error=str(exc),
                           expected=CallStatus.SCHEDULED):
                 tick.refused += 1

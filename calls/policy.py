@@ -12,8 +12,7 @@ changes. ``Window``, ``is_open``, ``next_opening``, ``ring_time``, ``local_insta
 the patient's zone (else the organisation's), ``ring_time_for(...)`` says when a
 dial-out placed now (or for ``not_before``) may ring.
 
-Rules: ``refusal(organization, workflow, patient)`` says why a dial-out may not
-ring (checked when placed and again when a scheduled attempt comes due).
+Who may be called by which workflow is not here but in ``calls.rules``.
 
 Attempts (pure): ``retry_reason``, ``retry_delay``, ``next_attempt_at``; and
 ``follow_up(call_id)``, which creates the next attempt of a dial-out that ended
@@ -33,7 +32,6 @@ import datetime as dt
 import logging
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
@@ -42,13 +40,13 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, F, Q
 from django.utils import timezone
 
-import phonenumbers
-from phonenumbers import timezone as pn_timezone
-
 from masking import mask_phone
-from organizations.models import CALLING_HOURS_FLOOR, Organization
+from organizations.models import Organization
 
-from .models import HOLDING_STATUSES, CallEvent, CallSession, CallStatus
+from . import rules
+from .dialout import new_dial_out
+from .rules import NoCallingHours, ZoneChoice, callee_zones  # noqa: F401 - re-exported for callers
+from .models import HOLDING_STATUSES, CallEvent, CallSession
 
 log = logging.getLogger(__name__)
 
@@ -152,10 +150,6 @@ def next_opening(moment: dt.datetime, window) -> dt.datetime:
     raise ValueError("the window never opens")  # unreachable with a valid Window
 
 
-class NoCallingHours(ValueError):
-    """No moment when a call may ring (the zones' hours never overlap, or none is left after the floor)."""
-
-
 @dataclass(frozen=True)
 class CallingHours:
     """One workflow window read in each of the callee's candidate zones: open when open in all."""
@@ -173,13 +167,7 @@ class CallingHours:
 
 def calling_hours(start: dt.time, end: dt.time, days, zones) -> CallingHours:
     """The window in each zone, narrowed to the legal floor (08:00–21:00 local) that no workflow can widen."""
-    floor_start, floor_end = CALLING_HOURS_FLOOR
-    start, end = max(start, floor_start), min(end, floor_end)
-    if start >= end:
-        raise NoCallingHours(
-            f"The workflow's calling hours do not overlap {floor_start:%H:%M}–{floor_end:%H:%M}, "
-            "the only hours calls may ring."
-        )
+    start, end = rules.legal_hours(start, end)
     return CallingHours(tuple(Window(start=start, end=end, days=frozenset(days), zone=z) for z in zones))
 
 
@@ -287,58 +275,6 @@ def patient_zone(patient, organization):
     return zone_named(callee_zones(patient, organization).zones[0], organization.timezone or "UTC")
 
 
-@dataclass(frozen=True)
-class ZoneChoice:
-    """The zone(s) a callee's calling hours are read in, and why (shown on the Call patient page)."""
-
-    zones: tuple[str, ...]
-    source: str  # "patient" | "number" | "organization"
-
-    def describe(self) -> str:
-        if self.source == "patient":
-            return f"{self.zones[0]}: the patient's time zone."
-        if self.source == "number":
-            if len(self.zones) == 1:
-                return f"{self.zones[0]}: the patient has no time zone, so the phone number's area decides."
-            return (
-                "The patient has no time zone and the phone number's area spans " + ", ".join(self.zones)
-                + ": calls ring only when the calling hours are open in every one of them."
-            )
-        return f"{self.zones[0]}: the clinic's time zone (the patient has none and the phone number does not tell one)."
-
-
-@lru_cache(maxsize=4096)
-def number_zones(number: str) -> tuple[str, ...]:
-    """The IANA zones a phone number may be in (``phonenumbers``' area data); () when it does not say."""
-    try:
-        parsed = phonenumbers.parse(number or "", None)
-    except phonenumbers.NumberParseException:
-        return ()
-    zones = []
-    for name in pn_timezone.time_zones_for_number(parsed):
-        try:
-            ZoneInfo(name)
-        except (KeyError, ValueError):
-            continue  # "Etc/Unknown", or a name this system's zone data lacks
-        zones.append(name)
-    return tuple(zones)
-
-
-def callee_zones(patient, organization, number: str | None = None) -> ZoneChoice:
-    """The patient's zone; without one, every zone the number may be in; else the organisation's."""
-    own = (getattr(patient, "timezone", "") or "") if patient is not None else ""
-    if own:
-        try:
-            ZoneInfo(own)
-            return ZoneChoice((own,), "patient")
-        except (KeyError, ValueError):
-            pass
-    from_number = number_zones(number if number is not None else (getattr(patient, "phone", "") or ""))
-    if from_number:
-        return ZoneChoice(from_number, "number")
-    return ZoneChoice((zone_named(organization.timezone).key,), "organization")
-
-
 def window_for(workflow, patient, organization, number: str | None = None) -> CallingHours:
     """The workflow's window in the callee's zone(s), narrowed to the legal floor."""
     return calling_hours(
@@ -354,92 +290,10 @@ def ring_time_for(
     return ring_time(now or timezone.now(), window_for(workflow, patient, organization, number), not_before)
 
 
-# --- how often one patient may be called ---------------------------------------------------
-
-EMERGENCY = "emergency"
-
-
-class Limit(NamedTuple):
-    count: int
-    span: dt.timedelta
-    label: str  # "a day" / "a week", for people
-
-
-DAY, WEEK = dt.timedelta(days=1), dt.timedelta(days=7)
-
-
-def limits_for(organization, basis: str) -> list[Limit]:
-    """The organisation's limits for calls resting on ``basis`` (none for emergencies)."""
-    if basis == EMERGENCY:
-        return []
-    prefix = "express" if basis == "express" else "healthcare"
-    limits = []
-    for suffix, span, label in (("day", DAY, "a day"), ("week", WEEK, "a week")):
-        count = getattr(organization, f"{prefix}_calls_per_{suffix}", None)
-        if count:
-            limits.append(Limit(int(count), span, label))
-    return limits
-
-
-def counted_moments(organization_id, patient_ids, *, exclude=None, now=None) -> dict[int, list[dt.datetime]]:
-    """{patient id: when each of their dial-outs rang or will ring}, in one query.
-
-    A call counts from the moment its bot started (it rang, or tried to), or,
-    not started yet, from when it is to ring; emergency calls and calls that
-    ended before starting do not count.
-    """
-    now = now or timezone.now()
-    rows = (
-        CallSession.objects.filter(organization_id=organization_id, patient_id__in=list(patient_ids),
-                                   direction="dial_out")
-        .exclude(consent_basis=EMERGENCY)
-        .filter(Q(started_at__gte=now - WEEK - DAY) | Q(status__in=[CallStatus.SCHEDULED, CallStatus.QUEUED]))
-    )
-    if exclude is not None:
-        rows = rows.exclude(pk=exclude)
-    moments: dict[int, list[dt.datetime]] = {}
-    for pid, status, started, scheduled, queued, created in rows.values_list(
-        "patient_id", "status", "started_at", "scheduled_for", "queued_at", "created_at"
-    ):
-        at = started or (scheduled if status == CallStatus.SCHEDULED else None) or (
-            (queued or created) if status == CallStatus.QUEUED else None
-        )
-        if at is not None:
-            moments.setdefault(pid, []).append(at)
-    return moments
-
-
-def limit_reached(at: dt.datetime, moments, limits) -> Limit | None:
-    """The limit a call ringing at ``at`` would break, given the other calls' moments; None when it may ring.
-
-    Checks every span that holds ``at``: the fullest ends at ``at`` or at a
-    later call within one span of it.
-    """
-    for limit in limits:
-        near = [m for m in moments if at - limit.span < m < at + limit.span]
-        for end in [at] + [m for m in near if m >= at]:
-            if 1 + sum(1 for m in near if end - limit.span < m <= end) > limit.count:
-                return limit
-    return None
-
-
-def first_allowed(at: dt.datetime, moments, limits, hours) -> tuple[dt.datetime, Limit | None]:
-    """The first moment from ``at`` (moved into the hours) under every limit, and the limit that moved it."""
-    candidates = sorted({at, *(m + limit.span for limit in limits for m in moments if m + limit.span > at)})
-    blocked_by = None
-    for candidate in candidates:
-        opening = next_opening(candidate, hours)
-        broken = limit_reached(opening, moments, limits)
-        if broken is None:
-            return opening, blocked_by
-        blocked_by = blocked_by or broken
-    raise NoCallingHours("no moment under the limits")  # unreachable: past the last call + span is free
-
-
 class Plan(NamedTuple):
     at: dt.datetime
     zones: ZoneChoice
-    capped_by: Limit | None  # the limit that moved the call later (None: the hours did, or nothing)
+    capped_by: rules.Limit | None  # the limit that moved the call later (None: the hours did, or nothing)
 
 
 def plan(
@@ -452,46 +306,13 @@ def plan(
     zones = callee_zones(patient, organization, number)
     hours = window_for(workflow, patient, organization, number)
     wanted = now if not_before is None or not_before <= now else not_before
-    limits = limits_for(organization, basis)
+    limits = rules.limits_for(organization, basis)
     if not limits:
         return Plan(next_opening(wanted, hours), zones, None)
     if moments is None:
-        moments = counted_moments(organization.pk, [patient.pk], exclude=exclude, now=now).get(patient.pk, [])
-    at, capped_by = first_allowed(wanted, moments, limits, hours)
+        moments = rules.counted_moments(organization.pk, [patient.pk], exclude=exclude, now=now).get(patient.pk, [])
+    at, capped_by = rules.first_allowed(wanted, moments, limits, lambda moment: next_opening(moment, hours))
     return Plan(at, zones, capped_by)
-
-
-def describe_limit(limit: Limit, basis: str) -> str:
-    kind = "expressly agreed" if basis == "express" else "healthcare"
-    return f"at most {limit.count} {kind} call{'s' if limit.count != 1 else ''} {limit.label} to one patient"
-
-
-class Refusal(NamedTuple):
-    code: str
-    message: str
-    field: str | None = None
-
-
-def refusal(organization, workflow, patient) -> Refusal | None:
-    """Why a dial-out to ``patient`` may not ring (None: it may). Checked again when an attempt is due."""
-    if not organization.is_active:
-        return Refusal("organization_inactive", f"The organisation {organization.name} is inactive.")
-    if workflow.organization_id != organization.pk:
-        return Refusal("workflow_not_found", "No such workflow in this organisation.", "workflow")
-    if not workflow.is_active:
-        return Refusal("workflow_inactive", f"The workflow '{workflow.slug}' is inactive.", "workflow")
-    if not workflow.dials_out:
-        return Refusal(
-            "workflow_not_dialout", f"The workflow '{workflow.slug}' does not place calls (it is dial-in only).",
-            "workflow",
-        )
-    if patient is None or patient.organization_id != organization.pk:
-        return Refusal("patient_not_found", "No such patient in this organisation.", "patient")
-    if patient.do_not_call:
-        return Refusal("do_not_call", "The patient is marked do-not-call.", "patient")
-    if not patient.consent_to_call:
-        return Refusal("no_consent", "The patient has not consented to be called.", "patient")
-    return None
 
 
 def follow_up(call_id, *, now=None) -> CallSession | None:
@@ -528,17 +349,14 @@ def follow_up(call_id, *, now=None) -> CallSession | None:
     when = plan(workflow, call.patient, call.organization, basis=basis, number=call.to_number,
                 not_before=when, now=ended_at).at
     number = call.to_number  # the number this request asked for
-    nxt = CallSession(
+    nxt = new_dial_out(
         organization=call.organization,
         workflow=workflow,
         patient=call.patient,
-        direction=call.direction,
-        status=CallStatus.SCHEDULED,
-        from_number=call.from_number,
         to_number=number,
-        requested_by_user_id=call.requested_by_user_id,
-        requested_by_api_key_id=call.requested_by_api_key_id,
-        scheduled_for=when,
+        from_number=call.from_number,
+        ring_at=when,
+        now=ended_at,
         consent_basis=basis,
         attempt=call.attempt + 1,
         max_attempts=call.max_attempts,
@@ -546,6 +364,8 @@ def follow_up(call_id, *, now=None) -> CallSession | None:
         # A campaign's follow-up is the campaign's too, and waits to be released at its pace.
         campaign_id=call.campaign_id,
         held=call.campaign_id is not None,
+        requested_by_user_id=call.requested_by_user_id,
+        requested_by_api_key_id=call.requested_by_api_key_id,
     )
     try:
         with transaction.atomic():

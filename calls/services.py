@@ -2,34 +2,8 @@
 
 Every way into a call goes through here — the admin's "Call patient", the
 REST API's start-call and Daily's dial-in webhook — so the rules hold in one
-place (docs/architecture.md, "The flow"). A refusal is a ``CallRefused``
-whose ``code`` tells the caller what kind of refusal it is; ``status`` is the
-HTTP status the API answers with:
-
-=====================  ======  ==========================================
-code                   status  when
-=====================  ======  ==========================================
-organization_inactive  409     the organisation is switched off
-workflow_not_found     404     workflow of another organisation
-patient_not_found      404     patient of another organisation
-invalid_phone          422     the number to call is not a phone number
-invalid                422     a required field is missing (dial-in ids)
-workflow_inactive      409     the workflow is switched off
-workflow_not_dialout   409     placing a call with a dial-in-only workflow
-workflow_not_dialin    409     a dial-in to a dial-out-only workflow
-dialin_call_conflict   409     a dial-in reusing another organisation's callId
-do_not_call            409     the patient is marked do-not-call
-no_consent             409     the patient has not consented to calls
-frequency_cap          409     over the day's/week's limit, and the caller asked to refuse rather than schedule
-no_calling_hours       409     the calling hours never open in all of the patient's possible zones
-idempotency_conflict   409     Idempotency-Key reused with another body
-not_cancelable         409     cancel on a call that has already ended
-not_configured         503     the deployment lacks what a start needs
-=====================  ======  ==========================================
-
-``not_configured`` is 503 (Service Unavailable), not 409: nothing about the
-request is wrong and the client cannot fix it; the server's operator must set
-the missing variables (``botrunner.start.check_start_config()`` lists them).
+place (docs/architecture.md, "The flow"). Who may be called by which workflow
+is ``calls.rules``; a refusal is its ``CallRefused`` (code table there).
 
 Both ``place_call`` and ``accept_dialin`` create the CallSession (``queued``)
 and enqueue ``calls.tasks.start_call`` (a thin task over ``calls.starting``)
@@ -49,14 +23,14 @@ from django.utils import timezone
 
 from audit.models import AuditAction
 from audit.services import record as audit
-from botrunner.start import check_start_config
 from masking import mask_phone
 from organizations.models import Direction
 from organizations.validators import is_caller_id
 from patients.models import Patient
 from patients.phone import normalize_phone, try_normalize_phone
 
-from . import policy
+from . import policy, rules
+from .dialout import new_dial_out
 from .broadcast import broadcast_call_sync
 from .models import ACTIVE_STATUSES, CallEvent, CallSession, CallStatus
 from .starting import delete_call_room, room_hint
@@ -67,72 +41,7 @@ log = logging.getLogger(__name__)
 
 IDEMPOTENCY_TTL = timedelta(hours=24)
 
-STATUS_BY_CODE = {
-    "organization_inactive": 409,
-    "workflow_not_found": 404,
-    "patient_not_found": 404,
-    "invalid_phone": 422,
-    "invalid_caller_id": 422,
-    "invalid": 422,
-    "workflow_inactive": 409,
-    "workflow_not_dialout": 409,
-    "workflow_not_dialin": 409,
-    "dialin_call_conflict": 409,
-    "do_not_call": 409,
-    "no_consent": 409,
-    "frequency_cap": 409,
-    "no_calling_hours": 409,
-    "idempotency_conflict": 409,
-    "not_cancelable": 409,
-    "not_configured": 503,
-}
-
-
-class CallRefused(Exception):
-    """A call that may not be placed, accepted or canceled, with a reason for a person."""
-
-    def __init__(self, code: str, message: str, field: str | None = None):
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.field = field
-
-    @property
-    def status(self) -> int:
-        return STATUS_BY_CODE.get(self.code, 409)
-
-    def __str__(self) -> str:
-        return self.message
-
-
-# --- checks shared by both directions -------------------------------------------
-
-
-def _check_deployment() -> None:
-    problems = check_start_config()
-    if problems:
-        raise CallRefused(
-            "not_configured",
-            "This server cannot start calls until its operator fixes its configuration: " + " ".join(problems),
-        )
-
-
-def _check_workflow(organization, workflow, *, dialin: bool) -> None:
-    if not organization.is_active:
-        raise CallRefused("organization_inactive", f"The organisation {organization.name} is inactive.")
-    if workflow.organization_id != organization.pk:
-        raise CallRefused("workflow_not_found", "No such workflow in this organisation.", field="workflow")
-    if not workflow.is_active:
-        raise CallRefused("workflow_inactive", f"The workflow '{workflow.slug}' is inactive.", field="workflow")
-    if dialin and not workflow.takes_dialin:
-        raise CallRefused(
-            "workflow_not_dialin", f"The workflow '{workflow.slug}' does not take dial-in calls.", field="workflow"
-        )
-    if not dialin and not workflow.dials_out:
-        raise CallRefused(
-            "workflow_not_dialout", f"The workflow '{workflow.slug}' does not place calls (it is dial-in only).",
-            field="workflow",
-        )
+CallRefused = rules.CallRefused  # the callers' name for the one refusal (calls.rules)
 
 
 def _start_on_commit(call: CallSession) -> None:
@@ -246,9 +155,8 @@ def place_call(
             existing.replayed = True
             return existing
 
-    _check_workflow(organization, workflow, dialin=False)
-    if patient is None or patient.organization_id != organization.pk:
-        raise CallRefused("patient_not_found", "No such patient in this organisation.", field="patient")
+    rules.check_workflow(organization, workflow)
+    rules.check_patient(organization, patient)
 
     if phone_number:
         try:
@@ -264,11 +172,7 @@ def place_call(
                 field="phone_number",
             )
 
-    refused = policy.refusal(organization, workflow, patient)
-    if refused is not None:
-        raise CallRefused(*refused)
-
-    _check_deployment()
+    rules.check_deployment()
 
     basis = consent_basis or workflow.consent_basis
     caller_id = (caller_id or "").strip() or organization.dialout_caller_id or ""
@@ -323,35 +227,29 @@ def _new_dial_out(
     try:
         ring = policy.plan(workflow, patient, organization, basis=basis, number=to_number,
                            not_before=not_before, now=now)
-    except policy.NoCallingHours as exc:
+    except rules.NoCallingHours as exc:
         raise CallRefused("no_calling_hours", str(exc), field="patient")
     if ring.capped_by is not None and if_capped == "refuse":
         raise CallRefused(
             "frequency_cap",
-            f"The organisation allows {policy.describe_limit(ring.capped_by, basis)}; "
+            f"The organisation allows {rules.describe_limit(ring.capped_by, basis)}; "
             f"the next call may ring at {ring.at.isoformat()}.",
             field="patient",
         )
-    ring_at = ring.at
-    scheduled = ring_at > now
-    call = CallSession(
+    call = new_dial_out(
         organization=organization,
         workflow=workflow,
         patient=patient,
-        direction=Direction.DIAL_OUT,
-        consent_basis=basis,
-        status=CallStatus.SCHEDULED if scheduled else CallStatus.QUEUED,
-        scheduled_for=ring_at if scheduled else None,
-        queued_at=None if scheduled else now,
-        dispatched_at=None if scheduled else now,
-        attempt=1,
-        max_attempts=workflow.max_attempts,
-        from_number=caller_id,
         to_number=to_number,
-        requested_by_user=requested_by_user,
-        requested_by_api_key=requested_by_api_key,
+        from_number=caller_id,
+        ring_at=ring.at,
+        now=now,
+        start_now=ring.at <= now,
+        consent_basis=basis,
+        requested_by_user_id=requested_by_user.pk if requested_by_user is not None else None,
+        requested_by_api_key_id=requested_by_api_key.pk if requested_by_api_key is not None else None,
         idempotency_key=idempotency_key,
-        request_fingerprint=request_fingerprint if idempotency_key else "",
+        request_fingerprint=request_fingerprint,
     )
     with transaction.atomic():  # an IntegrityError here leaves the caller's transaction usable
         call.save(force_insert=True)
@@ -398,12 +296,12 @@ def accept_dialin(
     nothing. ``sip_headers`` are accepted but not stored (they may carry
     caller details and the bot does not need them).
     """
-    _check_workflow(organization, workflow, dialin=True)
+    rules.check_workflow(organization, workflow, dialin=True)
     call_id = (call_id or "").strip()
     call_domain = (call_domain or "").strip()
     if not call_id or not call_domain:
         raise CallRefused("invalid", "callId and callDomain are required.", field="callId" if not call_id else "callDomain")
-    _check_deployment()
+    rules.check_deployment()
     if (
         CallSession.objects.filter(daily_call_domain=call_domain, daily_call_id=call_id)
         .exclude(organization=organization)

@@ -163,7 +163,7 @@ class CampaignAdmin(OrgScopedAdmin):
         service, done = ACTIONS[action]
         try:
             service(campaign) if action != "start" else service(campaign, by_user=request.user)
-        except services.CampaignRefused as exc:
+        except services.CallRefused as exc:
             self.message_user(request, exc.message, messages.ERROR)
         else:
             self.message_user(request, done, messages.SUCCESS)
@@ -245,7 +245,7 @@ class PatientCampaignAdmin(PatientCallAdmin):
                     start_at=form.cleaned_data["start_at"],
                     created_by_user=request.user,
                 )
-            except services.CampaignRefused as exc:
+            except services.CallRefused as exc:
                 self.message_user(request, f"The campaign was not started: {exc.message}", messages.ERROR)
                 return None
             self.message_user(request, f"Started the campaign “{campaign.name}”.", messages.SUCCESS)

@@ -118,7 +118,7 @@ class CampaignFilters(Schema):
     status: CampaignStatus | None = None
 
 
-def _refusal(exc: services.CampaignRefused) -> ApiError:
+def _refusal(exc: services.CallRefused) -> ApiError:
     errors = exc.errors or ([{"field": exc.field, "message": exc.message}] if exc.field else [])
     return ApiError(exc.status, exc.message, errors)
 
@@ -183,7 +183,7 @@ def create_campaign(
     if key:
         try:
             existing = services.existing_for_key(org, key, fingerprint)
-        except services.CampaignRefused as exc:
+        except services.CallRefused as exc:
             raise _refusal(exc)
         if existing is not None:
             return Status(200, _out(existing))
@@ -205,7 +205,7 @@ def create_campaign(
             idempotency_key=key,
             request_fingerprint=fingerprint,
         )
-    except services.CampaignRefused as exc:
+    except services.CallRefused as exc:
         raise _refusal(exc)
     return Status(200 if getattr(campaign, "replayed", False) else 201, _out(campaign))
 
@@ -236,7 +236,7 @@ def _action(request, campaign_id: int, service):
     campaign = _get(request, campaign_id)
     try:
         service(campaign)
-    except services.CampaignRefused as exc:
+    except services.CallRefused as exc:
         raise _refusal(exc)
     return _out(campaign)
 

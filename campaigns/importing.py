@@ -169,7 +169,7 @@ def import_targets(campaign, data: bytes) -> ImportReport:
         patients = Patient.objects.filter(organization=campaign.organization, pk__in=ids)
         try:
             report.added_targets = services.add_targets(campaign, patients)
-        except services.CampaignRefused as exc:
+        except services.CallRefused as exc:
             transaction.set_rollback(True)
             report.errors.append(exc.message)
             return report

@@ -24,7 +24,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 from django.db import IntegrityError, transaction
 from django.db.models import Q
@@ -32,10 +31,11 @@ from django.utils import timezone
 
 from audit.models import AuditAction
 from audit.services import record as audit
-from calls import policy, state
+from audit.services import record_many as audit_many
+from calls import policy, rules, state
+from calls.rules import CallRefused
+from calls.dialout import new_dial_out
 from calls.models import FINAL_STATUSES, CallEvent, CallSession, CallStatus
-from organizations.models import Direction
-from patients.phone import try_normalize_phone
 
 from webhooks.services import campaign_finished
 
@@ -52,63 +52,9 @@ UNSTARTED = (CallStatus.SCHEDULED, CallStatus.QUEUED)
 FINAL = [str(s) for s in FINAL_STATUSES]
 
 
-class CampaignRefused(Exception):
-    """A campaign that may not be created or changed, with a reason for a person."""
-
-    STATUS = {
-        "workflow_inactive": 409,
-        "workflow_not_dialout": 409,
-        "workflow_not_found": 404,
-        "organization_inactive": 409,
-        "unknown_patients": 422,
-        "no_targets": 422,
-        "not_allowed": 409,
-        "idempotency_conflict": 409,
-    }
-
-    def __init__(self, code: str, message: str, field: str | None = None, errors: list[dict] | None = None):
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.field = field
-        self.errors = errors
-
-    @property
-    def status(self) -> int:
-        return self.STATUS.get(self.code, 409)
-
-
-# --- who may be called -----------------------------------------------------------------
-
-
-# Phone numbers are parsed once per process and number: a 5,000-patient campaign
-# checks each number when it is added and again when it starts.
-_normalized = lru_cache(maxsize=65536)(try_normalize_phone)
-
-
-def skip_reason_for(patient) -> str:
-    """Why a patient is skipped by a campaign ('' when they may be called)."""
-    if patient.do_not_call:
-        return SkipReason.DO_NOT_CALL
-    if not patient.consent_to_call:
-        return SkipReason.NO_CONSENT
-    if _normalized(patient.phone or "") is None:
-        return SkipReason.INVALID_PHONE
-    return ""
-
-
-def check_workflow(organization, workflow) -> None:
-    if not organization.is_active:
-        raise CampaignRefused("organization_inactive", f"The organisation {organization.name} is inactive.")
-    if workflow.organization_id != organization.pk:
-        raise CampaignRefused("workflow_not_found", "No such workflow in this organisation.", field="workflow")
-    if not workflow.is_active:
-        raise CampaignRefused("workflow_inactive", f"The workflow '{workflow.slug}' is inactive.", field="workflow")
-    if not workflow.dials_out:
-        raise CampaignRefused(
-            "workflow_not_dialout", f"The workflow '{workflow.slug}' does not place calls (it is dial-in only).",
-            field="workflow",
-        )
+def skip_reason_for(organization, patient) -> str:
+    """Why a patient is skipped by a campaign ('' when they may be called): ``calls.rules``."""
+    return rules.skip_reason(organization, patient)
 
 
 # --- create and start --------------------------------------------------------------------
@@ -122,7 +68,7 @@ def existing_for_key(organization, key: str, fingerprint: str) -> Campaign | Non
         Campaign.objects.filter(pk=existing.pk).update(idempotency_key=None)
         return None
     if existing.request_fingerprint != fingerprint:
-        raise CampaignRefused(
+        raise CallRefused(
             "idempotency_conflict",
             "This Idempotency-Key was already used with a different request body; use a new key for a new campaign.",
             field="Idempotency-Key",
@@ -133,16 +79,17 @@ def existing_for_key(organization, key: str, fingerprint: str) -> Campaign | Non
 def add_targets(campaign: Campaign, patients) -> int:
     """Add patients (once each) to a campaign that has not started; returns how many were new."""
     if campaign.status != CampaignStatus.DRAFT:
-        raise CampaignRefused("not_allowed", "Patients can only be added to a campaign that has not started.")
+        raise CallRefused("not_allowed", "Patients can only be added to a campaign that has not started.")
     existing = set(campaign.targets.values_list("patient_id", flat=True))
     new, seen = [], set(existing)
     for patient in patients:
         if patient.organization_id != campaign.organization_id:
-            raise CampaignRefused("unknown_patients", "A patient of another organisation cannot be added.")
+            raise CallRefused("unknown_patients", "A patient of another organisation cannot be added.")
         if patient.pk in seen:
             continue
         seen.add(patient.pk)
-        new.append(CampaignTarget(campaign=campaign, patient=patient, skip_reason=skip_reason_for(patient)))
+        new.append(CampaignTarget(campaign=campaign, patient=patient,
+                                  skip_reason=skip_reason_for(campaign.organization, patient)))
     CampaignTarget.objects.bulk_create(new, batch_size=1000)
     return len(new)
 
@@ -172,7 +119,7 @@ def create_campaign(
         if existing is not None:
             existing.replayed = True
             return existing
-    check_workflow(organization, workflow)
+    rules.check_workflow(organization, workflow)
     try:
         with transaction.atomic():
             campaign = Campaign.objects.create(
@@ -188,11 +135,7 @@ def create_campaign(
             )
             add_targets(campaign, patients)
             if start:
-                start_campaign(campaign)
-                audit(
-                    AuditAction.START_CAMPAIGN, campaign, user=created_by_user, api_key=created_by_api_key,
-                    via="api" if created_by_api_key is not None else "admin",
-                )
+                start_campaign(campaign, by_user=created_by_user, by_api_key=created_by_api_key)
     except IntegrityError:
         if not key:
             raise
@@ -206,8 +149,10 @@ def create_campaign(
     return campaign
 
 
-def start_campaign(campaign: Campaign, *, by_user=None) -> Campaign:
+def start_campaign(campaign: Campaign, *, by_user=None, by_api_key=None) -> Campaign:
     """draft → running: one first attempt, held, per eligible target; the others are skipped.
+
+    Audited as the campaign's start and each call's placing, by ``by_user`` or ``by_api_key``.
 
     The skip reasons are checked again now (a patient may have changed since
     being added). Attempts are written in bulk: a 5,000-patient campaign starts
@@ -219,56 +164,56 @@ def start_campaign(campaign: Campaign, *, by_user=None) -> Campaign:
         )
         if not moved:
             campaign.refresh_from_db()
-            raise CampaignRefused("not_allowed", f"The campaign is {campaign.get_status_display().lower()}, not a draft.")
+            raise CallRefused("not_allowed", f"The campaign is {campaign.get_status_display().lower()}, not a draft.")
         organization, workflow = campaign.organization, campaign.workflow
-        check_workflow(organization, workflow)
+        rules.check_workflow(organization, workflow)
+        rules.check_deployment()
         now = timezone.now()
-        caller_id = (organization.dialout_caller_id or "")[:32]
+        caller_id = organization.dialout_caller_id or ""
         targets = list(campaign.targets.select_related("patient"))
         basis = workflow.consent_basis
         # Each patient's other calls, for the organisation's limits a day and a week (one query).
-        moments = policy.counted_moments(organization.pk, [t.patient_id for t in targets], now=now)
+        moments = rules.counted_moments(organization.pk, [t.patient_id for t in targets], now=now)
         calls, reasons = [], {}
         for target in targets:
-            reason = skip_reason_for(target.patient)
+            reason = skip_reason_for(organization, target.patient)
             ring_at = None
             if not reason:
                 # When it may ring under the call policy: the campaign's start, moved into the
                 # workflow's hours in the callee's zone(s) and past the patient's limits.
-                number = _normalized(target.patient.phone)
+                number = rules.normalized_phone(target.patient.phone)
                 try:
                     ring_at = policy.plan(
                         workflow, target.patient, organization, basis=basis, number=number,
                         not_before=campaign.start_at, now=now, moments=moments.get(target.patient_id, []),
                     ).at
-                except policy.NoCallingHours:
+                except rules.NoCallingHours:
                     reason = SkipReason.NO_CALLING_HOURS
             if reason != target.skip_reason:
                 reasons.setdefault(reason, []).append(target.pk)
             if reason:
                 continue
             calls.append(
-                CallSession(
-                    organization_id=campaign.organization_id,
-                    workflow_id=campaign.workflow_id,
-                    patient_id=target.patient_id,
-                    direction=Direction.DIAL_OUT,
-                    consent_basis=basis,
-                    status=CallStatus.SCHEDULED,
-                    scheduled_for=ring_at,
-                    attempt=1,
-                    max_attempts=workflow.max_attempts,
+                new_dial_out(
+                    organization=organization,
+                    workflow=workflow,
+                    patient=target.patient,
+                    to_number=rules.normalized_phone(target.patient.phone),
                     from_number=caller_id,
-                    to_number=_normalized(target.patient.phone),
-                    requested_by_user_id=campaign.created_by_user_id,
-                    requested_by_api_key_id=campaign.created_by_api_key_id,
+                    ring_at=ring_at,
+                    now=now,
                     campaign_id=campaign.pk,
                     held=True,
+                    requested_by_user_id=campaign.created_by_user_id,
+                    requested_by_api_key_id=campaign.created_by_api_key_id,
                 )
             )
         for reason, pks in reasons.items():
             CampaignTarget.objects.filter(pk__in=pks).update(skip_reason=reason)
         CallSession.objects.bulk_create(calls, batch_size=1000)
+        via = "api" if by_api_key is not None else "admin"
+        audit(AuditAction.START_CAMPAIGN, campaign, user=by_user, api_key=by_api_key, via=via)
+        audit_many(AuditAction.PLACE_CALL, calls, user=by_user, api_key=by_api_key, via=via)
         CallEvent.objects.bulk_create(
             [
                 CallEvent(call_id=c.pk, at=now, kind="status",
@@ -298,7 +243,7 @@ def _move(campaign: Campaign, allowed_from, to: str, verb: str, *, notify: bool 
             _notify_finished(campaign.pk)
     campaign.refresh_from_db()
     if not moved:
-        raise CampaignRefused("not_allowed", f"A {campaign.get_status_display().lower()} campaign cannot be {verb}.")
+        raise CallRefused("not_allowed", f"A {campaign.get_status_display().lower()} campaign cannot be {verb}.")
 
 
 def pause_campaign(campaign: Campaign) -> Campaign:

@@ -52,9 +52,9 @@ def _calling_hours_floor(request, monkeypatch):
         return
     import datetime
 
-    from calls import policy
+    from calls import rules
 
-    monkeypatch.setattr(policy, "CALLING_HOURS_FLOOR", (datetime.time(0, 0), datetime.time.max))
+    monkeypatch.setattr(rules, "CALLING_HOURS_FLOOR", (datetime.time(0, 0), datetime.time.max))
 
 
 @pytest.fixture(autouse=True)

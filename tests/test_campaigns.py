@@ -30,6 +30,12 @@ NY = ZoneInfo("America/New_York")
 HOLDING = (CallStatus.STARTING, CallStatus.RINGING, CallStatus.WAITING, CallStatus.IN_PROGRESS)
 
 
+@pytest.fixture(autouse=True)
+def _deployment_configured(settings):
+    """A campaign's start checks the deployment as a call's does (calls.rules); fake servers set their own key."""
+    settings.DAILY_API_KEY = settings.DAILY_API_KEY or "key-for-tests"
+
+
 def tick(now):
     """One tick of the calls' dispatcher: the campaigns' step, then promote and hand (eager starts)."""
     return dispatcher.dispatch(start_call.delay, now, reap=False)
@@ -194,7 +200,7 @@ def test_skip_reasons(clinic):
 def test_dialin_only_workflow_refused(clinic):
     org, _ = clinic
     inbound = factories.make_workflow(org, slug="inbound", direction="dial_in")
-    with pytest.raises(services.CampaignRefused) as exc:
+    with pytest.raises(services.CallRefused) as exc:
         services.create_campaign(organization=org, workflow=inbound, name="X", patients=[ny_patient(org)])
     assert exc.value.code == "workflow_not_dialout"
     assert not Campaign.objects.exists()

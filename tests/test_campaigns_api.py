@@ -10,6 +10,12 @@ from tests import factories
 from tests.api_fixtures import *  # noqa: F401,F403
 from tests.api_fixtures import auth, post_json
 
+
+@pytest.fixture(autouse=True)
+def _deployment_configured(settings):
+    """A campaign's start checks the deployment as a call's does (calls.rules); fake servers set their own key."""
+    settings.DAILY_API_KEY = settings.DAILY_API_KEY or "key-for-tests"
+
 URL = "/api/campaigns"
 
 

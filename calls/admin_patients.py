@@ -270,7 +270,8 @@ class PatientCallAdmin(PatientAdmin):
                 refused.append(f"{display.label_for(request.user, patient)}: {exc.message}")
         if placed:
             scheduled = sum(1 for call in placed if call.status == "scheduled")
-            note = f" ({scheduled} outside calling hours: scheduled for the next opening)" if scheduled else ""
+            note = (f" ({scheduled} outside calling hours or over the organisation's limit a day or a week: "
+                    "scheduled for when they may ring)") if scheduled else ""
             self.message_user(
                 request, f"Placed {len(placed)} call(s) with {workflow.name}{note}.", messages.SUCCESS
             )

@@ -256,19 +256,6 @@ async def test_keypad_digits_reach_the_llm_and_are_reported(status_server):
     assert any("DTMF: 1#" in str(c) for c in user_lines)
 
 
-async def test_transfer_to_a_human(status_server):
-    b = await start_bot(status_server, "dial_in", workflow={"transfer_number": "+15557654321"},
-                        script=[Tool("transfer_to_human", reason="wants a person")])
-    await dialin_connected(b)
-    await b.wait_until(lambda: b.tts.spoken)
-    await b.say("Can I talk to a real person?")
-    await b.wait_finished()
-    await close(b)
-    assert "Please hold while I connect you" in b.tts.spoken[-1]
-    assert ("sip_call_transfer", {"toEndPoint": "+15557654321"}) in b.transport.actions
-    assert status_server.event("transfer_started") == [{}]
-    assert status_server.event("ended") == [{"reason": "transferred"}]
-
 
 async def test_llm_error_mid_call_apologises_and_ends_with_a_reason(status_server):
     b = await start_bot(status_server, "dial_in", script=[RuntimeError("upstream 500")])

@@ -34,6 +34,7 @@ from loguru import logger  # noqa: E402
 from pydantic import ValidationError  # noqa: E402
 
 from botkit import phi  # noqa: E402
+from botkit import identity  # noqa: E402
 from botkit import prompt  # noqa: E402
 
 # Installed at import, so it is in place before the runner logs a /start body.
@@ -271,6 +272,12 @@ class Call:
         self._pending_metrics: dict[str, int] = {}
         self._finished = False
         self._timers: dict[str, asyncio.Task] = {}
+        # Calling law: the server's tools (verify_identity), whether the person is verified
+        # (the patient's details beyond the first name arrive only then), and opt-out.
+        self.tools = identity.ServerTools(req.tools_url, req.status_token) if req.tools_url else None
+        self.verified = not identity.verifies(req)
+        self.opted_out = False
+        self._phi_handles: list[Any] = []
 
         self.dialout: DialoutManager | None = None
         if req.dialout_settings is not None:
@@ -406,6 +413,9 @@ class Call:
         tone = data.get("tone") if isinstance(data, dict) else None
         if tone:
             self.report("dtmf", {"digits": str(tone)})
+            digit = self.req.workflow.opt_out_digit
+            if digit and str(tone) == digit and (self.connected or self.is_dialin):
+                await self.opt_out_now("dtmf")
 
     # -- pipeline events -------------------------------------------------------
 
@@ -502,11 +512,20 @@ class Call:
         if not self.person_confirmed:
             return
         self.greeted = True
-        if self.req.workflow.speaks_first != "bot":
-            if self.voicemail_detection:
-                await self.worker.queue_frames([LLMRunFrame()])  # they already spoke ("Hello?")
+        # First, before anything personal: who is calling, that it is automated, how to stop the calls.
+        disclosure = identity.disclosure(self.req)
+        if not self.verified:
+            # Nothing personal until the server confirms who this is: the disclosure and the question.
+            await self.worker.queue_frames([TTSSpeakFrame(f"{disclosure} {identity.verification_question(self.req)}")])
             return
-        text = prompt.first_message(self.req)
+        if self.req.workflow.speaks_first != "bot":
+            frames: list[Frame] = [TTSSpeakFrame(disclosure)] if disclosure else []
+            if self.voicemail_detection:
+                frames.append(LLMRunFrame())  # they already spoke ("Hello?")
+            if frames:
+                await self.worker.queue_frames(frames)
+            return
+        text = " ".join(t for t in (disclosure, prompt.first_message(self.req)) if t)
         if text:
             await self.worker.queue_frames([TTSSpeakFrame(text)])
         else:
@@ -547,6 +566,55 @@ class Call:
             {"ending": True}, properties=FunctionCallResultProperties(run_llm=False)
         )
         await self.end("completed", goodbye=goodbye)
+
+    async def opt_out_now(self, via: str) -> None:
+        """The person asked not to be called again: tell the server at once, say so, end ``opted_out``."""
+        if self.opted_out or self.ending:
+            return
+        self.opted_out = True
+        logger.info(f"the person opted out ({via})")
+        self.report("opt_out", {"via": via})
+        await self.end("opted_out", goodbye=identity.opt_out_goodbye(self.req))
+
+    async def opt_out(self, params: FunctionCallParams) -> None:
+        """LLM tool: "stop calling me", "take me off your list"."""
+        await params.result_callback({"opted_out": True}, properties=FunctionCallResultProperties(run_llm=False))
+        await self.opt_out_now("voice")
+
+    async def verify_identity(self, params: FunctionCallParams) -> None:
+        """LLM tool: what the person said, checked by the server; the rest of the details only if it matches."""
+        args = {k: str(v) for k, v in dict(params.arguments or {}).items() if k in ("date_of_birth", "postal_code")}
+        if self.verified:
+            await params.result_callback({"verified": True, "note": "already verified"})
+            return
+        if self.tools is None:
+            await params.result_callback({"verified": False, "error": "verification is not available"})
+            return
+        try:
+            answer = await self.tools.call("verify_identity", args)
+        except identity.ToolCallError as e:
+            if e.status == 422:  # not understood (no date, no ZIP): counts for nothing, ask again
+                await params.result_callback({"verified": False, "ask_again": True, "error": e.detail})
+                return
+            logger.warning(f"verify_identity failed: {phi.redact(e.detail)}")
+            await params.result_callback({"verified": False, "error": "verification is not available"},
+                                         properties=FunctionCallResultProperties(run_llm=False))
+            await self.end("unverified", goodbye=identity.unverified_goodbye(self.req))
+            return
+        if answer.get("verified"):
+            self.verified = True
+            details = answer.get("patient_data") if isinstance(answer.get("patient_data"), dict) else {}
+            self._phi_handles.append(phi.register(phi.sensitive_values(details, [])))
+            await params.result_callback({"verified": True, "patient_data": details})
+            return
+        if answer.get("end_call"):
+            await params.result_callback({"verified": False}, properties=FunctionCallResultProperties(run_llm=False))
+            await self.end("unverified", goodbye=identity.unverified_goodbye(self.req))
+            return
+        await params.result_callback({
+            "verified": False, "attempts_left": answer.get("attempts_left"),
+            "instruction": "Say that it did not match and ask once more. Say nothing else about the patient.",
+        })
 
     async def transfer_to_human(self, params: FunctionCallParams) -> None:
         """LLM tool: say so, then hand the phone leg to the workflow's number (Daily SIP call transfer)."""
@@ -709,6 +777,9 @@ class Call:
         if self._finished:
             return
         self._finished = True
+        for handle in self._phi_handles:  # the details learnt after verification
+            phi.unregister(handle)
+        self._phi_handles = []
         self._cancel_timers()
         if self.dialout is not None:
             self.dialout.stop()
@@ -798,7 +869,7 @@ def create_services(req: AgentRequest, openai: dict[str, Any] | None = None) -> 
         settings=_settings(
             OpenAILLMService,
             model=os.environ.get("OPENAI_LLM_MODEL"),
-            system_instruction=prompt.build_system_prompt(req),
+            system_instruction=identity.system_prompt(req, prompt.build_system_prompt(req)),
         ),
     )
     tts = OpenAITTSService(
@@ -841,6 +912,23 @@ def build_tools(req: AgentRequest) -> ToolsSchema:
             required=[],
         ),
     ]
+    tools.append(
+        FunctionSchema(
+            name="opt_out",
+            description="The person asked not to be called again: stop all calls from the clinic and end the call.",
+            properties=identity.OPT_OUT_PROPERTIES,
+            required=[],
+        )
+    )
+    if identity.verifies(req):
+        tools.append(
+            FunctionSchema(
+                name="verify_identity",
+                description="Check the date of birth (and ZIP code) the person said against the clinic's record.",
+                properties=identity.VERIFY_IDENTITY_PROPERTIES,
+                required=["date_of_birth"],
+            )
+        )
     if req.workflow.transfer_number:
         tools.append(
             FunctionSchema(
@@ -863,6 +951,9 @@ def build_pipeline(
 
     llm.register_function("record_outcome", call.record_outcome)
     llm.register_function("end_call", call.end_call)
+    llm.register_function("opt_out", call.opt_out)
+    if identity.verifies(req):
+        llm.register_function("verify_identity", call.verify_identity)
     if req.workflow.transfer_number:
         llm.register_function("transfer_to_human", call.transfer_to_human)
 

@@ -104,6 +104,14 @@ def opt_out_rules(req: Any) -> str:
     )
 
 
+def system_prompt(req: Any, base: str) -> str:
+    """The prompt with the calling-law rules: opt-out always, verification while it is on."""
+    parts = [base, opt_out_rules(req)]
+    if verifies(req):
+        parts.insert(1, verification_rules(req))
+    return "\n\n".join(p for p in parts if p)
+
+
 def opt_out_goodbye(req: Any) -> str:
     return personalise(OPT_OUT_GOODBYE, _values(req))
 

@@ -116,7 +116,11 @@ async def test_outcome_tool_then_end_tool_goodbye_hang_up_ended(status_server):
     await dialout_answered(b)
     await b.say("Hello?")  # a person: the detector lets the greeting through
     await b.wait_until(lambda: b.tts.spoken)
-    assert b.tts.spoken[0] == "Hello Ada, this is Acme Clinic about Tuesday 3 PM with Dr Babbage."
+    # The disclosure first (clinic, automated, how to stop the calls), then the personal greeting.
+    assert b.tts.spoken[0] == (
+        "Hello, this is an automated assistant calling from Acme Clinic. To stop these calls, say stop calling "
+        "me at any time. Hello Ada, this is Acme Clinic about Tuesday 3 PM with Dr Babbage."
+    )
 
     await b.say("Yes, I will come.")
     await b.wait_until(lambda: "Great, see you on Tuesday." in " ".join(b.tts.spoken))

@@ -34,6 +34,7 @@ from loguru import logger  # noqa: E402
 from pydantic import ValidationError  # noqa: E402
 
 from botkit import phi  # noqa: E402
+from botkit import identity  # noqa: E402
 from botkit import prompt  # noqa: E402
 from botkit import scheduling  # noqa: E402
 
@@ -76,12 +77,12 @@ from pipecat.transports.daily.transport import (  # noqa: E402
     DailySIPTransferFrame,
     DailyTransport,
 )
-from pipecat.turns.user_mute.base_user_mute_strategy import BaseUserMuteStrategy  # noqa: E402
 from pipecat.turns.user_turn_strategies import UserTurnStrategies  # noqa: E402
 from pipecat.workers.runner import WorkerRunner  # noqa: E402
 
 from botkit.dialout import DEFAULT_BACKOFF, DEFAULT_STOP_GRACE_S, DialoutManager, safe_daily_data  # noqa: E402
 from botkit.reporter import StatusReporter  # noqa: E402
+from botkit.screening import HoldUntilPerson  # noqa: E402
 from botrunner.agent_request import AgentRequest  # noqa: E402
 
 DEFAULT_DAILY_API_URL = "https://api.daily.co/v1"
@@ -118,6 +119,11 @@ DISCONNECTED_PREFIX = "Disconnected from "
 
 # The LLM and TTS services' errors end the call with this reason (see Call.on_service_error).
 SERVICE_ERROR = "service_error"
+
+# What Daily's output transport pushes as an error when a SIP transfer fails.
+TRANSFER_ERROR_PREFIX = "Unable to transfer SIP call"
+# A transfer that neither fails nor moves the phone leg away within this time is taken as done.
+TRANSFER_TIMEOUT_S = 30.0
 
 
 # ---------------------------------------------------------------------------
@@ -252,6 +258,7 @@ class Call:
             (req.dialout_settings is not None) if voicemail_detection is None else voicemail_detection
         )
         self.person_confirmed = not self.voicemail_detection
+        self.voicemail_heard = False
         self.greeted = False
         self.asked_still_there = False
         self.end_reason: str | None = None
@@ -266,6 +273,12 @@ class Call:
         self._pending_metrics: dict[str, int] = {}
         self._finished = False
         self._timers: dict[str, asyncio.Task] = {}
+        # Calling law: the server's tools (verify_identity), whether the person is verified
+        # (the patient's details beyond the first name arrive only then), and opt-out.
+        self.tools = identity.ServerTools(req.tools_url, req.status_token) if req.tools_url else None
+        self.verified = not identity.verifies(req)
+        self.opted_out = False
+        self._phi_handles: list[Any] = []
 
         self.dialout: DialoutManager | None = None
         if req.dialout_settings is not None:
@@ -329,12 +342,17 @@ class Call:
         await self.maybe_greet()
 
     async def on_participant_joined(self, participant: Any = None) -> None:
-        if isinstance(participant, dict) and participant.get("id") and self.phone_participant_id is None:
+        if not (isinstance(participant, dict) and participant.get("id")):
+            return
+        if self.dialout is not None:
+            self.dialout.participant_joined(str(participant["id"]))  # this attempt's leg, not an earlier one
+        elif self.phone_participant_id is None:
             self.phone_participant_id = str(participant["id"])
 
     async def on_participant_left(self, participant: Any = None, reason: Any = None) -> None:
         self.report("participant_left", {"reason": str(reason or "")})
-        if isinstance(participant, dict) and participant.get("id") == self.phone_participant_id:
+        phone = self.dialout.participant_id if self.dialout is not None else self.phone_participant_id
+        if isinstance(participant, dict) and participant.get("id") == phone:
             self.connected = False  # that leg is gone: nothing to hang up
         if self.is_dialin or (self.dialout is not None and self.dialout.answered):
             await self.end("transferred" if self.transferring else "completed")
@@ -362,8 +380,6 @@ class Call:
 
     async def on_dialout_answered(self, data: Any) -> None:
         self.connected = True
-        if isinstance(data, dict) and data.get("participantId"):
-            self.phone_participant_id = str(data["participantId"])
         if self.dialout is not None:
             await self.dialout.handle_answered(data)
         self._start_max_duration()
@@ -372,8 +388,6 @@ class Call:
         await self.maybe_greet()
 
     async def on_dialout_connected(self, data: Any) -> None:
-        if isinstance(data, dict) and data.get("participantId"):
-            self.phone_participant_id = str(data["participantId"])
         self.report("dialout_connected", safe_daily_data(data))
 
     async def on_dialout_stopped(self, data: Any) -> None:
@@ -400,6 +414,9 @@ class Call:
         tone = data.get("tone") if isinstance(data, dict) else None
         if tone:
             self.report("dtmf", {"digits": str(tone)})
+            digit = self.req.workflow.opt_out_digit
+            if digit and str(tone) == digit and (self.connected or self.is_dialin):
+                await self.opt_out_now("dtmf")
 
     # -- pipeline events -------------------------------------------------------
 
@@ -413,11 +430,24 @@ class Call:
 
     async def on_user_turn_started(self) -> None:
         self.asked_still_there = False
+        if self.screening:
+            self._cancel_timer("verdict")  # someone is talking: the detector decides once they stop
+
+    async def on_user_turn_stopped(self, text: Any) -> None:
+        self.on_transcript("user", text)
+        if self.screening:  # the verdict timer measures silence, not the length of a greeting
+            self._cancel_timer("verdict")
+            self._start_timer("verdict", self.req.workflow.silence_timeout_s, self._no_verdict)
+
+    @property
+    def screening(self) -> bool:
+        """Answered, and not yet known to be a person or a mailbox."""
+        return self.voicemail_detection and not self.person_confirmed and not self.voicemail_heard and not self.ending
 
     async def on_user_idle(self) -> None:
         """The user aggregator's idle timeout (``silence_timeout_s`` after the bot stopped): ask once, then end."""
-        if self.ending:
-            return
+        if self.ending or not self.person_confirmed:
+            return  # while screening, the verdict timer decides
         if not self.asked_still_there:
             self.asked_still_there = True
             logger.info("silence: asking whether anyone is there")
@@ -435,6 +465,7 @@ class Call:
     async def on_voicemail_detected(self, processor: FrameProcessor) -> None:
         """A mailbox answered and its greeting is over: leave only the workflow's message, then hang up."""
         self._cancel_timer("verdict")
+        self.voicemail_heard = True
         self.report("voicemail_detected", {})
         message = prompt.voicemail_message(self.req) if self.req.workflow.leave_voicemail else ""
         if message and not self.ending:
@@ -482,11 +513,20 @@ class Call:
         if not self.person_confirmed:
             return
         self.greeted = True
-        if self.req.workflow.speaks_first != "bot":
-            if self.voicemail_detection:
-                await self.worker.queue_frames([LLMRunFrame()])  # they already spoke ("Hello?")
+        # First, before anything personal: who is calling, that it is automated, how to stop the calls.
+        disclosure = identity.disclosure(self.req)
+        if not self.verified:
+            # Nothing personal until the server confirms who this is: the disclosure and the question.
+            await self.worker.queue_frames([TTSSpeakFrame(f"{disclosure} {identity.verification_question(self.req)}")])
             return
-        text = prompt.first_message(self.req)
+        if self.req.workflow.speaks_first != "bot":
+            frames: list[Frame] = [TTSSpeakFrame(disclosure)] if disclosure else []
+            if self.voicemail_detection:
+                frames.append(LLMRunFrame())  # they already spoke ("Hello?")
+            if frames:
+                await self.worker.queue_frames(frames)
+            return
+        text = " ".join(t for t in (disclosure, prompt.first_message(self.req)) if t)
         if text:
             await self.worker.queue_frames([TTSSpeakFrame(text)])
         else:
@@ -528,6 +568,55 @@ class Call:
         )
         await self.end("completed", goodbye=goodbye)
 
+    async def opt_out_now(self, via: str) -> None:
+        """The person asked not to be called again: tell the server at once, say so, end ``opted_out``."""
+        if self.opted_out or self.ending:
+            return
+        self.opted_out = True
+        logger.info(f"the person opted out ({via})")
+        self.report("opt_out", {"via": via})
+        await self.end("opted_out", goodbye=identity.opt_out_goodbye(self.req))
+
+    async def opt_out(self, params: FunctionCallParams) -> None:
+        """LLM tool: "stop calling me", "take me off your list"."""
+        await params.result_callback({"opted_out": True}, properties=FunctionCallResultProperties(run_llm=False))
+        await self.opt_out_now("voice")
+
+    async def verify_identity(self, params: FunctionCallParams) -> None:
+        """LLM tool: what the person said, checked by the server; the rest of the details only if it matches."""
+        args = {k: str(v) for k, v in dict(params.arguments or {}).items() if k in ("date_of_birth", "postal_code")}
+        if self.verified:
+            await params.result_callback({"verified": True, "note": "already verified"})
+            return
+        if self.tools is None:
+            await params.result_callback({"verified": False, "error": "verification is not available"})
+            return
+        try:
+            answer = await self.tools.call("verify_identity", args)
+        except identity.ToolCallError as e:
+            if e.status == 422:  # not understood (no date, no ZIP): counts for nothing, ask again
+                await params.result_callback({"verified": False, "ask_again": True, "error": e.detail})
+                return
+            logger.warning(f"verify_identity failed: {phi.redact(e.detail)}")
+            await params.result_callback({"verified": False, "error": "verification is not available"},
+                                         properties=FunctionCallResultProperties(run_llm=False))
+            await self.end("unverified", goodbye=identity.unverified_goodbye(self.req))
+            return
+        if answer.get("verified"):
+            self.verified = True
+            details = answer.get("patient_data") if isinstance(answer.get("patient_data"), dict) else {}
+            self._phi_handles.append(phi.register(phi.sensitive_values(details, [])))
+            await params.result_callback({"verified": True, "patient_data": details})
+            return
+        if answer.get("end_call"):
+            await params.result_callback({"verified": False}, properties=FunctionCallResultProperties(run_llm=False))
+            await self.end("unverified", goodbye=identity.unverified_goodbye(self.req))
+            return
+        await params.result_callback({
+            "verified": False, "attempts_left": answer.get("attempts_left"),
+            "instruction": "Say that it did not match and ask once more. Say nothing else about the patient.",
+        })
+
     async def transfer_to_human(self, params: FunctionCallParams) -> None:
         """LLM tool: say so, then hand the phone leg to the workflow's number (Daily SIP call transfer)."""
         number = self.req.workflow.transfer_number
@@ -542,12 +631,24 @@ class Call:
         logger.info("transferring the call to a person")
         speak = TTSSpeakFrame(prompt.TRANSFER_MESSAGE)
         speak.interruptible = False
-        # The transport transfers once the sentence before it has played, then the bot leaves
-        # (a cold transfer: the phone leg is no longer ours, so it is not hung up).
-        await self.end(
-            "transferred",
-            frames=[speak, DailySIPTransferFrame(settings={"toEndPoint": number})],
-        )
+        # The transport transfers once the sentence before it has played. It worked when the
+        # phone leg leaves the room (on_participant_left -> "transferred"); it failed when the
+        # transport pushes "Unable to transfer SIP call" (on_transfer_failed).
+        await self.worker.queue_frames([speak, DailySIPTransferFrame(settings={"toEndPoint": number})])
+        self._start_timer("transfer", TRANSFER_TIMEOUT_S, self._transfer_timed_out)
+
+    async def on_transfer_failed(self, message: Any) -> None:
+        """The SIP transfer failed: the caller is still ours. Say so, promise a call-back, end ``transfer_failed``."""
+        if not self.transferring or self.ending:
+            return
+        self.transferring = False
+        self._cancel_timer("transfer")
+        text = phi.redact(message)
+        logger.warning(f"transfer failed: {text}")
+        await self.end("transfer_failed", goodbye=prompt.TRANSFER_FAILED, data={"error": text[:500]})
+
+    async def _transfer_timed_out(self) -> None:
+        await self.end("transferred")
 
     # -- ending -------------------------------------------------------------
 
@@ -616,11 +717,17 @@ class Call:
             await self.worker.queue_frames(out)
 
     async def hang_up(self) -> None:
-        """Hang up the phone leg the bot dialled (not after a transfer: that leg is someone else's now)."""
-        if self.dialout is None or self.transferring or not self.connected:
+        """Hang up the phone leg the bot dialled (not after a transfer: that leg is someone else's now).
+
+        A leg still ringing is stopped too, or the patient's phone rings on into an empty room.
+        """
+        if self.dialout is None or self.transferring:
+            return
+        if not self.connected:
+            await self.dialout.stop_ringing()
             return
         self.connected = False
-        participant = self.phone_participant_id
+        participant = self.dialout.participant_id
         if not participant:
             logger.warning("no phone participant to hang up; leaving the room ends the leg")
             return
@@ -671,6 +778,9 @@ class Call:
         if self._finished:
             return
         self._finished = True
+        for handle in self._phi_handles:  # the details learnt after verification
+            phi.unregister(handle)
+        self._phi_handles = []
         self._cancel_timers()
         if self.dialout is not None:
             self.dialout.stop()
@@ -702,31 +812,16 @@ def register_event_handlers(transport: DailyTransport, call: Call) -> None:
         transport.add_event_handler(name, handler)
 
 
-class MuteUntilPersonConfirmed(BaseUserMuteStrategy):
-    """Nothing the other end says reaches the LLM until the voicemail detector heard a person.
-
-    The system prompt carries the patient's details: if a mailbox greeting could
-    start an LLM turn, its reply would be personal and would reach the TTS.
-    """
-
-    def __init__(self, call: Call):
-        super().__init__()
-        self._call = call
-
-    async def process_frame(self, frame: Frame) -> bool:
-        await super().process_frame(frame)
-        return not self._call.person_confirmed
-
-
 # ---------------------------------------------------------------------------
 # The pipeline
 # ---------------------------------------------------------------------------
 
 
-def _openai_kwargs() -> dict[str, Any]:
+def _openai_kwargs(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     kwargs: dict[str, Any] = {"api_key": os.environ.get("OPENAI_API_KEY")}
     if os.environ.get("OPENAI_BASE_URL"):
         kwargs["base_url"] = os.environ["OPENAI_BASE_URL"]
+    kwargs.update(overrides or {})
     return kwargs
 
 
@@ -758,25 +853,28 @@ class Services:
     user_turn_strategies: Any = None
 
 
-def create_services(req: AgentRequest) -> Services:
-    """OpenAI speech-to-text, LLM and text-to-speech, in the call's language and the workflow's voice."""
+def create_services(req: AgentRequest, openai: dict[str, Any] | None = None) -> Services:
+    """OpenAI speech-to-text, LLM and text-to-speech, in the call's language and the workflow's voice.
+
+    ``openai`` overrides the client settings from the environment (``api_key``, ``base_url``).
+    """
     wf = req.workflow
     stt = OpenAISTTService(
-        **_openai_kwargs(),
+        **_openai_kwargs(openai),
         settings=_settings(
             OpenAISTTService, model=os.environ.get("OPENAI_STT_MODEL"), language=stt_language(wf.language)
         ),
     )
     llm = OpenAILLMService(
-        **_openai_kwargs(),
+        **_openai_kwargs(openai),
         settings=_settings(
             OpenAILLMService,
             model=os.environ.get("OPENAI_LLM_MODEL"),
-            system_instruction=prompt.build_system_prompt(req) + scheduling.prompt_addition(req),
+            system_instruction=identity.system_prompt(req, prompt.build_system_prompt(req)) + scheduling.prompt_addition(req),
         ),
     )
     tts = OpenAITTSService(
-        **_openai_kwargs(),
+        **_openai_kwargs(openai),
         settings=_settings(
             OpenAITTSService, model=os.environ.get("OPENAI_TTS_MODEL"), voice=wf.voice or None
         ),
@@ -786,7 +884,7 @@ def create_services(req: AgentRequest) -> Services:
         # Its own LLM, without the system prompt: it only ever sees what the other end said.
         classifier = LLMClassifier(
             llm=OpenAILLMService(
-                **_openai_kwargs(),
+                **_openai_kwargs(openai),
                 settings=_settings(OpenAILLMService, model=os.environ.get("OPENAI_CLASSIFIER_MODEL")),
             )
         )
@@ -815,6 +913,23 @@ def build_tools(req: AgentRequest) -> ToolsSchema:
             required=[],
         ),
     ]
+    tools.append(
+        FunctionSchema(
+            name="opt_out",
+            description="The person asked not to be called again: stop all calls from the clinic and end the call.",
+            properties=identity.OPT_OUT_PROPERTIES,
+            required=[],
+        )
+    )
+    if identity.verifies(req):
+        tools.append(
+            FunctionSchema(
+                name="verify_identity",
+                description="Check the date of birth (and ZIP code) the person said against the clinic's record.",
+                properties=identity.VERIFY_IDENTITY_PROPERTIES,
+                required=["date_of_birth"],
+            )
+        )
     if req.workflow.transfer_number:
         tools.append(
             FunctionSchema(
@@ -838,6 +953,9 @@ def build_pipeline(
 
     llm.register_function("record_outcome", call.record_outcome)
     llm.register_function("end_call", call.end_call)
+    llm.register_function("opt_out", call.opt_out)
+    if identity.verifies(req):
+        llm.register_function("verify_identity", call.verify_identity)
     if req.workflow.transfer_number:
         llm.register_function("transfer_to_human", call.transfer_to_human)
     scheduling.register(llm, req)
@@ -858,7 +976,6 @@ def build_pipeline(
     user_params = LLMUserAggregatorParams(
         vad_analyzer=services.vad_analyzer,
         user_idle_timeout=float(req.workflow.silence_timeout_s or 0),
-        user_mute_strategies=[MuteUntilPersonConfirmed(call)] if detector is not None else [],
     )
     if services.user_turn_strategies is not None:
         user_params.user_turn_strategies = services.user_turn_strategies
@@ -872,7 +989,13 @@ def build_pipeline(
     ]
     if detector is not None:
         processors.append(detector.detector())
-    processors += [user_aggregator, llm, tts]
+    processors.append(user_aggregator)
+    if detector is not None:
+        # Not a mute strategy: a muted user aggregator drops audio before its VAD, so nothing
+        # would be transcribed and the detector would never decide. Everything is heard;
+        # only the LLM is held back until a person is confirmed.
+        processors.append(HoldUntilPerson(lambda: call.person_confirmed))
+    processors += [llm, tts]
     if detector is not None:
         processors.append(detector.gate())
     processors += [transport.output(), assistant_aggregator]
@@ -895,7 +1018,9 @@ def build_pipeline(
 
     @worker.event_handler("on_pipeline_error")
     async def on_pipeline_error(worker, frame):
-        if getattr(frame, "processor", None) in services_that_end_the_call:
+        if str(getattr(frame, "error", "")).startswith(TRANSFER_ERROR_PREFIX):
+            await call.on_transfer_failed(frame.error)
+        elif getattr(frame, "processor", None) in services_that_end_the_call:
             await call.on_service_error(frame)
 
     @latency.event_handler("on_latency_measured")
@@ -917,7 +1042,7 @@ def build_pipeline(
 
     @user_aggregator.event_handler("on_user_turn_stopped")
     async def on_user_turn_stopped(aggregator, strategy, message):
-        call.on_transcript("user", message.content)
+        await call.on_user_turn_stopped(message.content)
 
     @assistant_aggregator.event_handler("on_assistant_turn_stopped")
     async def on_assistant_turn_stopped(aggregator, message):
@@ -927,12 +1052,36 @@ def build_pipeline(
     return worker
 
 
-async def run_bot(transport: Any, call: Call, runner_args: Any = None, services: Services | None = None) -> None:
-    """Build the pipeline for ``call`` and run it until the call ends."""
-    worker = build_pipeline(transport, call, runner_args, services)
-    runner = WorkerRunner(handle_sigint=bool(getattr(runner_args, "handle_sigint", False)))
-    await runner.add_workers(worker)
-    await runner.run()
+async def run_bot(
+    transport: Any,
+    req: AgentRequest,
+    reporter: StatusReporter,
+    *,
+    runner_args: Any = None,
+    services: Services | None = None,
+    call_options: dict[str, Any] | None = None,
+) -> Call:
+    """Run the call ``req`` describes on ``transport`` until it ends, then report ``ended``.
+
+    ``transport`` is a ``DailyTransport`` in production, the call simulator's
+    stand-in in ``botkit.simulate``; the handlers are the same.
+    """
+    call = Call(req, reporter, transport, **(call_options or {}))
+    try:
+        worker = build_pipeline(transport, call, runner_args, services)
+        runner = WorkerRunner(handle_sigint=bool(getattr(runner_args, "handle_sigint", False)))
+        await runner.add_workers(worker)
+        await runner.run()
+    except asyncio.CancelledError:
+        logger.warning(f"call {req.session_id}: bot cancelled")
+        raise
+    except Exception as e:
+        message = f"bot crashed: {type(e).__name__}: {phi.redact(e)}"
+        logger.error(f"call {req.session_id}: {message}")
+        await call.fail(message)
+    finally:
+        call.finish()
+    return call
 
 
 # ---------------------------------------------------------------------------
@@ -951,8 +1100,7 @@ async def bot(runner_args: Any) -> None:
             f"invalid agent request for session {session_id if isinstance(session_id, str) else '?'}; "
             f"fields: {', '.join(bad_fields)}"
         )
-        reported = await report_invalid_request(body, bad_fields)
-        if not reported:
+        if not await report_invalid_request(body, bad_fields):
             logger.error("the invalid request could not be reported to the server")
         return
 
@@ -960,26 +1108,14 @@ async def bot(runner_args: Any) -> None:
     reporter = StatusReporter(req.status_url, req.status_token)
     reporter.start()
     reporter.send("bot_started", {})
-    direction = "dial-in" if req.is_dialin else "dial-out"
-    logger.info(f"call {req.session_id}: {direction}, workflow {req.workflow.slug}")
-    call: Call | None = None
+    logger.info(f"call {req.session_id}: {'dial-in' if req.is_dialin else 'dial-out'}, workflow {req.workflow.slug}")
     try:
-        transport = create_transport(req)
-        call = Call(req, reporter, transport)
-        await run_bot(transport, call, runner_args)
+        await run_bot(create_transport(req), req, reporter, runner_args=runner_args)
     except asyncio.CancelledError:
-        logger.warning(f"call {req.session_id}: bot cancelled")
         raise
-    except Exception as e:
-        message = f"bot crashed: {type(e).__name__}: {phi.redact(e)}"
-        logger.error(f"call {req.session_id}: {message}")
-        if call is not None:
-            await call.fail(message)
-        else:
-            reporter.send("error", {"message": message, "fatal": True})
+    except Exception as e:  # the transport could not even be made
+        reporter.send("error", {"message": f"bot crashed: {type(e).__name__}: {phi.redact(e)}", "fatal": True})
     finally:
-        if call is not None:
-            call.finish()
         await reporter.close(timeout=REPORTER_CLOSE_TIMEOUT_S)
         phi.unregister(handle)
         logger.info(f"call {req.session_id}: bot done")

@@ -146,6 +146,8 @@ class DialoutManager:
 
         self.attempt = 0
         self.session_id: str | None = None
+        self.participant_id: str | None = None  # the phone participant of the current attempt
+        self.ringing = False                    # the current attempt's leg rings (not answered, not ended)
         self.answered = False
         self.finished = False          # gave up (or the call ended): no more dialling
         self.gave_up_reason: str | None = None
@@ -190,7 +192,28 @@ class DialoutManager:
         await self._ring_sleep(self.ring_timeout_s)
         if not (self.answered or self.finished):
             logger.info(f"nobody answered within {self.ring_timeout_s:.0f} s")
+            await self.stop_ringing()  # or the patient's phone rings on into an empty room
             await self._give_up(NO_ANSWER)
+
+    def is_current(self, data: Any) -> bool:
+        """Whether a Daily event belongs to the current attempt (events without a session id do)."""
+        return self._attempt_of(data) == self.attempt
+
+    def participant_joined(self, participant_id: str) -> None:
+        """A phone participant appeared during the current attempt: that is the leg to hang up."""
+        self.participant_id = participant_id
+
+    async def stop_ringing(self) -> None:
+        """Stop the current attempt's ringing leg (``stop_dialout`` with its session id)."""
+        if not self.ringing or not self.session_id:
+            return
+        self.ringing = False
+        try:
+            error = await self._transport.stop_dialout(self.participant_id or self.session_id)
+        except Exception as e:  # leaving the room ends the leg as well
+            error = type(e).__name__
+        if error:
+            logger.warning(f"stopping the ringing dial-out failed: {redact(error)}")
 
     async def _dial(self) -> None:
         async with self._lock:
@@ -199,6 +222,7 @@ class DialoutManager:
             self.attempt += 1
             attempt = self.attempt
             self.session_id = None
+            self.participant_id = None
         logger.info(
             f"dial-out attempt {attempt}/{self.max_attempts} to {mask_phone(self._phone_number)}"
         )
@@ -211,7 +235,10 @@ class DialoutManager:
             self._session_ids[str(session_id)] = attempt
             if self.attempt == attempt:
                 self.session_id = str(session_id)
+                self.ringing = not error
         if error:
+            if self.attempt == attempt:
+                self.ringing = False
             await self._attempt_failed(attempt, {"error": redact(error)})
 
     def _attempt_of(self, data: Any) -> int:
@@ -223,11 +250,18 @@ class DialoutManager:
     async def handle_error(self, data: Any) -> None:
         """``on_dialout_error``."""
         attempt = self._attempt_of(data)
+        if attempt == self.attempt:
+            self.ringing = False
         await self._attempt_failed(attempt, safe_daily_data(data))
 
     async def handle_answered(self, data: Any) -> None:
         """``on_dialout_answered``: success, no more retries."""
         self.answered = True
+        self.ringing = False
+        if isinstance(data, dict) and data.get("participantId"):
+            self.participant_id = str(data["participantId"])
+        elif isinstance(data, dict) and data.get("sessionId") and self.participant_id is None:
+            self.participant_id = str(data["sessionId"])
         for task in list(self._tasks):
             task.cancel()
         self._reporter.send("dialout_answered", {"attempt": self._attempt_of(data), **safe_daily_data(data)})
@@ -235,9 +269,11 @@ class DialoutManager:
     async def handle_stopped(self, data: Any) -> None:
         """``on_dialout_stopped``. Before an answer: ``no_answer``, unless an error of the same attempt follows."""
         self._reporter.send("dialout_stopped", safe_daily_data(data))
+        attempt = self._attempt_of(data)
+        if attempt == self.attempt:
+            self.ringing = False
         if self.answered or self.finished:
             return
-        attempt = self._attempt_of(data)
         if attempt != self.attempt or attempt in self._failed:
             return  # a late event of an attempt already handled
         self._spawn(self._stopped_without_answer(attempt))

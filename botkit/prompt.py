@@ -13,6 +13,10 @@ STILL_THERE = "Are you still there?"
 SILENCE_GOODBYE = "I can't hear anyone, so I'll end the call now. Goodbye!"
 APOLOGY = "I'm sorry, I'm having technical trouble and have to end this call. Please call us back. Goodbye!"
 TRANSFER_MESSAGE = "Of course. Please hold while I connect you to a member of our staff."
+TRANSFER_FAILED = (
+    "I'm sorry, I couldn't connect you to a member of our staff just now. "
+    "Someone from the clinic will call you back as soon as possible. Goodbye!"
+)
 
 # The only names a voicemail message may use: nothing about the patient, since
 # whoever plays the mailbox back is not known to be the patient.

@@ -151,6 +151,7 @@ class CallSessionAdmin(OrgScopedAdmin):
             "live_link", "id", "organization", "workflow", "direction", "status", "patient_display", "phone_clear",
         ]}),
         ("Timeline", {"fields": ["created_local", "started_local", "answered_local", "ended_local", "end_reason_display", "error"]}),
+        ("Calling law", {"fields": ["consent_basis", "identity_verified_at", "identity_failures"]}),
         ("Call policy", {"fields": [
             "scheduled_local", "attempt_display", "previous_attempt_link", "next_attempt_link", "queue_display",
         ]}),

@@ -28,7 +28,7 @@ from patients import display
 from patients.admin import PatientAdmin
 from patients.models import Patient
 
-from . import policy, retention, services
+from . import policy, retention, rules, services
 from .models import CallSession
 
 
@@ -94,18 +94,30 @@ def describe_ring_time(at, now, patient, organization) -> str:
 
 
 def ring_previews(workflows, patient) -> list[dict]:
-    """For each workflow: when a call placed now would ring (its calling window, the patient's zone)."""
+    """For each workflow: when a call placed now would ring (its hours in the callee's zone(s), the
+    legal floor, the organisation's limits for its consent basis), and what moved it."""
     now = timezone.now()
     previews = []
     for workflow in workflows:
-        at = policy.ring_time_for(workflow, patient, patient.organization, now=now)
-        previews.append({
+        row = {
             "workflow": workflow.name,
             "hours": f"{workflow.window_start:%H:%M}–{workflow.window_end:%H:%M}, "
                      + " ".join(DAY_NAMES[d] for d in sorted(workflow.window_days or [])),
-            "rings": describe_ring_time(at, now, patient, patient.organization),
-            "now": at <= now,
-        })
+            "basis": workflow.get_consent_basis_display(),
+        }
+        try:
+            ring = policy.plan(workflow, patient, patient.organization, basis=workflow.consent_basis,
+                               number=patient.phone, now=now)
+        except rules.NoCallingHours as exc:
+            previews.append({**row, "rings": f"never: {exc}", "now": False, "why": ""})
+            continue
+        why = ""
+        if ring.capped_by is not None:
+            why = f"the organisation allows {rules.describe_limit(ring.capped_by, workflow.consent_basis)}"
+        elif ring.at > now:
+            why = "outside calling hours"
+        previews.append({**row, "rings": describe_ring_time(ring.at, now, patient, patient.organization),
+                         "now": ring.at <= now, "why": why})
     return previews
 
 
@@ -205,10 +217,12 @@ class PatientCallAdmin(PatientAdmin):
             else:
                 if call.status == "scheduled":
                     when = describe_ring_time(call.scheduled_for, timezone.now(), patient, patient.organization)
+                    capped = getattr(getattr(call, "plan", None), "capped_by", None)
+                    why = f" (the organisation allows {rules.describe_limit(capped, call.consent_basis)})" if capped else ""
                     self.message_user(
                         request,
                         f"Scheduled: {display.label_for(request.user, patient)} will be called with "
-                        f"{call.workflow.name} on {when}.",
+                        f"{call.workflow.name} on {when}{why}.",
                         messages.SUCCESS,
                     )
                 else:
@@ -228,6 +242,7 @@ class PatientCallAdmin(PatientAdmin):
             "has_workflows": form.fields["workflow"].queryset.exists(),
             "previews": ring_previews(workflows, patient),
             "patient_zone": zone.key,
+            "zone_choice": rules.callee_zones(patient, patient.organization).describe(),
         }
         return TemplateResponse(request, "admin/patients/patient/call_patient.html", context)
 
@@ -284,7 +299,8 @@ class PatientCallAdmin(PatientAdmin):
                 refused.append(f"{display.label_for(request.user, patient)}: {exc.message}")
         if placed:
             scheduled = sum(1 for call in placed if call.status == "scheduled")
-            note = f" ({scheduled} outside calling hours: scheduled for the next opening)" if scheduled else ""
+            note = (f" ({scheduled} outside calling hours or over the organisation's limit a day or a week: "
+                    "scheduled for when they may ring)") if scheduled else ""
             self.message_user(
                 request, f"Placed {len(placed)} call{pluralize(len(placed))} with {workflow.name}{note}.", messages.SUCCESS
             )

@@ -166,6 +166,14 @@ class StartCallIn(StrictSchema):
         None,
         description="ISO-8601 with a UTC offset: ring no earlier than this (moved into the workflow's calling window).",
     )
+    consent_basis: Literal["express", "healthcare_exempt", "emergency"] | None = Field(
+        None, description="What this call rests on (default: the workflow's); it decides which limits apply.",
+    )
+    if_capped: Literal["schedule", "refuse"] = Field(
+        "schedule",
+        description="Over the organisation's limit a day or a week for this patient: `schedule` the call for when "
+                    "it is allowed (default) or `refuse` it (409 `frequency_cap`).",
+    )
 
     @field_validator("not_before")
     @classmethod
@@ -185,6 +193,9 @@ class StartCallOut(Schema):
     session_id: str
     status: str = Field(..., description="`queued` (ringing now) or `scheduled` (see `scheduled_for`).")
     scheduled_for: dt.datetime | None = Field(None, description="When a scheduled call will ring.")
+    frequency_cap: str | None = Field(
+        None, description="The limit that moved the call later, e.g. `1 a day` (null: none did).",
+    )
     poll_url: str
 
 
@@ -235,13 +246,17 @@ def start_call(
             idempotency_key=idempotency_key,
             request_fingerprint=_fingerprint(payload),
             not_before=payload.not_before,
+            consent_basis=payload.consent_basis,
+            if_capped=payload.if_capped,
         )
     except services.CallRefused as exc:
         raise _refusal(exc)
+    capped = getattr(getattr(call, "plan", None), "capped_by", None)
     call.refresh_from_db(fields=["status"])
     poll_url = request.build_absolute_uri(reverse("api:get_call", kwargs={"session_id": str(call.pk)}))
     return Status(202, {
-        "session_id": str(call.pk), "status": call.status, "scheduled_for": call.scheduled_for, "poll_url": poll_url,
+        "session_id": str(call.pk), "status": call.status, "scheduled_for": call.scheduled_for,
+        "frequency_cap": f"{capped.count} {capped.label}" if capped else None, "poll_url": poll_url,
     })
 
 
@@ -254,7 +269,7 @@ CALL_EXAMPLE = {
     "from_number": "+14155550100", "to_number": "+14155550123",
     "created_at": "2026-05-04T17:00:00.812Z", "started_at": "2026-05-04T17:00:02.104Z",
     "answered_at": "2026-05-04T17:00:09.877Z", "ended_at": "2026-05-04T17:02:11.509Z",
-    "end_reason": "completed", "error": "",
+    "end_reason": "completed", "error": "", "consent_basis": "healthcare_exempt",
     "outcome": {"result": "confirmed", "notes": "Will arrive 10 minutes early.", "data": {}},
 }
 
@@ -276,6 +291,7 @@ class CallOut(Schema):
     ended_at: dt.datetime | None
     end_reason: str
     error: str
+    consent_basis: str = Field("", description="`express`, `healthcare_exempt` or `emergency` (\"\" for dial-ins).")
     outcome: dict[str, Any] | None
     scheduled_for: dt.datetime | None = Field(None, description="When a scheduled call will ring (not before).")
     attempt: int = Field(1, description="Which attempt of the request this call is, from 1.")
@@ -330,6 +346,7 @@ def _call_out(call: CallSession) -> dict:
         "ended_at": call.ended_at,
         "end_reason": call.end_reason,
         "error": call.error,
+        "consent_basis": call.consent_basis,
         "outcome": call.outcome if isinstance(call.outcome, dict) else None,
         **attempt_fields(call),
     }

@@ -34,16 +34,19 @@ def new_dial_out(
     requested_by_api_key_id=None,
     idempotency_key: str | None = None,
     request_fingerprint: str = "",
+    consent_basis: str | None = None,
 ) -> CallSession:
     """An unsaved dial-out: ``queued`` for a start now (``start_now``), else ``scheduled`` for ``ring_at``.
 
     ``held`` (a campaign's) waits to be released at the campaign's pace.
+    ``consent_basis`` (what the call rests on) is the workflow's unless given.
     """
     return CallSession(
         organization=organization,
         workflow=workflow,
         patient=patient,
         direction=Direction.DIAL_OUT,
+        consent_basis=consent_basis or workflow.consent_basis,
         status=CallStatus.QUEUED if start_now else CallStatus.SCHEDULED,
         scheduled_for=None if start_now else ring_at,
         queued_at=now if start_now else None,

@@ -116,13 +116,26 @@ def promote_due(now, tick: Tick) -> None:
                 tick.refused += 1
                 log.info("scheduled call %s canceled when due: %s", call.pk, refused.code)
             continue
-        window = policy.window_for(call.workflow, call.patient, call.organization)
-        if not policy.is_open(now, window):
-            # Due but the window has closed (the dispatcher was down, or the
-            # workflow's hours changed): ring at the next opening instead.
-            later = policy.next_opening(now, window)
-            if CallSession.objects.filter(pk=call.pk, status=CallStatus.SCHEDULED).update(scheduled_for=later):
+        try:
+            ring = policy.plan(
+                call.workflow, call.patient, call.organization, basis=call.consent_basis or call.workflow.consent_basis,
+                number=call.to_number, now=now, exclude=call.pk,
+            )
+        except rules.NoCallingHours as exc:
+            if transition(call.pk, CallStatus.CANCELED, reason="no_calling_hours", error=str(exc),
+                          expected=CallStatus.SCHEDULED):
+                tick.refused += 1
+            continue
+        if ring.at > now:
+            # Due but the hours have closed (the dispatcher was down, the hours
+            # changed) or another call to the patient took the day's or the
+            # week's limit meanwhile: ring when it may instead.
+            if CallSession.objects.filter(pk=call.pk, status=CallStatus.SCHEDULED).update(scheduled_for=ring.at):
                 tick.rescheduled += 1
+                if ring.capped_by is not None:
+                    CallEvent.objects.create(call_id=call.pk, at=now, kind="rescheduled", data={
+                        "reason": "frequency_cap", "limit": ring.capped_by.label, "scheduled_for": ring.at.isoformat(),
+                    })
             continue
         # Waiting for a slot from now on (hand_waiting picks it up in this tick).
         CallSession.objects.filter(pk=call.pk, status=CallStatus.SCHEDULED).update(dispatched_at=None)

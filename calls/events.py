@@ -18,6 +18,7 @@ from django.utils.dateparse import parse_datetime
 
 from . import rollup
 from .models import FINAL_STATUSES, CallEvent, CallSession, CallStatus
+from .opt_out import OPTED_OUT, honour_opt_out
 from .starting import hash_status_token
 from .state import transition
 
@@ -39,6 +40,10 @@ ENDED_REASON_STATUS = {
     "remote_ended": CallStatus.CANCELED,
     # An LLM or TTS error mid-call: failed, with the bot's error text.
     "service_error": CallStatus.FAILED,
+    # Calling law: the patient asked not to be called again (calls.opt_out), or
+    # could not confirm who they are (calls.bot_tools.verify_identity).
+    "opted_out": CallStatus.COMPLETED,
+    "unverified": CallStatus.COMPLETED,
 }
 
 EVENT_STATUS = {
@@ -48,6 +53,9 @@ EVENT_STATUS = {
     "dialout_answered": CallStatus.IN_PROGRESS,
     "dialout_attempt": CallStatus.RINGING,
 }
+
+# The bot heard the patient ask not to be called again ({via: "dtmf"|"voice"}); it then ends ``opted_out``.
+OPT_OUT_EVENT = "opt_out"
 
 MAX_EVENT_NAME = 40
 # CallEvent.seq is a PositiveIntegerField: 32-bit signed on PostgreSQL.
@@ -206,4 +214,7 @@ def apply_bot_message(call_id, msg) -> Applied | None:
                 applied.notes.append(f"{name}: illegal move {call.status} → {target} stored, not applied")
             elif target in FINAL_STATUSES and not was_final:
                 applied.became_final = True
+        if name == OPT_OUT_EVENT or (name == "ended" and kwargs.get("reason") == OPTED_OUT):
+            # In this transaction: the end (or the request) and the do-not-call commit together.
+            honour_opt_out(call_id, at=at, via=str(data.get("via") or "")[:16])
     return applied

@@ -24,6 +24,11 @@ END_REASONS = {
     "stale": "The bot stopped reporting",
     "bot_error": "Bot error",
     "capacity": "No bot free in time",
+    "opted_out": "Opted out",
+    "unverified": "Identity not confirmed",
+    "do_not_call": "Do-not-call",
+    "frequency_cap": "Call limit reached",
+    "transfer_failed": "Transfer to staff failed",
 }
 
 SPEAKERS = {"assistant": "Bot", "user": "Patient"}

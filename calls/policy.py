@@ -36,6 +36,7 @@ import datetime as dt
 import logging
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
@@ -46,7 +47,9 @@ from django.utils import timezone
 from masking import mask_phone
 from organizations.models import Organization
 
+from . import rules
 from .dialout import new_dial_out
+from .rules import NoCallingHours, ZoneChoice, callee_zones  # noqa: F401 - re-exported for callers
 from .models import HOLDING_STATUSES, CallEvent, CallSession
 
 log = logging.getLogger(__name__)
@@ -105,16 +108,38 @@ def local_instant(day: dt.date, wall: dt.time, zone: ZoneInfo) -> dt.datetime:
     return instant
 
 
-def is_open(moment: dt.datetime, window: Window) -> bool:
-    """Whether a call may ring at ``moment`` (an aware datetime)."""
+def is_open(moment: dt.datetime, window) -> bool:
+    """Whether a call may ring at ``moment`` (an aware datetime): in every zone of ``CallingHours``."""
+    if isinstance(window, CallingHours):
+        return all(is_open(moment, one) for one in window.windows)
     local = moment.astimezone(window.zone)
     return local.isoweekday() in window.days and window.start <= local.time().replace(tzinfo=None) < window.end
 
 
-def next_opening(moment: dt.datetime, window: Window) -> dt.datetime:
-    """``moment`` itself when the window is open then, else the window's next opening (UTC)."""
+def next_opening(moment: dt.datetime, window) -> dt.datetime:
+    """``moment`` itself when the window is open then, else the window's next opening (UTC).
+
+    For ``CallingHours`` (several zones): the first moment open in all of them.
+    Each step moves to the next opening of a zone that is closed, which never
+    passes the first common one; ``NoCallingHours`` when there is none within
+    two weeks (the zones' hours never overlap).
+    """
     if moment.tzinfo is None:
         raise ValueError("next_opening needs an aware datetime")
+    if isinstance(window, CallingHours):
+        candidate, limit = moment.astimezone(UTC), moment + dt.timedelta(days=_SEARCH_DAYS)
+        while candidate <= limit:
+            moved = False
+            for one in window.windows:
+                opening = next_opening(candidate, one)
+                if opening > candidate:
+                    candidate, moved = opening, True
+            if not moved:
+                return candidate
+        raise NoCallingHours(
+            "The calling hours are never open at the same time in all of the patient's possible time zones ("
+            + ", ".join(w.zone.key for w in window.windows) + "): set the patient's time zone."
+        )
     moment = moment.astimezone(UTC)
     if is_open(moment, window):
         return moment
@@ -129,7 +154,28 @@ def next_opening(moment: dt.datetime, window: Window) -> dt.datetime:
     raise ValueError("the window never opens")  # unreachable with a valid Window
 
 
-def ring_time(now: dt.datetime, window: Window, not_before: dt.datetime | None = None) -> dt.datetime:
+@dataclass(frozen=True)
+class CallingHours:
+    """One workflow window read in each of the callee's candidate zones: open when open in all."""
+
+    windows: tuple[Window, ...]
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return self.windows[0].zone
+
+    @property
+    def zones(self) -> tuple[ZoneInfo, ...]:
+        return tuple(w.zone for w in self.windows)
+
+
+def calling_hours(start: dt.time, end: dt.time, days, zones) -> CallingHours:
+    """The window in each zone, narrowed to the legal floor (08:00–21:00 local) that no workflow can widen."""
+    start, end = rules.legal_hours(start, end)
+    return CallingHours(tuple(Window(start=start, end=end, days=frozenset(days), zone=z) for z in zones))
+
+
+def ring_time(now: dt.datetime, window, not_before: dt.datetime | None = None) -> dt.datetime:
     """When a dial-out asked for ``not_before`` (or now) may ring: moved into the window."""
     wanted = now if not_before is None or not_before <= now else not_before
     return next_opening(wanted, window)
@@ -241,22 +287,48 @@ def capacity_wait_over(deferred_since: dt.datetime | None, now: dt.datetime) -> 
 
 
 def patient_zone(patient, organization):
-    """The zone a patient's calling hours are read in: theirs, else the organisation's."""
-    return zone_named(getattr(patient, "timezone", "") or "", organization.timezone or "UTC")
+    """The zone a patient's times are shown in: theirs, else the first the number suggests, else the organisation's."""
+    return zone_named(callee_zones(patient, organization).zones[0], organization.timezone or "UTC")
 
 
-def window_for(workflow, patient, organization) -> Window:
-    return Window(
-        start=workflow.window_start,
-        end=workflow.window_end,
-        days=frozenset(workflow.window_days or [1, 2, 3, 4, 5]),
-        zone=patient_zone(patient, organization),
+def window_for(workflow, patient, organization, number: str | None = None) -> CallingHours:
+    """The workflow's window in the callee's zone(s), narrowed to the legal floor."""
+    return calling_hours(
+        workflow.window_start, workflow.window_end, workflow.window_days or [1, 2, 3, 4, 5],
+        [ZoneInfo(z) for z in callee_zones(patient, organization, number).zones],
     )
 
 
-def ring_time_for(workflow, patient, organization, not_before: dt.datetime | None = None, now=None) -> dt.datetime:
-    """When a dial-out for this patient, placed now (or for ``not_before``), may ring."""
-    return ring_time(now or timezone.now(), window_for(workflow, patient, organization), not_before)
+def ring_time_for(
+    workflow, patient, organization, not_before: dt.datetime | None = None, now=None, number: str | None = None
+) -> dt.datetime:
+    """When a dial-out for this patient, placed now (or for ``not_before``), may ring (hours only, no limits)."""
+    return ring_time(now or timezone.now(), window_for(workflow, patient, organization, number), not_before)
+
+
+class Plan(NamedTuple):
+    at: dt.datetime
+    zones: ZoneChoice
+    capped_by: rules.Limit | None  # the limit that moved the call later (None: the hours did, or nothing)
+
+
+def plan(
+    workflow, patient, organization, *, basis: str, number: str | None = None, not_before=None, now=None,
+    exclude=None, moments: list[dt.datetime] | None = None,
+) -> Plan:
+    """When a dial-out may ring: in the callee's hours (every candidate zone, the legal floor) and
+    under the organisation's limits for its consent ``basis``. Raises ``NoCallingHours``."""
+    now = now or timezone.now()
+    zones = callee_zones(patient, organization, number)
+    hours = window_for(workflow, patient, organization, number)
+    wanted = now if not_before is None or not_before <= now else not_before
+    limits = rules.limits_for(organization, basis)
+    if not limits:
+        return Plan(next_opening(wanted, hours), zones, None)
+    if moments is None:
+        moments = rules.counted_moments(organization.pk, [patient.pk], exclude=exclude, now=now).get(patient.pk, [])
+    at, capped_by = rules.first_allowed(wanted, moments, limits, lambda moment: next_opening(moment, hours))
+    return Plan(at, zones, capped_by)
 
 
 def follow_up(call_id, *, now=None) -> CallSession | None:
@@ -284,10 +356,14 @@ def follow_up(call_id, *, now=None) -> CallSession | None:
         retry_on=workflow.retry_on,
         delays_min=workflow.retry_delays_min,
         ended_at=ended_at,
-        window=window_for(workflow, call.patient, call.organization),
+        window=window_for(workflow, call.patient, call.organization, call.to_number),
     )
     if when is None:
         return None
+    basis = call.consent_basis or workflow.consent_basis
+    # Under the organisation's limits too: the call that just ended counts.
+    when = plan(workflow, call.patient, call.organization, basis=basis, number=call.to_number,
+                not_before=when, now=ended_at).at
     number = call.to_number  # the number this request asked for
     nxt = new_dial_out(
         organization=call.organization,
@@ -297,6 +373,7 @@ def follow_up(call_id, *, now=None) -> CallSession | None:
         from_number=call.from_number,
         ring_at=when,
         now=ended_at,
+        consent_basis=basis,
         attempt=call.attempt + 1,
         max_attempts=call.max_attempts,
         previous_attempt=call,

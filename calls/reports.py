@@ -306,7 +306,8 @@ def figures(filters: Filters, workflows: dict[int, str]) -> Figures:
 # --- the CSV export ------------------------------------------------------------------
 
 CSV_COLUMNS = [
-    "session_id", "created_at", "timezone", "workflow", "direction", "status", "end_reason", "outcome_result",
+    "session_id", "created_at", "timezone", "workflow", "direction", "status", "end_reason", "consent_basis",
+    "outcome_result",
     "attempts", "duration_s", "patient_external_id", "patient_name", "patient_phone",
 ]
 CSV_PHI_COLUMNS = ["outcome_notes", "transcript"]
@@ -323,7 +324,7 @@ def export_rows(filters: Filters, sees_phi: bool):
     writer = csv.writer(_Echo())
     columns = CSV_COLUMNS + (CSV_PHI_COLUMNS if sees_phi else [])
     yield writer.writerow(columns)
-    fields = ["pk", "created_at", "workflow__slug", "direction", "status", "end_reason", "outcome",
+    fields = ["pk", "created_at", "workflow__slug", "direction", "status", "end_reason", "consent_basis", "outcome",
               "dialout_attempts", "answered_at", "ended_at", "from_number", "to_number",
               "patient__external_id", "patient__first_name", "patient__last_name"]
     if sees_phi:
@@ -342,7 +343,7 @@ def export_rows(filters: Filters, sees_phi: bool):
             name = ""
         values = [
             row["pk"], timefmt.in_zone(row["created_at"], tz, "%Y-%m-%d %H:%M:%S"), tz, row["workflow__slug"],
-            row["direction"], row["status"], row["end_reason"], outcome.get("result") or "",
+            row["direction"], row["status"], row["end_reason"], row["consent_basis"], outcome.get("result") or "",
             row["dialout_attempts"], duration, row["patient__external_id"] or "", name,
             phone if sees_phi else mask_phone(phone),
         ]

@@ -127,6 +127,8 @@ def place_call(
     idempotency_key: str | None = None,
     request_fingerprint: str = "",
     not_before=None,
+    consent_basis: str | None = None,
+    if_capped: str = "schedule",
 ) -> CallSession:
     """Create a dial-out call and start its bot when the transaction commits.
 
@@ -135,6 +137,12 @@ def place_call(
     outside the window (or with a later ``not_before``, an aware datetime) it
     is ``scheduled`` with ``scheduled_for`` = when it will ring, and the
     dispatcher starts it then.
+
+    It also keeps the organisation's limits for the call's consent basis
+    (``consent_basis``, default the workflow's): a call over the day's or the
+    week's limit is scheduled for when it is allowed, or, with
+    ``if_capped="refuse"``, refused (``frequency_cap``). ``call.plan`` says
+    which zone(s) were used and which limit moved it.
 
     Raises ``CallRefused``. With ``idempotency_key`` a second request with the
     same key (within 24 h, same ``request_fingerprint``) returns the first
@@ -167,9 +175,7 @@ def place_call(
     rules.check_number(organization, to_number)
     rules.check_deployment()
 
-    now = timezone.now()
-    ring_at = policy.ring_time_for(workflow, patient, organization, not_before, now=now)
-    scheduled = ring_at > now
+    basis = consent_basis or workflow.consent_basis
     caller_id = (caller_id or "").strip() or organization.dialout_caller_id or ""
     if caller_id and not is_caller_id(caller_id):
         raise CallRefused(
@@ -181,23 +187,15 @@ def place_call(
         caller_id = caller_ids.resolve_caller_id(caller_id)  # Daily's callerId is the number's id
     except caller_ids.CallerIdRefused as exc:
         raise CallRefused("invalid_caller_id", str(exc), field="caller_id") from None
-    call = new_dial_out(
-        organization=organization,
-        workflow=workflow,
-        patient=patient,
-        to_number=to_number,
-        from_number=caller_id,
-        ring_at=ring_at,
-        now=now,
-        start_now=not scheduled,
-        requested_by_user_id=requested_by_user.pk if requested_by_user is not None else None,
-        requested_by_api_key_id=requested_by_api_key.pk if requested_by_api_key is not None else None,
-        idempotency_key=idempotency_key,
-        request_fingerprint=request_fingerprint,
-    )
     try:
         with transaction.atomic():
-            call.save(force_insert=True)
+            call = _new_dial_out(
+                organization, workflow, patient, to_number=to_number, caller_id=caller_id, basis=basis,
+                not_before=not_before, if_capped=if_capped, requested_by_user=requested_by_user,
+                requested_by_api_key=requested_by_api_key, idempotency_key=idempotency_key,
+                request_fingerprint=request_fingerprint,
+            )
+            scheduled = call.status == CallStatus.SCHEDULED
             audit(
                 AuditAction.PLACE_CALL, call, user=requested_by_user, api_key=requested_by_api_key,
                 via="api" if requested_by_api_key is not None else "admin",
@@ -218,8 +216,49 @@ def place_call(
     call.replayed = False
     log.info(
         "placed call %s (dial-out, workflow %s) to %s, %s", call.pk, workflow.slug, mask_phone(to_number),
-        f"scheduled for {ring_at.isoformat()}" if scheduled else "now",
+        f"scheduled for {call.scheduled_for.isoformat()}" if scheduled else "now",
     )
+    return call
+
+
+def _new_dial_out(
+    organization, workflow, patient, *, to_number, caller_id, basis, not_before, if_capped, requested_by_user,
+    requested_by_api_key, idempotency_key, request_fingerprint,
+) -> CallSession:
+    """Save the call at the time the policy gives (in the caller's transaction, the patient's row locked,
+    so two calls placed at once for one patient count each other against the limits)."""
+    Patient.objects.select_for_update().filter(pk=patient.pk).values_list("pk", flat=True).first()
+    now = timezone.now()
+    try:
+        ring = policy.plan(workflow, patient, organization, basis=basis, number=to_number,
+                           not_before=not_before, now=now)
+    except rules.NoCallingHours as exc:
+        raise CallRefused("no_calling_hours", str(exc), field="patient")
+    if ring.capped_by is not None and if_capped == "refuse":
+        raise CallRefused(
+            "frequency_cap",
+            f"The organisation allows {rules.describe_limit(ring.capped_by, basis)}; "
+            f"the next call may ring at {ring.at.isoformat()}.",
+            field="patient",
+        )
+    call = new_dial_out(
+        organization=organization,
+        workflow=workflow,
+        patient=patient,
+        to_number=to_number,
+        from_number=caller_id,
+        ring_at=ring.at,
+        now=now,
+        start_now=ring.at <= now,
+        consent_basis=basis,
+        requested_by_user_id=requested_by_user.pk if requested_by_user is not None else None,
+        requested_by_api_key_id=requested_by_api_key.pk if requested_by_api_key is not None else None,
+        idempotency_key=idempotency_key,
+        request_fingerprint=request_fingerprint,
+    )
+    with transaction.atomic():  # an IntegrityError here leaves the caller's transaction usable
+        call.save(force_insert=True)
+    call.plan = ring
     return call
 
 

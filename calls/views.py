@@ -90,8 +90,12 @@ EVENT_LABELS = {
     "start_redispatched": "Start handed to a worker again",
     "next_attempt": "Next attempt scheduled",
     "scheduled": "Scheduled as a new attempt",
+    "opt_out": "Patient asked not to be called",
+    "opted_out": "Opted out: do-not-call set",
+    "identity_verified": "Identity confirmed",
+    "identity_failed": "Identity not confirmed",
+    "tool": "Bot used a server tool",
 }
-
 
 def describe_event(event: dict) -> tuple[str, str]:
     """(label, detail) for one shaped event; keep in step with describe() in live.js."""
@@ -119,6 +123,10 @@ def describe_event(event: dict) -> tuple[str, str]:
         detail = f"tried again in {data.get('retry_in_s')} s" if data.get("retry_in_s") is not None else ""
     elif kind == "next_attempt":
         detail = f"attempt {data.get('attempt')} at {data.get('scheduled_for')}" if data.get("attempt") else ""
+    elif kind == "tool":
+        detail = (data.get("name") or "") + ("" if data.get("ok") else f" (refused: {data.get('error') or '?'})")
+    elif kind == "opt_out":
+        detail = {"dtmf": "by key", "voice": "by voice"}.get(data.get("via") or "", "")
     elif kind == "dtmf":
         detail = data.get("digits") or ""  # viewers' events no longer carry it (calls/shaping.py)
     else:
@@ -161,6 +169,7 @@ def _row(call, sees: bool) -> dict:
         "duration_start": shaped["answered_at"] or shaped["started_at"] or "",
         "is_final": call.is_final,
         "end_reason_label": labels.end_reason(call.end_reason),
+        "consent_basis_label": call.get_consent_basis_display() if call.consent_basis else "",
         "attempt": f"{call.attempt} of {call.max_attempts}" if call.direction == Direction.DIAL_OUT else "",
         "rings": shaped.get("ring_times"),
     }

@@ -24,6 +24,7 @@ class SkipReason(models.TextChoices):
     DO_NOT_CALL = "do_not_call", "Do not call"
     NO_CONSENT = "no_consent", "No consent to call"
     INVALID_PHONE = "invalid_phone", "Invalid phone number"
+    NO_CALLING_HOURS = "no_calling_hours", "No calling hours in all of the number's time zones"
 
 
 class Campaign(models.Model):

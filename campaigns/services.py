@@ -178,17 +178,29 @@ def start_campaign(campaign: Campaign, *, by_user=None, by_api_key=None) -> Camp
         now = timezone.now()
         caller_id = organization.dialout_caller_id or ""
         targets = list(campaign.targets.select_related("patient"))
+        basis = workflow.consent_basis
+        # Each patient's other calls, for the organisation's limits a day and a week (one query).
+        moments = rules.counted_moments(organization.pk, [t.patient_id for t in targets], now=now)
         dnc_numbers = _dnc_numbers(organization.pk, [t.patient for t in targets])
         calls, reasons = [], {}
         for target in targets:
             reason = skip_reason_for(organization, target.patient, dnc_numbers)
+            ring_at = None
+            if not reason:
+                # When it may ring under the call policy: the campaign's start, moved into the
+                # workflow's hours in the callee's zone(s) and past the patient's limits.
+                number = rules.normalized_phone(target.patient.phone)
+                try:
+                    ring_at = policy.plan(
+                        workflow, target.patient, organization, basis=basis, number=number,
+                        not_before=campaign.start_at, now=now, moments=moments.get(target.patient_id, []),
+                    ).at
+                except rules.NoCallingHours:
+                    reason = SkipReason.NO_CALLING_HOURS
             if reason != target.skip_reason:
                 reasons.setdefault(reason, []).append(target.pk)
             if reason:
                 continue
-            # When it may ring under the call policy: the campaign's start, moved into
-            # the workflow's calling window in the patient's zone.
-            ring_at = policy.ring_time_for(workflow, target.patient, organization, campaign.start_at, now=now)
             calls.append(
                 new_dial_out(
                     organization=organization,

@@ -22,7 +22,9 @@ class OrganizationForm(forms.ModelForm):
     class Meta:
         model = Organization
         fields = ["name", "slug", "timezone", "is_active", "max_concurrent_calls", "dialout_caller_id",
-                  "callback_number", "dialin_webhook_secret", "transcript_retention_days"]
+                  "callback_number", "healthcare_calls_per_day", "healthcare_calls_per_week",
+                  "express_calls_per_day", "express_calls_per_week", "dialin_webhook_secret",
+                  "transcript_retention_days"]
 
     def clean_dialin_webhook_secret(self):
         value = self.cleaned_data.get("dialin_webhook_secret", "").strip()
@@ -213,8 +215,17 @@ class WorkflowAdmin(OrgScopedAdmin):
         ("Limits and results", {"fields": ["max_duration_s", "max_dialout_attempts", "outcome_results", "config"]}),
         ("Calling hours and attempts (dial-out)", {
             "fields": ["window_start", "window_end", "window_days", "retry_on", "max_attempts", "retry_delays_min"],
-            "description": "Calls ring only inside these hours, in the patient's time zone (else the organisation's). "
-            "A call that ends busy / no answer / voicemail / declined is tried again when listed in retry_on.",
+            "description": "Calls ring only inside these hours, in the patient's time zone. A patient without one "
+            "is rung only when the hours are open in every time zone their phone number may be in (else the "
+            "organisation's zone is used). Whatever the hours say, no call rings before 08:00 or after 21:00 "
+            "the patient's time. A call that ends busy / no answer / voicemail / declined is tried again when "
+            "listed in retry_on.",
+        }),
+        ("Calling law and identity", {
+            "fields": ["consent_basis", "disclosure_message", "opt_out_digit", "verification"],
+            "description": "What these calls rest on (it decides the organisation's limits a day and a week), what "
+            "the bot says first, how a patient stops the calls, and what they must confirm before the bot "
+            "knows more than their first name.",
         }),
     ]
 

@@ -9,7 +9,7 @@ from organizations.admin_scoping import OrgScopedAdmin
 from . import display
 from .models import Patient
 
-PHI_FIELDS = ("first_name", "last_name", "date_of_birth", "phone", "data")
+PHI_FIELDS = ("first_name", "last_name", "date_of_birth", "postal_code", "phone", "data")
 
 
 @admin.register(Patient)
@@ -19,8 +19,9 @@ class PatientAdmin(OrgScopedAdmin):
     search_fields = ["first_name", "last_name", "external_id", "phone"]
     list_select_related = ["organization"]
     fieldsets = [
-        (None, {"fields": ["organization", "external_id", "first_name", "last_name", "date_of_birth"]}),
-        ("Contact", {"fields": ["phone", "preferred_language", "timezone", "consent_to_call", "do_not_call"]}),
+        (None, {"fields": ["organization", "external_id", "first_name", "last_name", "date_of_birth", "postal_code"]}),
+        ("Contact", {"fields": ["phone", "preferred_language", "timezone", "consent_to_call", "do_not_call",
+                                "do_not_call_source", "do_not_call_at"]}),
         ("For the bot", {"fields": ["data"]}),
     ]
 
@@ -28,6 +29,8 @@ class PatientAdmin(OrgScopedAdmin):
         return f"patient {obj.external_id or obj.pk}"
 
     def save_model(self, request, obj, form, change):
+        if "do_not_call" in form.changed_data and obj.do_not_call:
+            obj.do_not_call_source, obj.do_not_call_at = f"admin:{request.user.get_username()}"[:80], None
         super().save_model(request, obj, form, change)
         record_request(request, AuditAction.CHANGE_PATIENT, obj, via="admin")
         # Django's "The patient … was changed" names the object by str(), masked for logs:
@@ -133,11 +136,13 @@ class PatientAdmin(OrgScopedAdmin):
         if obj is not None and not self._sees_phi(request, obj):
             return [
                 (None, {"fields": ["organization", "external_id", "masked_name", "masked_phone"]}),
-                ("Contact", {"fields": ["preferred_language", "timezone", "consent_to_call", "do_not_call"]}),
+                ("Contact", {"fields": ["preferred_language", "timezone", "consent_to_call", "do_not_call",
+                                        "do_not_call_source", "do_not_call_at"]}),
             ]
         return self.fieldsets
 
     def get_readonly_fields(self, request, obj=None):
+        # Who set do-not-call, and when, is recorded by the server, never typed.
         if obj is not None and not self._sees_phi(request, obj):
-            return ["masked_name", "masked_phone"]
-        return []
+            return ["masked_name", "masked_phone", "do_not_call_source", "do_not_call_at"]
+        return ["do_not_call_source", "do_not_call_at"]

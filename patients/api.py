@@ -89,6 +89,7 @@ class PatientIn(StrictSchema):
     first_name: str = Field(..., min_length=1, max_length=100)
     last_name: str = Field("", max_length=100)
     date_of_birth: dt.date | None = None
+    postal_code: str = Field("", max_length=16, description="ZIP code, asked by workflows that verify it.")
     phone: str = Field(..., description="E.164, e.g. +14155550123 (other forms are normalised).")
     preferred_language: str = Field("en", max_length=16)
     timezone: str = Field("", max_length=64)
@@ -111,6 +112,7 @@ class PatientPatch(StrictSchema):
     first_name: str = Field(None, min_length=1, max_length=100)
     last_name: str = Field(None, max_length=100)
     date_of_birth: dt.date | None = None
+    postal_code: str = Field(None, max_length=16)
     phone: str = None
     preferred_language: str = Field(None, max_length=16)
     timezone: str = Field(None, max_length=64)
@@ -134,12 +136,15 @@ class PatientOut(Schema):
     first_name: str
     last_name: str
     date_of_birth: dt.date | None
+    postal_code: str
     phone: str
     preferred_language: str
     timezone: str
     data: dict[str, Any]
     consent_to_call: bool
     do_not_call: bool
+    do_not_call_source: str = Field("", description="Who set do-not-call: `call:<session id>` when the patient asked on a call.")
+    do_not_call_at: dt.datetime | None = None
     created_at: dt.datetime
     updated_at: dt.datetime
 

@@ -104,4 +104,10 @@ class Patient(models.Model):
     def save(self, *args, **kwargs):
         if self.external_id == "":
             self.external_id = None
+        if self.do_not_call and self.do_not_call_at is None:
+            from django.utils import timezone
+
+            self.do_not_call_at = timezone.now()
+        elif not self.do_not_call:
+            self.do_not_call_source, self.do_not_call_at = "", None
         super().save(*args, **kwargs)

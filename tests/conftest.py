@@ -45,6 +45,20 @@ def pytest_configure(config):
 
 
 @pytest.fixture(autouse=True)
+def _calling_hours_floor(request, monkeypatch):
+    """The legal 08:00–21:00 floor would make tests that place calls "now" depend on the hour
+    they run at: lifted for them (in this process and the servers it forks), kept for tests
+    marked ``calling_hours_floor``, which freeze the clock."""
+    if request.node.get_closest_marker("calling_hours_floor"):
+        return
+    import datetime
+
+    from calls import rules
+
+    monkeypatch.setattr(rules, "CALLING_HOURS_FLOOR", (datetime.time(0, 0), datetime.time.max))
+
+
+@pytest.fixture(autouse=True)
 def _start_inline(settings):
     """Tests start calls inline under eager Celery (tests/test_embedded_start.py turns the thread on)."""
     settings.EMBEDDED_START_IN_THREAD = False

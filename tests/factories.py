@@ -13,7 +13,14 @@ from patients.models import Patient
 _seq = itertools.count(1)
 
 
+# Tests place several calls to one patient whatever the limits: their organisations
+# have no limit a day or a week, unless a test gives one.
+NO_LIMITS = {"healthcare_calls_per_day": None, "healthcare_calls_per_week": None}
+
+
 def make_org(slug=None, **kwargs) -> Organization:
+    for name, value in NO_LIMITS.items():
+        kwargs.setdefault(name, value)
     n = next(_seq)
     slug = slug or f"org-{n}"
     kwargs.setdefault("name", slug.replace("-", " ").title())
@@ -21,7 +28,8 @@ def make_org(slug=None, **kwargs) -> Organization:
 
 
 # Tests place calls "now" whatever the clock says: their workflows' calling
-# window is open all week, all day, unless a test gives one.
+# window is open all week, all day, unless a test gives one (and tests/conftest.py
+# lifts the 08:00–21:00 floor, except for tests marked ``calling_hours_floor``).
 ALWAYS_OPEN = {"window_start": datetime.time(0, 0), "window_end": datetime.time.max, "window_days": [1, 2, 3, 4, 5, 6, 7]}
 
 

@@ -45,7 +45,8 @@ def test_start_call_makes_a_dialout_room_and_starts_the_bot(
         resp = start(client, api_key, {"patient_id": patient.pk, "workflow": "reminder"})
     assert resp.status_code == 202, resp.content
     data = resp.json()
-    assert set(data) == {"session_id", "status", "scheduled_for", "poll_url"}
+    assert set(data) == {"session_id", "status", "scheduled_for", "frequency_cap", "poll_url"}
+    assert data["frequency_cap"] is None
     assert data["scheduled_for"] is None  # placed now, inside the window
     assert data["status"] == "queued"  # the start runs after the answer was built
     assert data["poll_url"] == f"http://testserver/api/calls/{data['session_id']}"

@@ -116,7 +116,11 @@ async def test_outcome_tool_then_end_tool_goodbye_hang_up_ended(status_server):
     await dialout_answered(b)
     await b.say("Hello?")  # a person: the detector lets the greeting through
     await b.wait_until(lambda: b.tts.spoken)
-    assert b.tts.spoken[0] == "Hello Ada, this is Acme Clinic about Tuesday 3 PM with Dr Babbage."
+    # The disclosure first (clinic, automated, how to stop the calls), then the personal greeting.
+    assert b.tts.spoken[0] == (
+        "Hello, this is an automated assistant calling from Acme Clinic. To stop these calls, say stop calling "
+        "me at any time. Hello Ada, this is Acme Clinic about Tuesday 3 PM with Dr Babbage."
+    )
 
     await b.say("Yes, I will come.")
     await b.wait_until(lambda: "Great, see you on Tuesday." in " ".join(b.tts.spoken))
@@ -255,19 +259,6 @@ async def test_keypad_digits_reach_the_llm_and_are_reported(status_server):
     user_lines = [m["content"] for m in b.llm.contexts[0] if m.get("role") == "user"]
     assert any("DTMF: 1#" in str(c) for c in user_lines)
 
-
-async def test_transfer_to_a_human(status_server):
-    b = await start_bot(status_server, "dial_in", workflow={"transfer_number": "+15557654321"},
-                        script=[Tool("transfer_to_human", reason="wants a person")])
-    await dialin_connected(b)
-    await b.wait_until(lambda: b.tts.spoken)
-    await b.say("Can I talk to a real person?")
-    await b.wait_finished()
-    await close(b)
-    assert "Please hold while I connect you" in b.tts.spoken[-1]
-    assert ("sip_call_transfer", {"toEndPoint": "+15557654321"}) in b.transport.actions
-    assert status_server.event("transfer_started") == [{}]
-    assert status_server.event("ended") == [{"reason": "transferred"}]
 
 
 async def test_llm_error_mid_call_apologises_and_ends_with_a_reason(status_server):

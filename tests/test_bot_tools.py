@@ -155,3 +155,38 @@ def test_another_app_registers_a_tool(client, verifying_call):
         assert AuditEvent.objects.filter(action="bot_tool", object_id=str(verifying_call.pk)).count() == 2
     finally:
         bot_tools.TOOLS.pop("confirm_test_slot", None)
+
+
+def test_a_started_bot_is_given_the_channel_and_only_the_first_name(
+    org, fake_daily, fake_runner, django_capture_on_commit_callbacks, settings
+):
+    """Through the real start path: the body the bot runner receives."""
+    from calls.services import place_call
+
+    settings.PUBLIC_BASE_URL = "https://robot.example.org"
+    workflow = factories.make_workflow(org, slug="verify-start", verification="dob_and_zip")
+    patient = factories.make_patient(org, first_name="Grace", last_name="Hopper", date_of_birth=dt.date(1980, 3, 4),
+                                     postal_code="94110", data={"appointment": "Tuesday 10:30"})
+    with django_capture_on_commit_callbacks(execute=True):
+        call = place_call(organization=org, workflow=workflow, patient=patient)
+    [start] = fake_runner.requests_to("POST /start")
+    body = start["json"]["body"]
+    assert body["tools_url"] == f"https://robot.example.org/api/bot/{call.pk}/tools/"
+    assert body["workflow"]["verification"] == "dob_and_zip"
+    assert body["workflow"]["opt_out_digit"] == "9"
+    assert "automated assistant" in body["workflow"]["disclosure_message"]
+    assert body["patient_data"] == {"first_name": "Grace", "preferred_language": "en"}
+    for secret in ("Hopper", "1980", "94110", "Tuesday"):
+        assert secret not in json.dumps(body)
+
+
+def test_the_admin_shows_the_new_fields_with_help(client, org, workflow):
+    admin = factories.make_user(org=org, role="admin")
+    client.force_login(admin)
+    page = client.get(f"/admin/organizations/workflow/{workflow.pk}/change/").content.decode()
+    for text in ('name="consent_basis"', 'name="disclosure_message"', 'name="opt_out_digit"', 'name="verification"',
+                 "no call rings before 08:00 or after 21:00", "two wrong answers end the call"):
+        assert text in page, text
+    page = client.get(f"/admin/organizations/organization/{org.pk}/change/").content.decode()
+    for text in ('name="healthcare_calls_per_day"', 'name="healthcare_calls_per_week"', "The US limit for these calls is 1"):
+        assert text in page, text

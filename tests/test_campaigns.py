@@ -72,6 +72,15 @@ def starts_in_any_minute(campaign) -> int:
     return most
 
 
+_ny_numbers = iter(range(10**6))
+
+
+def ny_patient(org, **kwargs):
+    """A patient with a New York number: their calling hours are New York's, as the clinic's."""
+    kwargs.setdefault("phone", f"+1212555{next(_ny_numbers) % 10000:04d}")
+    return factories.make_patient(org, **kwargs)
+
+
 @pytest.fixture
 def clinic(db):
     org = factories.make_org("camp-clinic", timezone="America/New_York", max_concurrent_calls=5)
@@ -84,7 +93,7 @@ def clinic(db):
 def test_fifty_patients_paced_skipped_paused_resumed_completed(clinic, fake_daily, fake_runner):
     org, workflow = clinic
     fake_runner.cli_transport = "daily"
-    patients = [factories.make_patient(org, external_id=f"P{i:03d}") for i in range(50)]
+    patients = [ny_patient(org, external_id=f"P{i:03d}") for i in range(50)]
     for p in patients[:3]:
         p.do_not_call = True
         p.save()
@@ -139,7 +148,7 @@ def test_fifty_patients_paced_skipped_paused_resumed_completed(clinic, fake_dail
 def test_pace_holds_in_every_sixty_second_span(clinic, fake_daily, fake_runner):
     """Short calls free the pace budget only as their starts leave the 60-s span."""
     org, workflow = clinic
-    patients = [factories.make_patient(org) for _ in range(25)]
+    patients = [ny_patient(org) for _ in range(25)]
     with time_machine.travel(T0, tick=False) as clock:
         campaign = services.create_campaign(organization=org, workflow=workflow, name="Fast", patients=patients,
                                             pace_per_minute=7)
@@ -155,7 +164,7 @@ def test_pace_holds_in_every_sixty_second_span(clinic, fake_daily, fake_runner):
 
 def test_cancel_cancels_every_call_not_started(clinic, fake_daily, fake_runner):
     org, workflow = clinic
-    patients = [factories.make_patient(org) for _ in range(12)]
+    patients = [ny_patient(org) for _ in range(12)]
     with time_machine.travel(T0, tick=False):
         campaign = services.create_campaign(organization=org, workflow=workflow, name="C", patients=patients,
                                             pace_per_minute=5)
@@ -174,10 +183,10 @@ def test_cancel_cancels_every_call_not_started(clinic, fake_daily, fake_runner):
 
 def test_skip_reasons(clinic):
     org, workflow = clinic
-    ok = factories.make_patient(org, external_id="OK")
-    dnc = factories.make_patient(org, external_id="DNC", do_not_call=True)
-    nocons = factories.make_patient(org, external_id="NOC", consent_to_call=False)
-    bad = factories.make_patient(org, external_id="BAD", phone="12")
+    ok = ny_patient(org, external_id="OK")
+    dnc = ny_patient(org, external_id="DNC", do_not_call=True)
+    nocons = ny_patient(org, external_id="NOC", consent_to_call=False)
+    bad = ny_patient(org, external_id="BAD", phone="12")
     campaign = services.create_campaign(organization=org, workflow=workflow, name="S",
                                         patients=[ok, dnc, nocons, bad])
     assert {s["external_id"]: s["reason"] for s in selectors.skipped(campaign)} == {
@@ -192,7 +201,7 @@ def test_dialin_only_workflow_refused(clinic):
     org, _ = clinic
     inbound = factories.make_workflow(org, slug="inbound", direction="dial_in")
     with pytest.raises(services.CallRefused) as exc:
-        services.create_campaign(organization=org, workflow=inbound, name="X", patients=[factories.make_patient(org)])
+        services.create_campaign(organization=org, workflow=inbound, name="X", patients=[ny_patient(org)])
     assert exc.value.code == "workflow_not_dialout"
     assert not Campaign.objects.exists()
 
@@ -211,7 +220,7 @@ def test_follow_up_attempt_stays_in_the_campaign_held_until_released(clinic, fak
     org, workflow = clinic
     workflow.retry_on, workflow.max_attempts, workflow.retry_delays_min = ["busy"], 2, [5]
     workflow.save()
-    patient = factories.make_patient(org)
+    patient = ny_patient(org)
     bot = Bot()
     with time_machine.travel(T0, tick=False) as clock:
         campaign = services.create_campaign(organization=org, workflow=workflow, name="Retry", patients=[patient])
@@ -240,7 +249,7 @@ def test_ending_a_campaign_queues_campaign_finished_and_starting_it_is_audited(c
     endpoint = WebhookEndpoint.objects.create(organization=org, url="http://127.0.0.1:9/hook",
                                               events=["campaign.finished"])
     staff = factories.make_user(org=org, role="staff")
-    patients = [factories.make_patient(org) for _ in range(3)]
+    patients = [ny_patient(org) for _ in range(3)]
     with time_machine.travel(T0, tick=False):
         campaign = services.create_campaign(organization=org, workflow=workflow, name="Flu", patients=patients,
                                             created_by_user=staff)

@@ -26,6 +26,7 @@ SECRET_PREFIX = "whsec_"
 class WebhookEvent(models.TextChoices):
     CALL_ENDED = "call.ended", "call.ended — a call reached a final status"
     CAMPAIGN_FINISHED = "campaign.finished", "campaign.finished — a campaign completed or was canceled"
+    PATIENT_OPTED_OUT = "patient.opted_out", "patient.opted_out — a patient asked on a call not to be called again"
 
 
 EVENT_TYPES = frozenset(WebhookEvent.values)
@@ -56,7 +57,7 @@ def validate_events(value) -> None:
 
 
 def default_events():
-    return [WebhookEvent.CALL_ENDED.value, WebhookEvent.CAMPAIGN_FINISHED.value]
+    return [WebhookEvent.CALL_ENDED.value, WebhookEvent.CAMPAIGN_FINISHED.value, WebhookEvent.PATIENT_OPTED_OUT.value]
 
 
 class WebhookEndpoint(models.Model):

@@ -50,3 +50,14 @@ def appointment_of(call: CallSession) -> dict | None:
     ``appointment`` event): ``{appointment_id, change, start, end}``, or None."""
     event = CallEvent.objects.filter(call_id=call.pk, kind="appointment").order_by("-at", "-id").first()
     return dict(event.data) if event is not None else None
+
+
+def opted_out_payload(*, call_id, patient_id, external_id, at) -> dict:
+    """The `patient.opted_out` data: who (our id and the EHR's), on which call, when."""
+    return {
+        "patient_id": patient_id,
+        "external_id": external_id,
+        "session_id": str(call_id),
+        "source": f"call:{call_id}",
+        "opted_out_at": iso(at),
+    }

@@ -21,7 +21,7 @@ from django.utils import timezone
 from calls.models import CallSession
 
 from .models import DeliveryStatus, WebhookDelivery, WebhookEndpoint, WebhookEvent
-from .payloads import call_ended_payload, iso
+from .payloads import call_ended_payload, iso, opted_out_payload
 from .sending import due_deliveries
 from .tasks import attempt as send_delivery
 from .tasks import schedule_send
@@ -77,6 +77,17 @@ def on_call_ended(sender, call_id, status, **kwargs) -> None:
         return
     call = CallSession.objects.select_related("workflow", "patient").get(pk=call_id)
     enqueue_event(call.organization_id, WebhookEvent.CALL_ENDED, f"call.ended:{call.pk}", call_ended_payload(call))
+
+
+def on_patient_opted_out(sender, call_id, patient_id, external_id, organization_id, at, **kwargs) -> None:
+    """`calls.signals.patient_opted_out` receiver: queue `patient.opted_out` in the opt-out's transaction,
+    so the EHR can mark the patient too."""
+    if not _subscribed(organization_id, WebhookEvent.PATIENT_OPTED_OUT):
+        return
+    enqueue_event(
+        organization_id, WebhookEvent.PATIENT_OPTED_OUT, f"patient.opted_out:{call_id}",
+        opted_out_payload(call_id=call_id, patient_id=patient_id, external_id=external_id, at=at),
+    )
 
 
 def campaign_finished(

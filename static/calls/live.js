@@ -32,7 +32,9 @@
     ended: "Bot ended the call", error: "Error", bot_start_requested: "Bot start requested",
     bot_start_unconfirmed: "Bot start unconfirmed", start_retry: "Start retried",
     room_delete_failed: "Room not deleted", start_deferred: "Start deferred (bot runner at capacity)",
-    start_redispatched: "Start handed to a worker again", next_attempt: "Next attempt scheduled", scheduled: "Scheduled as a new attempt"
+    start_redispatched: "Start handed to a worker again", next_attempt: "Next attempt scheduled", scheduled: "Scheduled as a new attempt",
+    opt_out: "Patient asked not to be called", opted_out: "Opted out: do-not-call set",
+    identity_verified: "Identity confirmed", identity_failed: "Identity not confirmed", tool: "Bot used a server tool"
   };
   var ATTEMPT_EVENTS = { dialout_attempt: 1, dialout_error: 1, dialout_answered: 1, dialout_stopped: 1 };
 

@@ -50,6 +50,7 @@ from pipecat.frames.frames import (  # noqa: E402
     ErrorFrame,
     Frame,
     FunctionCallResultProperties,
+    InterruptionFrame,
     LLMRunFrame,
     TTSSpeakFrame,
 )
@@ -347,7 +348,11 @@ class Call:
         if isinstance(participant, dict) and participant.get("id") == phone:
             self.connected = False  # that leg is gone: nothing to hang up
         if self.is_dialin or (self.dialout is not None and self.dialout.answered):
-            await self.end("transferred" if self.transferring else "completed")
+            await self.phone_gone()
+
+    async def phone_gone(self) -> None:
+        """The phone leg left (hang-up, or a transfer took it): stop talking at once and end."""
+        await self.end("transferred" if self.transferring else "completed", interrupt=True)
 
     async def on_dialin_ready(self, sip_endpoint: Any) -> None:
         self.report("dialin_ready", {"sip_endpoint": str(sip_endpoint or "")})
@@ -360,7 +365,7 @@ class Call:
     async def on_dialin_stopped(self, data: Any) -> None:
         self.connected = False
         self.report("dialin_stopped", safe_daily_data(data))
-        await self.end("transferred" if self.transferring else "completed")
+        await self.phone_gone()
 
     async def on_dialin_error(self, data: Any) -> None:
         info = safe_daily_data(data)
@@ -390,7 +395,7 @@ class Call:
         await self.dialout.handle_stopped(data)  # reports; before an answer, decides no_answer
         if answered:
             self.connected = False
-            await self.end("transferred" if self.transferring else "completed")  # the patient hung up
+            await self.phone_gone()  # the patient hung up
 
     async def on_dialout_error(self, data: Any) -> None:
         if self.dialout is not None:
@@ -627,8 +632,12 @@ class Call:
         goodbye: str | None = None,
         frames: list[Frame] | None = None,
         data: dict[str, Any] | None = None,
+        interrupt: bool = False,
     ) -> None:
-        """End the call gracefully: what is left to say plays out, then the pipeline ends."""
+        """End the call gracefully: what is left to say plays out, then the pipeline ends.
+
+        ``interrupt``: nobody is listening any more, so what is still being said is cut first.
+        """
         if self.ending:
             return
         self.ending = True
@@ -639,7 +648,8 @@ class Call:
         self._cancel_timers()
         logger.info(f"ending the call ({reason or 'default reason'})")
         if self.worker is not None:
-            out: list[Frame] = list(frames or [])
+            out: list[Frame] = [InterruptionFrame()] if interrupt else []
+            out += list(frames or [])
             if goodbye:
                 speak = TTSSpeakFrame(goodbye)
                 speak.interruptible = False

@@ -836,31 +836,50 @@ def create_services(req: AgentRequest, openai: dict[str, Any] | None = None) -> 
     )
 
 
-def build_tools(req: AgentRequest) -> ToolsSchema:
+@dataclass
+class Tool:
+    """One LLM tool: what the model is told (``schema``) and the ``Call`` method that runs it."""
+
+    schema: FunctionSchema
+    handler: Any  # async (FunctionCallParams) -> None
+
+
+def call_tools(call: "Call") -> list[Tool]:
+    """The tools this call offers the LLM. To add one: append a ``Tool`` here (a schema and a handler)."""
+    req = call.req
     tools = [
-        FunctionSchema(
-            name="record_outcome",
-            description="Record the outcome of this call for the staff.",
-            properties=prompt.record_outcome_properties(req.workflow.outcome_results),
-            required=["result"],
+        Tool(
+            FunctionSchema(
+                name="record_outcome",
+                description="Record the outcome of this call for the staff.",
+                properties=prompt.record_outcome_properties(req.workflow.outcome_results),
+                required=["result"],
+            ),
+            call.record_outcome,
         ),
-        FunctionSchema(
-            name="end_call",
-            description="Say goodbye and hang up. Call it when the conversation is over.",
-            properties=prompt.END_CALL_PROPERTIES,
-            required=[],
+        Tool(
+            FunctionSchema(
+                name="end_call",
+                description="Say goodbye and hang up. Call it when the conversation is over.",
+                properties=prompt.END_CALL_PROPERTIES,
+                required=[],
+            ),
+            call.end_call,
         ),
     ]
     if req.workflow.transfer_number:
         tools.append(
-            FunctionSchema(
-                name="transfer_to_human",
-                description="Transfer the call to a member of staff when the person asks for a human.",
-                properties=prompt.TRANSFER_PROPERTIES,
-                required=[],
+            Tool(
+                FunctionSchema(
+                    name="transfer_to_human",
+                    description="Transfer the call to a member of staff when the person asks for a human.",
+                    properties=prompt.TRANSFER_PROPERTIES,
+                    required=[],
+                ),
+                call.transfer_to_human,
             )
         )
-    return ToolsSchema(standard_tools=tools)
+    return tools
 
 
 def build_pipeline(
@@ -871,10 +890,9 @@ def build_pipeline(
     services = services or create_services(req)
     llm, tts = services.llm, services.tts
 
-    llm.register_function("record_outcome", call.record_outcome)
-    llm.register_function("end_call", call.end_call)
-    if req.workflow.transfer_number:
-        llm.register_function("transfer_to_human", call.transfer_to_human)
+    tools = call_tools(call)
+    for tool in tools:
+        llm.register_function(tool.schema.name, tool.handler)
 
     detector = None
     if services.voicemail_classifier is not None and call.voicemail_detection:
@@ -895,7 +913,7 @@ def build_pipeline(
     )
     if services.user_turn_strategies is not None:
         user_params.user_turn_strategies = services.user_turn_strategies
-    context = LLMContext(tools=build_tools(req))
+    context = LLMContext(tools=ToolsSchema(standard_tools=[t.schema for t in tools]))
     user_aggregator, assistant_aggregator = LLMContextAggregatorPair(context, user_params=user_params)
 
     processors: list[FrameProcessor] = [

@@ -48,7 +48,7 @@ class EndReasonFilter(admin.SimpleListFilter):
     title = "end reason"
     parameter_name = "end_reason"
     REASONS = [
-        "completed", "no_answer", "busy", "voicemail", "declined", "transferred", "silence", "max_duration",
+        "completed", "no_answer", "busy", "voicemail", "declined", "transferred", "transfer_failed", "silence", "max_duration",
         "dialout_failed", "canceled", "remote_ended", "start_failed", "stale", "bot_error",
     ]
 

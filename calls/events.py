@@ -34,12 +34,18 @@ ENDED_REASON_STATUS = {
     # Bot call control: kept as the end reason, so the call policy can schedule a later attempt.
     "declined": CallStatus.NO_ANSWER,
     "transferred": CallStatus.COMPLETED,
+    # The transfer to a person failed: the bot told the caller someone will call back (staff act on it).
+    "transfer_failed": CallStatus.COMPLETED,
     "silence": CallStatus.COMPLETED,
     # Daily ended the meeting under the bot (the server's Cancel deleted the room, or it expired).
     "remote_ended": CallStatus.CANCELED,
     # An LLM or TTS error mid-call: failed, with the bot's error text.
     "service_error": CallStatus.FAILED,
+    # The caller asked for a person and the SIP transfer failed: they were promised a call-back.
+    "transfer_failed": CallStatus.FAILED,
 }
+
+TRANSFER_FAILED_ERROR = "The transfer to staff failed; the caller was promised a call-back. Call them back. ({})"
 
 EVENT_STATUS = {
     "dialin_ready": CallStatus.WAITING,
@@ -184,7 +190,9 @@ def apply_bot_message(call_id, msg) -> Applied | None:
             kwargs["reason"] = reason
             if reason == "remote_ended" and was_final:
                 target = None  # e.g. already canceled by staff: nothing to change
-            if target == CallStatus.FAILED:
+            if reason == "transfer_failed":
+                kwargs["error"] = TRANSFER_FAILED_ERROR.format(str(data.get("error") or "no detail")[:500])
+            elif target == CallStatus.FAILED:
                 kwargs["error"] = str(data.get("error") or f"The bot ended the call: {reason}.")
         elif name == "error" and data.get("fatal"):
             target = CallStatus.FAILED

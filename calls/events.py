@@ -34,8 +34,6 @@ ENDED_REASON_STATUS = {
     # Bot call control: kept as the end reason, so the call policy can schedule a later attempt.
     "declined": CallStatus.NO_ANSWER,
     "transferred": CallStatus.COMPLETED,
-    # The transfer to a person failed: the bot told the caller someone will call back (staff act on it).
-    "transfer_failed": CallStatus.COMPLETED,
     "silence": CallStatus.COMPLETED,
     # Daily ended the meeting under the bot (the server's Cancel deleted the room, or it expired).
     "remote_ended": CallStatus.CANCELED,

@@ -70,11 +70,11 @@ webhooks: venv
 	$(PY) manage.py send_webhooks --loop
 
 chromium:
-	@command -v chromium >/dev/null 2>&1 || test -x /usr/bin/chromium || \
+	@(command -v chromium >/dev/null 2>&1 || test -x /usr/bin/chromium) && command -v espeak-ng >/dev/null 2>&1 || \
 	  ( (command -v sudo >/dev/null 2>&1 && [ "$$(id -u)" != 0 ] && SUDO=sudo || SUDO=""; \
-	    $$SUDO apt-get -o DPkg::Lock::Timeout=300 update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get -o DPkg::Lock::Timeout=300 install -y -qq chromium >/dev/null) )
+	    $$SUDO apt-get -o DPkg::Lock::Timeout=300 update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get -o DPkg::Lock::Timeout=300 install -y -qq chromium espeak-ng >/dev/null) )
 
-test-unit: venv
+test-unit: venv chromium
 	$(PY) -m pytest -m "not browser" -q
 
 test-browser: venv chromium

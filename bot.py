@@ -52,6 +52,7 @@ from pipecat.frames.frames import (  # noqa: E402
     ErrorFrame,
     Frame,
     FunctionCallResultProperties,
+    InterruptionFrame,
     LLMRunFrame,
     TTSSpeakFrame,
 )
@@ -355,7 +356,11 @@ class Call:
         if isinstance(participant, dict) and participant.get("id") == phone:
             self.connected = False  # that leg is gone: nothing to hang up
         if self.is_dialin or (self.dialout is not None and self.dialout.answered):
-            await self.end("transferred" if self.transferring else "completed")
+            await self.phone_gone()
+
+    async def phone_gone(self) -> None:
+        """The phone leg left (hang-up, or a transfer took it): stop talking at once and end."""
+        await self.end("transferred" if self.transferring else "completed", interrupt=True)
 
     async def on_dialin_ready(self, sip_endpoint: Any) -> None:
         self.report("dialin_ready", {"sip_endpoint": str(sip_endpoint or "")})
@@ -368,7 +373,7 @@ class Call:
     async def on_dialin_stopped(self, data: Any) -> None:
         self.connected = False
         self.report("dialin_stopped", safe_daily_data(data))
-        await self.end("transferred" if self.transferring else "completed")
+        await self.phone_gone()
 
     async def on_dialin_error(self, data: Any) -> None:
         info = safe_daily_data(data)
@@ -398,7 +403,7 @@ class Call:
         await self.dialout.handle_stopped(data)  # reports; before an answer, decides no_answer
         if answered:
             self.connected = False
-            await self.end("transferred" if self.transferring else "completed")  # the patient hung up
+            await self.phone_gone()  # the patient hung up
 
     async def on_dialout_error(self, data: Any) -> None:
         if self.dialout is not None:
@@ -696,8 +701,12 @@ class Call:
         goodbye: str | None = None,
         frames: list[Frame] | None = None,
         data: dict[str, Any] | None = None,
+        interrupt: bool = False,
     ) -> None:
-        """End the call gracefully: what is left to say plays out, then the pipeline ends."""
+        """End the call gracefully: what is left to say plays out, then the pipeline ends.
+
+        ``interrupt``: nobody is listening any more, so what is still being said is cut first.
+        """
         if self.ending:
             return
         self.ending = True
@@ -708,7 +717,8 @@ class Call:
         self._cancel_timers()
         logger.info(f"ending the call ({reason or 'default reason'})")
         if self.worker is not None:
-            out: list[Frame] = list(frames or [])
+            out: list[Frame] = [InterruptionFrame()] if interrupt else []
+            out += list(frames or [])
             if goodbye:
                 speak = TTSSpeakFrame(goodbye)
                 speak.interruptible = False
@@ -898,49 +908,75 @@ def create_services(req: AgentRequest, openai: dict[str, Any] | None = None) -> 
     )
 
 
-def build_tools(req: AgentRequest) -> ToolsSchema:
+@dataclass
+class Tool:
+    """One LLM tool: what the model is told (``schema``) and the ``Call`` method that runs it."""
+
+    schema: FunctionSchema
+    handler: Any  # async (FunctionCallParams) -> None
+
+
+def call_tools(call: "Call") -> list[Tool]:
+    """The tools this call offers the LLM. To add one: append a ``Tool`` here (a schema and a handler)."""
+    req = call.req
     tools = [
-        FunctionSchema(
-            name="record_outcome",
-            description="Record the outcome of this call for the staff.",
-            properties=prompt.record_outcome_properties(req.workflow.outcome_results),
-            required=["result"],
+        Tool(
+            FunctionSchema(
+                name="record_outcome",
+                description="Record the outcome of this call for the staff.",
+                properties=prompt.record_outcome_properties(req.workflow.outcome_results),
+                required=["result"],
+            ),
+            call.record_outcome,
         ),
-        FunctionSchema(
-            name="end_call",
-            description="Say goodbye and hang up. Call it when the conversation is over.",
-            properties=prompt.END_CALL_PROPERTIES,
-            required=[],
+        Tool(
+            FunctionSchema(
+                name="end_call",
+                description="Say goodbye and hang up. Call it when the conversation is over.",
+                properties=prompt.END_CALL_PROPERTIES,
+                required=[],
+            ),
+            call.end_call,
         ),
     ]
     tools.append(
-        FunctionSchema(
-            name="opt_out",
-            description="The person asked not to be called again: stop all calls from the clinic and end the call.",
-            properties=identity.OPT_OUT_PROPERTIES,
-            required=[],
+        Tool(
+            FunctionSchema(
+                name="opt_out",
+                description="The person asked not to be called again: stop all calls from the clinic and end the call.",
+                properties=identity.OPT_OUT_PROPERTIES,
+                required=[],
+            ),
+            call.opt_out,
         )
     )
     if identity.verifies(req):
         tools.append(
-            FunctionSchema(
-                name="verify_identity",
-                description="Check the date of birth (and ZIP code) the person said against the clinic's record.",
-                properties=identity.VERIFY_IDENTITY_PROPERTIES,
-                required=["date_of_birth"],
+            Tool(
+                FunctionSchema(
+                    name="verify_identity",
+                    description="Check the date of birth (and ZIP code) the person said against the clinic's record.",
+                    properties=identity.VERIFY_IDENTITY_PROPERTIES,
+                    required=["date_of_birth"],
+                ),
+                call.verify_identity,
             )
         )
     if req.workflow.transfer_number:
         tools.append(
-            FunctionSchema(
-                name="transfer_to_human",
-                description="Transfer the call to a member of staff when the person asks for a human.",
-                properties=prompt.TRANSFER_PROPERTIES,
-                required=[],
+            Tool(
+                FunctionSchema(
+                    name="transfer_to_human",
+                    description="Transfer the call to a member of staff when the person asks for a human.",
+                    properties=prompt.TRANSFER_PROPERTIES,
+                    required=[],
+                ),
+                call.transfer_to_human,
             )
         )
-    tools += scheduling.function_schemas(req)  # confirm / cancel / find_slots / book_slot, run by the server
-    return ToolsSchema(standard_tools=tools)
+    # confirm / cancel / find_slots / book_slot, run by the server
+    tools += [Tool(schema, handler) for schema, handler in scheduling.tools(req)]
+    return tools
 
 
 def build_pipeline(
@@ -951,14 +987,9 @@ def build_pipeline(
     services = services or create_services(req)
     llm, tts = services.llm, services.tts
 
-    llm.register_function("record_outcome", call.record_outcome)
-    llm.register_function("end_call", call.end_call)
-    llm.register_function("opt_out", call.opt_out)
-    if identity.verifies(req):
-        llm.register_function("verify_identity", call.verify_identity)
-    if req.workflow.transfer_number:
-        llm.register_function("transfer_to_human", call.transfer_to_human)
-    scheduling.register(llm, req)
+    tools = call_tools(call)
+    for tool in tools:
+        llm.register_function(tool.schema.name, tool.handler)
 
     detector = None
     if services.voicemail_classifier is not None and call.voicemail_detection:
@@ -979,7 +1010,7 @@ def build_pipeline(
     )
     if services.user_turn_strategies is not None:
         user_params.user_turn_strategies = services.user_turn_strategies
-    context = LLMContext(tools=build_tools(req))
+    context = LLMContext(tools=ToolsSchema(standard_tools=[t.schema for t in tools]))
     user_aggregator, assistant_aggregator = LLMContextAggregatorPair(context, user_params=user_params)
 
     processors: list[FrameProcessor] = [

@@ -107,18 +107,22 @@ def prompt_addition(req) -> str:
     return ("\n\n" + INSTRUCTIONS) if enabled(req) else ""
 
 
-def register(llm, req, tools: ServerTools | None = None) -> ServerTools | None:
-    """Register the four tools on ``llm``; each answers the LLM with the server's answer."""
+def tools(req, client: ServerTools | None = None) -> list[tuple]:
+    """The four tools as (schema, handler) pairs; each handler answers the LLM with the server's answer."""
     if not enabled(req):
-        return None
-    tools = tools or ServerTools(req.tools_url, req.status_token)
+        return []
+    client = client or ServerTools(req.tools_url, req.status_token)
 
     def handler(name):
         async def run(params) -> None:
-            await params.result_callback(await tools.call(name, dict(params.arguments or {})))
+            await params.result_callback(await client.call(name, dict(params.arguments or {})))
 
         return run
 
-    for name in NAMES:
-        llm.register_function(name, handler(name))
-    return tools
+    return [(schema, handler(schema.name)) for schema in function_schemas(req)]
+
+
+def register(llm, req, client: ServerTools | None = None) -> None:
+    """Register the four tools on ``llm`` (for pipelines built without ``bot.call_tools``)."""
+    for schema, handler in tools(req, client):
+        llm.register_function(schema.name, handler)

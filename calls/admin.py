@@ -49,9 +49,9 @@ class EndReasonFilter(admin.SimpleListFilter):
     title = "end reason"
     parameter_name = "end_reason"
     REASONS = [
-        "completed", "no_answer", "busy", "voicemail", "declined", "transferred", "silence", "max_duration",
-        "dialout_failed", "canceled", "campaign_canceled", "remote_ended", "start_failed", "stale", "bot_error",
-        "capacity",
+        "completed", "no_answer", "busy", "voicemail", "declined", "transferred", "transfer_failed", "silence",
+        "max_duration", "dialout_failed", "canceled", "campaign_canceled", "remote_ended", "start_failed", "stale",
+        "bot_error", "capacity", "opted_out", "unverified",
     ]
 
     def lookups(self, request, model_admin):

@@ -44,7 +44,11 @@ ENDED_REASON_STATUS = {
     # could not confirm who they are (calls.bot_tools.verify_identity).
     "opted_out": CallStatus.COMPLETED,
     "unverified": CallStatus.COMPLETED,
+    # The caller asked for a person and the SIP transfer failed: they were promised a call-back.
+    "transfer_failed": CallStatus.FAILED,
 }
+
+TRANSFER_FAILED_ERROR = "The transfer to staff failed; the caller was promised a call-back. Call them back. ({})"
 
 EVENT_STATUS = {
     "dialin_ready": CallStatus.WAITING,
@@ -192,7 +196,9 @@ def apply_bot_message(call_id, msg) -> Applied | None:
             kwargs["reason"] = reason
             if reason == "remote_ended" and was_final:
                 target = None  # e.g. already canceled by staff: nothing to change
-            if target == CallStatus.FAILED:
+            if reason == "transfer_failed":
+                kwargs["error"] = TRANSFER_FAILED_ERROR.format(str(data.get("error") or "no detail")[:500])
+            elif target == CallStatus.FAILED:
                 kwargs["error"] = str(data.get("error") or f"The bot ended the call: {reason}.")
         elif name == "error" and data.get("fatal"):
             target = CallStatus.FAILED

@@ -171,6 +171,9 @@ async def test_dialout_happy_path_and_replayed_seq_is_ignored():
         ([msg(1, "dialin_connected"), msg(2, "ended", reason="remote_ended")], "canceled", "remote_ended"),
         ([msg(1, "dialin_connected"), msg(2, "ended", reason="service_error", error="TTS: bad voice")],
          "failed", "service_error"),
+        ([msg(1, "dialin_connected"), msg(2, "transfer_started"),
+          msg(3, "ended", reason="transfer_failed", error="Unable to transfer SIP call: 486 Busy Here")],
+         "failed", "transfer_failed"),
         ([msg(1, "error", message="boom", fatal=False)], "starting", ""),
         ([msg(1, "error", message="could not join room", fatal=True)], "failed", "bot_error"),
         # illegal: completed straight from ringing is stored, not applied
@@ -190,6 +193,8 @@ async def test_protocol_table(events, expected_status, expected_reason):
     assert [e.kind for e in stored] == [m["event"] for m in events]
     if expected_reason == "bot_error":
         assert "could not join room" in call.error
+    if expected_reason == "transfer_failed":
+        assert "call-back" in call.error and "486 Busy Here" in call.error
 
 
 async def test_broadcast_reaches_the_call_and_org_groups():

@@ -162,6 +162,7 @@ async def simulate(scenario: Scenario | dict[str, Any], *, bot_module: Any = Non
     clock = Clock()
     transport = SimTransport(scenario, clock)
     fake = await FakeOpenAI(scenario, clock.now, transport.segment_of).start()
+    fake.on_speech = transport.ear.spoken_texts.append
     socket: StatusSocket | None = None
     if scenario.status_url and scenario.status_token:
         status_url, status_token = scenario.status_url, scenario.status_token

@@ -96,6 +96,7 @@ class FakeOpenAI:
         self.tts_requests: list[dict[str, Any]] = []
         self._runner: web.AppRunner | None = None
         self.base_url = ""
+        self.on_speech: Callable[[str], Any] | None = None  # told each text the TTS is asked to say
 
     # -- the server ------------------------------------------------------------------
 
@@ -212,6 +213,8 @@ class FakeOpenAI:
         body = await request.json()
         text = str(body.get("input") or "")
         self.tts_requests.append({"at_s": self._clock(), "text": text, "voice": body.get("voice")})
+        if self.on_speech is not None:
+            self.on_speech(text)
         seconds = max(0.5, 0.065 * len(text))
         pcm = audio.voice_like(seconds, TTS_RATE)
         response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})

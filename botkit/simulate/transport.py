@@ -25,6 +25,7 @@ from pipecat.frames.frames import (
     Frame,
     InputAudioRawFrame,
     InputDTMFFrame,
+    InterruptionFrame,
     OutputAudioRawFrame,
     StartFrame,
     TTSStartedFrame,
@@ -80,6 +81,7 @@ class Ear:
 
     def __init__(self, clock: Clock):
         self._clock = clock
+        self.spoken_texts: list[str] = []     # what the TTS was asked to say, in order (the fake's record)
         self.heard: list[dict[str, Any]] = []
         self.audio_starts: list[float] = []   # times a loud bot chunk followed a quiet one
         self.loud_until = -1.0                # when the last loud chunk written stops sounding
@@ -96,6 +98,16 @@ class Ear:
             self.heard.append({"at_s": at, "text": text})
         self._sentence_start = None
         self._notify()
+
+    def cut(self) -> None:
+        """The bot's sound stopped mid-sentence (interrupted, or the call ended): that sentence was heard in part."""
+        if self._sentence_start is None or not self.speaking():
+            return
+        index = len(self.heard)
+        if index < len(self.spoken_texts):  # else the sound was the tail of a sentence already heard
+            self.heard.append({"at_s": self._sentence_start, "text": self.spoken_texts[index], "cut": True})
+        self._sentence_start = None
+        self.loud_until = -1.0
 
     def speaking(self) -> bool:
         return self._clock.now() < self.loud_until + 0.05
@@ -163,6 +175,12 @@ class SimOutput(BaseOutputTransport):
         await super().cancel(frame)
         await self._sim.leave()
 
+    async def process_frame(self, frame: Frame, direction):
+        if isinstance(frame, InterruptionFrame):
+            self._sim.ear.cut()
+            self._next_play = 0.0
+        await super().process_frame(frame, direction)
+
     async def write_audio_frame(self, frame: OutputAudioRawFrame) -> bool:
         now = time.monotonic()
         start = max(now, self._next_play)
@@ -211,6 +229,7 @@ class SimTransport(BaseTransport):
 
         self.in_rate = 16000
         self.connected = False          # the phone leg carries audio
+        self.ringing = False            # a dial-out rings the patient's phone
         self.ended = False              # the room is gone for the bot (left or deleted)
         self._left = False
         self._dial_count = 0
@@ -280,6 +299,9 @@ class SimTransport(BaseTransport):
         self._left = True
         await self._call_event_handler("on_before_leave")
         self._record_call("leave")
+        self.ear.cut()
+        if self.ringing:  # nobody stopped the dial-out: the phone rings on into an empty room
+            self._log_callee("rings_into_empty_room")
         was_connected = self.connected
         self.connected = False
         if was_connected:
@@ -296,6 +318,7 @@ class SimTransport(BaseTransport):
         self.ended = True
         self.connected = False
         self._left = True
+        self.ear.cut()
         await self._emit("on_error", DISCONNECTED)
         await self._emit("on_call_state_updated", "left")
         self.done.set()
@@ -307,20 +330,25 @@ class SimTransport(BaseTransport):
         return {"id": f"phone-participant-{n}", "info": {"userName": "Phone", "isLocal": False},
                 "sessionId": self.session_id}
 
-    async def _connect_phone(self, *, dialin: bool) -> None:
+    async def _participant_joins(self) -> None:
+        """The phone leg appears in the room (a dial-out's while it rings, as Daily's SIP participant does)."""
         self.participant = self._participant()
-        self.connected = True
-        self._log_callee("answered" if not dialin else "connected")
         if not self._first_joined:
             self._first_joined = True
             await self._emit("on_first_participant_joined", self.participant)
         await self._emit("on_participant_joined", self.participant)
         await self._emit("on_client_connected", self.participant)
-        data = {"sessionId": self.session_id or "dialin-session-1", "participantId": self.participant["id"]}
+
+    async def _connect_phone(self, *, dialin: bool) -> None:
         if dialin:
-            await self._emit("on_dialin_connected", {**data, "sipFrom": "sip:+15550000000@sim"})
-        else:
-            await self._emit("on_dialout_answered", data)
+            await self._participant_joins()
+        self.connected = True
+        self._log_callee("answered" if not dialin else "connected")
+        if dialin:
+            await self._emit("on_dialin_connected", {"sessionId": "dialin-session-1",
+                                                     "sipFrom": "sip:+15550000000@sim"})
+        else:  # Daily's answered event names the session, not the participant
+            await self._emit("on_dialout_answered", {"sessionId": self.session_id})
         self._spawn(self._callee())
 
     async def _phone_gone(self, reason: str) -> None:
@@ -350,14 +378,19 @@ class SimTransport(BaseTransport):
     async def _ring(self, session_id: str, kind: str, after_s: float | None) -> None:
         await asyncio.sleep(0.1)
         await self._emit("on_dialout_connected", {"sessionId": session_id})
+        await self._participant_joins()
+        self.ringing = True
         if after_s is None:  # rings until someone stops it
             return
         await asyncio.sleep(after_s)
         if self.ended or self.session_id != session_id:
             return
+        self.ringing = False
         if kind == "answered":
             await self._connect_phone(dialin=False)
             return
+        if self.participant is not None:
+            await self._emit("on_participant_left", self.participant, "hangup")
         await self._emit("on_dialout_error", {"sessionId": session_id, **DIALOUT_ERRORS[kind]})
         await asyncio.sleep(0.05)
         await self._emit("on_dialout_stopped", {"sessionId": session_id})
@@ -370,7 +403,9 @@ class SimTransport(BaseTransport):
         if self.connected:
             self._log_callee("hung_up_by_bot")
             self._spawn(self._phone_gone("hangup"))
-        else:  # still ringing: the ringing stops
+        elif self.ringing:  # still ringing: the ringing stops
+            self.ringing = False
+            self._log_callee("ringing_stopped")
             session_id = self.session_id
             self.session_id = f"{session_id}-stopped"
             self._spawn(self._emit("on_dialout_stopped", {"sessionId": session_id}))

@@ -32,7 +32,7 @@ def request(tools_url, config):
 def test_the_llm_gets_the_four_tools_only_when_the_workflow_asks():
     import bot
 
-    names = lambda req: [t.name for t in bot.build_tools(req).standard_tools]  # noqa: E731
+    names = lambda req: [t.schema.name for t in bot.call_tools(bot.Call(req, reporter=None, transport=None))]  # noqa: E731
     assert set(scheduling.NAMES) <= set(names(request("http://s/api/bot/s/tools/", {"scheduling": True})))
     assert not set(scheduling.NAMES) & set(names(request("http://s/api/bot/s/tools/", {})))
     assert not set(scheduling.NAMES) & set(names(request(None, {"scheduling": True})))

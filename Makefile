@@ -50,8 +50,10 @@ demo: migrate
 worker: venv
 	$(PY) -m celery -A myrobot worker --loglevel=INFO
 
+# Beat's schedule file goes to var/ (ignored by git), not the working tree's root.
 beat: venv
-	$(PY) -m celery -A myrobot beat --loglevel=INFO
+	@mkdir -p var
+	$(PY) -m celery -A myrobot beat --loglevel=INFO --schedule var/celerybeat-schedule
 
 # Pipecat's development runner with our bot, on http://localhost:7860 (LOCAL_SERVER_URL).
 bot: venv

@@ -1,5 +1,5 @@
 # Two commands work on a fresh machine with only Python 3.11:
-#   make run    set up, migrate, seed the demo and serve http://localhost:8000
+#   make run    set up, migrate, seed the demo and serve http://localhost:8000 (PORT=8001 for another port)
 #   make test   set up and run the whole test suite (installs Chromium with apt-get when missing)
 #   make demo   like `make run`, with simulated calls (no Daily or OpenAI account needed)
 
@@ -24,22 +24,26 @@ migrate: venv
 
 # The dispatcher (scheduled calls, the queue, stale calls) runs beside the server,
 # as Celery beat runs it in production; it stops with the server.
+# PORT picks the server's port; the demo's login link and PUBLIC_BASE_URL follow it
+# (unless PUBLIC_BASE_URL is set in the environment).
+PORT ?= 8000
+RUN_ENV := PUBLIC_BASE_URL=$${PUBLIC_BASE_URL:-http://localhost:$(PORT)}
 run: migrate
-	$(PY) manage.py seed_demo
-	$(PY) manage.py dispatch_calls --loop & DISPATCHER=$$!; \
+	$(RUN_ENV) $(PY) manage.py seed_demo
+	$(RUN_ENV) $(PY) manage.py dispatch_calls --loop & DISPATCHER=$$!; \
 	  trap 'kill $$DISPATCHER 2>/dev/null' EXIT INT TERM; \
-	  DEBUG=$${DEBUG:-1} $(PY) manage.py runserver 127.0.0.1:8000
+	  $(RUN_ENV) DEBUG=$${DEBUG:-1} $(PY) manage.py runserver 127.0.0.1:$(PORT)
 
 # `make run` with the call sandbox: simulated Daily REST API and bot runner on
 # 127.0.0.1:$(SANDBOX_PORT), whose bots play a short scripted call over the real status
 # socket. The server reaches it through the ordinary settings. Refuses ENV=production.
 SANDBOX_PORT ?= 7871
-DEMO_PORT ?= 8000
+DEMO_PORT ?= $(PORT)
 SANDBOX_ENV := PUBLIC_BASE_URL=http://127.0.0.1:$(DEMO_PORT) DAILY_API_URL=http://127.0.0.1:$(SANDBOX_PORT)/v1 DAILY_API_KEY=sandbox-daily-api-key-for-local-demos-only \
 	LOCAL_SERVER_URL=http://127.0.0.1:$(SANDBOX_PORT) DAILY_MEETING_TOKEN_MODE=local
 demo: migrate
 	@$(PY) -c "from sandbox.server import refuse_in_production as r; r()"
-	$(PY) manage.py seed_demo
+	$(SANDBOX_ENV) $(PY) manage.py seed_demo
 	@$(SANDBOX_ENV) $(PY) -m sandbox --port $(SANDBOX_PORT) & SANDBOX_PID=$$!; \
 	  $(SANDBOX_ENV) $(PY) manage.py dispatch_calls --loop & DISPATCHER=$$!; \
 	  trap 'kill $$SANDBOX_PID $$DISPATCHER 2>/dev/null' EXIT INT TERM; \
@@ -50,8 +54,10 @@ demo: migrate
 worker: venv
 	$(PY) -m celery -A myrobot worker --loglevel=INFO
 
+# Beat's schedule file goes to var/ (ignored by git), not the working tree's root.
 beat: venv
-	$(PY) -m celery -A myrobot beat --loglevel=INFO
+	@mkdir -p var
+	$(PY) -m celery -A myrobot beat --loglevel=INFO --schedule var/celerybeat-schedule
 
 # Pipecat's development runner with our bot, on http://localhost:7860 (LOCAL_SERVER_URL).
 bot: venv

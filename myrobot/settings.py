@@ -365,6 +365,7 @@ AUTHENTICATION_BACKENDS = [
 AXES_FAILURE_LIMIT = int(os.environ.get("AXES_FAILURE_LIMIT", "5"))
 AXES_COOLOFF_TIME = float(os.environ.get("AXES_COOLOFF_HOURS", "1"))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_LOCKOUT_TEMPLATE = "myrobot/lockout.html"  # the admin's look, not a bare line
 AXES_RESET_ON_SUCCESS = True
 # Behind a proxy the client's address is the first of X-Forwarded-For (only
 # when the proxy header is trusted, as for HTTPS).

@@ -7,7 +7,7 @@ from django.urls import reverse
 from . import access
 from .forms import LineListField, StaffMemberForm
 from .admin_scoping import OrgScopedAdmin
-from .models import ApiKey, Organization, OrganizationMembership, Workflow
+from .models import ApiKey, Organization, OrganizationMembership, Workflow, default_retry_on, default_window_days
 from .secret_page import show_once
 
 
@@ -184,19 +184,37 @@ class WorkflowForm(forms.ModelForm):
     )
 
     window_days = forms.TypedMultipleChoiceField(
-        label="Window days", coerce=int, required=False, widget=forms.CheckboxSelectMultiple,
+        label="Days calls may ring", coerce=int, required=False, widget=forms.CheckboxSelectMultiple,
+        initial=default_window_days,
         choices=[(1, "Monday"), (2, "Tuesday"), (3, "Wednesday"), (4, "Thursday"), (5, "Friday"),
                  (6, "Saturday"), (7, "Sunday")],
         help_text="The days calls may ring on, in the patient's time zone.",
     )
     retry_on = forms.MultipleChoiceField(
-        label="Try again after", required=False, widget=forms.CheckboxSelectMultiple,
+        label="Try again after", required=False, widget=forms.CheckboxSelectMultiple, initial=default_retry_on,
         choices=[("no_answer", "No answer"), ("busy", "Busy"), ("voicemail", "Voicemail"), ("declined", "Declined")],
     )
 
     class Meta:
         model = Workflow
         fields = "__all__"
+        # Words a clinic manager uses, units in the label.
+        labels = {
+            "max_duration_s": "Longest call (seconds)",
+            "max_dialout_attempts": "Dial attempts per call",
+            "silence_timeout_s": "Hang up after this much silence (seconds)",
+            "ring_timeout_s": "Let it ring for (seconds)",
+            "window_start": "Calls ring from",
+            "window_end": "Calls ring until",
+            "max_attempts": "Calls per request (first call and retries)",
+            "retry_delays_min": "Minutes to wait before each retry",
+        }
+
+    def clean_window_days(self):
+        days = self.cleaned_data.get("window_days")
+        if not days:
+            raise forms.ValidationError("Tick at least one day calls may ring on.")
+        return days
 
 
 @admin.register(Workflow)

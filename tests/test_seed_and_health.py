@@ -34,3 +34,19 @@ def test_healthz_checks_the_database(client, db):
     resp = client.get("/healthz")
     assert resp.status_code == 200
     assert resp.json()["checks"]["database"] == "ok"
+
+
+def test_the_demo_login_link_follows_the_port_make_run_serves_on(db, settings):
+    import io
+    import subprocess
+
+    from django.core.management import call_command
+
+    settings.PUBLIC_BASE_URL = "http://localhost:8123"
+    out = io.StringIO()
+    call_command("seed_demo", stdout=out)
+    assert "Log in at http://localhost:8123/admin/" in out.getvalue()
+
+    plan = subprocess.run(["make", "-n", "run", "PORT=8123"], capture_output=True, text=True, check=True).stdout
+    assert "runserver 127.0.0.1:8123" in plan
+    assert "http://localhost:8123} .venv/bin/python manage.py seed_demo" in plan.replace("$(PY)", ".venv/bin/python")

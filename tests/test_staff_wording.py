@@ -90,3 +90,41 @@ def test_staff_see_the_name_in_messages_confirmations_and_titles(client, clinic)
 
     viewer_history = page(client, clinic["viewer"], f"/admin/patients/patient/{ada.pk}/history/")
     assert "Ada Lovelace" not in viewer_history  # a viewer's role keeps it masked
+
+
+def test_the_add_workflow_form_starts_with_sensible_boxes_ticked_and_plain_labels(client, clinic):
+    admin = factories.make_user("ann", org=clinic["org"], role="admin")
+    body = page(client, admin, "/admin/organizations/workflow/add/")
+    for day in (1, 2, 3, 4, 5):
+        assert f'name="window_days" value="{day}" id="id_window_days_{day - 1}" checked' in body
+    assert 'name="window_days" value="6" id="id_window_days_5" checked' not in body
+    assert 'value="busy" id="id_retry_on_1" checked' in body
+    assert "Longest call (seconds)" in body and "Max duration s" not in body
+
+
+def test_unticking_every_day_says_so_in_words(client, clinic):
+    from organizations.admin import WorkflowForm
+
+    form = WorkflowForm(data={"window_days": []})
+    assert not form.is_valid()
+    assert form.errors["window_days"] == ["Tick at least one day calls may ring on."]
+
+
+def test_a_refusal_is_a_styled_page(client, clinic):
+    call = factories.make_call(clinic["org"], clinic["workflow"], clinic["ada"], status="ringing")
+    client.force_login(clinic["viewer"])
+    response = client.post(f"/calls/{call.pk}/cancel/")
+    assert response.status_code == 403
+    body = response.content.decode()
+    assert "You may not do this" in body and "Only staff and admins may end calls." in body
+    assert 'id="header"' in body  # the admin's frame, not a bare line
+
+
+def test_a_locked_out_login_is_a_styled_page(client, settings):
+    user = factories.make_user("locky", password="right-password-1")
+    for _ in range(settings.AXES_FAILURE_LIMIT):
+        client.post("/admin/login/", {"username": user.username, "password": "wrong"}, REMOTE_ADDR="10.0.0.9")
+    response = client.post("/admin/login/", {"username": user.username, "password": "wrong"}, REMOTE_ADDR="10.0.0.9")
+    body = response.content.decode()
+    assert response.status_code in (403, 429)
+    assert "Login locked for now" in body and 'id="header"' in body and "axes_reset" in body

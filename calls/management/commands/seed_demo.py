@@ -9,6 +9,7 @@ import datetime as dt
 import os
 
 from botrunner.start import is_production
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
@@ -105,7 +106,7 @@ class Command(BaseCommand):
             self.style.SUCCESS(
                 "Demo ready: organisation 'sunrise-clinic', workflows 'appointment-reminder' (dial-out) and "
                 "'triage-line' (dial-in), 5 patients.\n"
-                f"Log in at http://localhost:8000/admin/ as staff / {DEMO_PASSWORD} (clinic staff) "
+                f"Log in at {settings.PUBLIC_BASE_URL}/admin/ as staff / {DEMO_PASSWORD} (clinic staff) "
                 f"or admin / {DEMO_PASSWORD} (superuser)."
             )
         )

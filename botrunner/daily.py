@@ -14,7 +14,7 @@ Signing needs the domain id (``GET {DAILY_API_URL}/``, cached per process);
 first token of a process adds no round trip.
 
 Rooms are ``private`` (a URL alone does not let anyone listen to a patient's
-call; the bot joins with its owner token); ``DAILY_ROOM_PRIVACY`` overrides.
+call; the bot joins with its owner token), always: no setting makes them public.
 
 ``DAILY_HIPAA_MODE``: Daily's HIPAA mode names rooms itself (a random string;
 a create-room call with a name of ours fails), so rooms are created without a
@@ -234,7 +234,7 @@ async def create_room(
         }
     properties["enable_dialout"] = True
     body: dict[str, Any] = {
-        "privacy": getattr(settings, "DAILY_ROOM_PRIVACY", "private"),
+        "privacy": "private",
         "properties": properties,
     }
     if not hipaa_mode():

@@ -225,3 +225,10 @@ def test_errors_never_carry_a_phone_number_in_clear(fake_daily):
         create(dialin=True, caller_phone="+15551230000")
     assert "+15551230000" not in exc.value.reason and "+15551230000" not in exc.value.body
     assert "+1••••••••00" in exc.value.reason
+
+
+def test_rooms_are_private_whatever_the_settings(fake_daily, settings):
+    """No setting can make a patient's call room public (DAILY_ROOM_PRIVACY is gone)."""
+    settings.DAILY_ROOM_PRIVACY = "public"
+    create(dialin=False)
+    assert fake_daily.requests_to("POST /rooms")[0]["json"]["privacy"] == "private"

@@ -177,7 +177,7 @@ class CallSession(models.Model):
     @property
     def end_reason_label(self) -> str:
         """The end reason in words (calls.labels), as pages show it."""
-        from .labels import end_reason
+        from .labels import end_reason  # labels is tiny; lazy keeps models importable from migrations unchanged
 
         return end_reason(self.end_reason)
 
@@ -211,7 +211,7 @@ class CallEvent(models.Model):
 
     def __str__(self) -> str:
         """The admin's heading for the event: its kind at the organisation's time."""
-        from organizations import timefmt
+        from organizations import timefmt  # organizations imports calls' models in its admin; lazy avoids the cycle
 
         return f"{self.kind.replace('_', ' ')} at {timefmt.show(self.at, self.call.organization.timezone, seconds=True)}"
 

@@ -32,7 +32,7 @@ def start_worker_heartbeat(sender=None, **kwargs):
 
     if not settings.REDIS_URL:
         return
-    from . import heartbeat
+    from . import heartbeat  # the project package loads before the apps are ready; models and Redis only when asked
 
     queues = sorted(q.name for q in getattr(sender.task_consumer, "queues", []) or [])
     heartbeat.start("worker", sender.hostname, queues)
@@ -47,6 +47,6 @@ def start_beat_heartbeat(sender=None, **kwargs):
 
     if not settings.REDIS_URL:
         return
-    from . import heartbeat
+    from . import heartbeat  # the project package loads before the apps are ready; models and Redis only when asked
 
     heartbeat.start("beat", f"{socket.gethostname()}:{os.getpid()}")

@@ -13,7 +13,7 @@ def _database() -> str:
 
 
 def _redis():
-    from . import heartbeat
+    from . import heartbeat  # the project package loads before the apps are ready; models and Redis only when asked
 
     redis_client = heartbeat.client()
     redis_client.ping()
@@ -49,7 +49,7 @@ def declared_queues() -> list[str]:
 
 def worker_checks(redis_client) -> dict[str, str]:
     """A live worker for every declared queue, and a live beat (from their heartbeats)."""
-    from . import heartbeat
+    from . import heartbeat  # the project package loads before the apps are ready; models and Redis only when asked
 
     workers = heartbeat.alive(redis_client, "worker")
     consumed = {q for queues in workers.values() for q in queues}
@@ -66,8 +66,8 @@ def worker_checks(redis_client) -> dict[str, str]:
 
 def backlog(redis_client=None) -> dict:
     """What is waiting: calls queued for a start, webhooks not yet delivered, messages per queue."""
-    from calls.models import CallSession, CallStatus
-    from webhooks.models import DeliveryStatus, WebhookDelivery
+    from calls.models import CallSession, CallStatus  # the project package loads before the apps are ready; models and Redis only when asked
+    from webhooks.models import DeliveryStatus, WebhookDelivery  # the project package loads before the apps are ready; models and Redis only when asked
 
     waiting = {
         "queued_calls": CallSession.objects.filter(status=CallStatus.QUEUED).count(),

@@ -25,7 +25,7 @@ START_BUCKETS_S = (1, 2, 3, 5, 8, 13, 20, 30, 60, 120, 300)
 
 
 def _calls():
-    from calls.models import ACTIVE_STATUSES, CallDay, CallSession
+    from calls.models import ACTIVE_STATUSES, CallDay, CallSession  # the project package loads before the apps are ready; models and Redis only when asked
 
     ended = CallDay.objects.values("status").annotate(n=Sum("calls"), dialled=Sum("dialled"))
     placed_out = sum(row["dialled"] for row in ended)
@@ -78,7 +78,7 @@ def _start_latency(CallSession):
 
 
 def _webhooks():
-    from webhooks.models import DeliveryStatus, WebhookDelivery
+    from webhooks.models import DeliveryStatus, WebhookDelivery  # the project package loads before the apps are ready; models and Redis only when asked
 
     rows = dict(WebhookDelivery.objects.values_list("status").annotate(n=Count("pk")).values_list("status", "n"))
     attempts = WebhookDelivery.objects.aggregate(n=Sum("attempts"))["n"] or 0
@@ -94,8 +94,8 @@ def _webhooks():
 
 
 def _queues():
-    from . import heartbeat
-    from .health import declared_queues
+    from . import heartbeat  # the project package loads before the apps are ready; models and Redis only when asked
+    from .health import declared_queues  # the project package loads before the apps are ready; models and Redis only when asked
 
     depth = GaugeMetricFamily("myrobot_queue_depth", "Tasks waiting in each Celery queue.", labels=["queue"])
     workers = GaugeMetricFamily("myrobot_live_processes", "Live Celery workers and beat (heartbeats).", labels=["kind"])

@@ -8,6 +8,7 @@ configuration the settings accept (``manage.py check --deploy``, locally).
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import secrets
@@ -32,7 +33,8 @@ def _settings_read() -> set[str]:
 
 def _env(service: str) -> dict[str, str]:
     """The service's environment with ${VAR:-default} / ${VAR:?message} filled in as a user would."""
-    given = {"SECRET_KEY": secrets.token_urlsafe(60), "PUBLIC_BASE_URL": "https://myrobot.example.com"}
+    given = {"SECRET_KEY": secrets.token_urlsafe(60), "PUBLIC_BASE_URL": "https://myrobot.example.com",
+             "FIELD_ENCRYPTION_KEYS": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()}
 
     def fill(match):
         name, op, rest = match.group(1), match.group(2), match.group(3)

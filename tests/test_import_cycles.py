@@ -150,8 +150,19 @@ def test_the_graph_holds_the_start_path():
     assert "calls.tasks" not in graph["calls.starting"] | graph["calls.reaper"] | graph["calls.events"]
 
 
+def without_own_packages(graph: dict[str, set[str]]) -> dict[str, set[str]]:
+    """The graph without each module's edges to its own packages: Python has begun
+    running those before the module itself, so reaching a sibling through them
+    (``from .audio import x`` in a package whose ``__init__`` imports the module)
+    runs nothing again and is no cycle."""
+    def ancestors(name):
+        parts = name.split(".")
+        return {".".join(parts[:i]) for i in range(1, len(parts))}
+    return {name: edges - ancestors(name) for name, edges in graph.items()}
+
+
 def test_no_import_cycles_in_app_code():
-    cycle = find_cycle(import_graph(app_modules()))
+    cycle = find_cycle(without_own_packages(import_graph(app_modules())))
     assert cycle is None, "import cycle: " + " → ".join(cycle)
 
 

@@ -30,6 +30,10 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from botkit import phi
+from botkit.reporter import StatusReporter
+from botrunner.agent_request import AgentRequest
+
 from .fake_openai import FakeOpenAI
 from .scenario import Scenario, Step
 from .transport import Clock, SimTransport
@@ -154,10 +158,6 @@ async def simulate(scenario: Scenario | dict[str, Any], *, bot_module: Any = Non
         scenario = Scenario.model_validate(scenario)
     if bot_module is None:
         import bot as bot_module  # the real bot.py, at the repository's root
-
-    from botkit import phi
-    from botkit.reporter import StatusReporter
-    from botrunner.agent_request import AgentRequest
 
     clock = Clock()
     transport = SimTransport(scenario, clock)

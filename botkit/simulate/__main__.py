@@ -19,7 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("scenario", help="a scenario JSON file ('-' for stdin)")
     parser.add_argument("--log-level", default=None, help="the bot's log level on stderr (default WARNING)")
     args = parser.parse_args(argv)
-    from botkit.simulate import Scenario, quiet_logs, simulate
+    from botkit.simulate import Scenario, quiet_logs, simulate  # after the log set-up above, so Pipecat's import logs stay quiet
 
     try:
         text = sys.stdin.read() if args.scenario == "-" else open(args.scenario).read()

@@ -26,7 +26,7 @@ from typing import Any, Callable
 
 from aiohttp import web
 
-from . import audio
+from .audio import has_speech, read_wav, voice_like
 from .scenario import LLMStep, Scenario
 
 TTS_RATE = 24000
@@ -133,11 +133,11 @@ class FakeOpenAI:
             elif part.name:
                 fields[part.name] = await part.text()
         try:
-            pcm, rate = audio.read_wav(wav)
+            pcm, rate = read_wav(wav)
         except Exception:  # noqa: BLE001 - answer as OpenAI does
             return web.json_response({"error": {"message": "Invalid file format.", "type": "invalid_request_error"}},
                                      status=400)
-        speech = audio.has_speech(pcm, rate)
+        speech = has_speech(pcm, rate)
         text = ""
         index = self._segment_of(received) if speech else None
         if index is not None and index < len(self._said):
@@ -216,7 +216,7 @@ class FakeOpenAI:
         if self.on_speech is not None:
             self.on_speech(text)
         seconds = max(0.5, 0.065 * len(text))
-        pcm = audio.voice_like(seconds, TTS_RATE)
+        pcm = voice_like(seconds, TTS_RATE)
         response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
         await response.prepare(request)
         await self._wait(self.scenario.latency_ms.tts)

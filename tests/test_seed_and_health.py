@@ -50,3 +50,14 @@ def test_the_demo_login_link_follows_the_port_make_run_serves_on(db, settings):
     plan = subprocess.run(["make", "-n", "run", "PORT=8123"], capture_output=True, text=True, check=True).stdout
     assert "runserver 127.0.0.1:8123" in plan
     assert "http://localhost:8123} .venv/bin/python manage.py seed_demo" in plan.replace("$(PY)", ".venv/bin/python")
+
+
+def test_staff_pages_and_the_browser_find_the_icon(client, db):
+    login = client.get("/admin/login/").content.decode()
+    assert 'rel="icon" type="image/svg+xml" href="/static/myrobot/favicon.svg"' in login
+    assert "MyRobot" in login  # the admin's own base_site still renders under ours
+
+    asked = client.get("/favicon.ico")
+    assert asked.status_code == 301 and asked["Location"] == "/static/myrobot/favicon.svg"
+    icon = client.get(asked["Location"])
+    assert icon.status_code == 200 and b"<svg" in b"".join(icon.streaming_content)

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import dj_database_url
 from kombu import Queue
-from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -47,7 +46,7 @@ DEBUG = env_bool("DEBUG", False)
 SECRET_KEY = os.environ.get("SECRET_KEY", "")
 if not SECRET_KEY:
     if ENV == "production":
-        raise ImproperlyConfigured("SECRET_KEY must be set when ENV=production.")
+        refuse_to_start("SECRET_KEY is empty and ENV=production: set SECRET_KEY to a long random string.")
     # "django-insecure-": `check --deploy` names it for what it is (security.W009).
     SECRET_KEY = "django-insecure-dev-secret-key-change-me-for-anything-real"
 

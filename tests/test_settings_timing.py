@@ -56,3 +56,10 @@ def test_the_server_refuses_too():
     result = _run([sys.executable, "-m", "daphne", "-p", "0", "myrobot.asgi:application"], STALE_START_AFTER_S="30")
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1].startswith("myrobot: configuration error: STALE_START_AFTER_S=30")
+
+
+def test_a_missing_secret_key_in_production_is_one_line_not_a_traceback():
+    result = _check(ENV="production")
+    assert result.returncode == 1
+    [line] = result.stderr.strip().splitlines()
+    assert line == "myrobot: configuration error: SECRET_KEY is empty and ENV=production: set SECRET_KEY to a long random string."

@@ -378,6 +378,9 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    # Django's own console handler on "django" (DEBUG only) plus the root's printed every
+    # request and 404 twice in the dev server: "django" keeps no handler of its own.
+    "loggers": {"django": {"handlers": [], "level": "INFO", "propagate": True}},
 }
 
 # The API's lists: django-ninja's limit/offset pagination, `{"items", "count"}`,

@@ -61,3 +61,16 @@ def test_staff_pages_and_the_browser_find_the_icon(client, db):
     assert asked.status_code == 301 and asked["Location"] == "/static/myrobot/favicon.svg"
     icon = client.get(asked["Location"])
     assert icon.status_code == 200 and b"<svg" in b"".join(icon.streaming_content)
+
+
+def test_the_demo_worker_reaches_the_sandbox_as_the_demo_server_does():
+    import subprocess
+
+    def plan(target):
+        return subprocess.run(["make", "-n", target], capture_output=True, text=True, check=True).stdout
+
+    worker, server = plan("demo-worker"), plan("demo")
+    assert "-m celery -A myrobot worker" in worker
+    for setting in ("DAILY_API_URL=http://127.0.0.1:7871/v1", "LOCAL_SERVER_URL=http://127.0.0.1:7871",
+                    "PUBLIC_BASE_URL=http://127.0.0.1:8000"):
+        assert setting in worker and setting in server

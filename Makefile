@@ -8,7 +8,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt | md5sum | cut -c1-12)
 
-.PHONY: run demo test test-unit test-browser venv migrate worker beat bot reap dispatch webhooks chromium clean
+.PHONY: run demo demo-worker test test-unit test-browser venv migrate worker beat bot reap dispatch webhooks chromium clean
 
 venv: $(STAMP)
 
@@ -48,6 +48,12 @@ demo: migrate
 	  $(SANDBOX_ENV) $(PY) manage.py dispatch_calls --loop & DISPATCHER=$$!; \
 	  trap 'kill $$SANDBOX_PID $$DISPATCHER 2>/dev/null' EXIT INT TERM; \
 	  $(SANDBOX_ENV) DEBUG=$${DEBUG:-1} $(PY) manage.py runserver 127.0.0.1:$(DEMO_PORT)
+
+# `make demo` with REDIS_URL set hands bot starts to Celery: this worker reaches the
+# sandbox through the same settings as the demo's server.
+demo-worker: venv
+	@$(PY) -c "from sandbox.server import refuse_in_production as r; r()"
+	$(SANDBOX_ENV) $(PY) -m celery -A myrobot worker --loglevel=INFO
 
 # The Celery worker (needs REDIS_URL): without -Q it consumes every queue the settings
 # declare (CELERY_QUEUE and WEBHOOK_QUEUE); its pool and concurrency come from the settings.

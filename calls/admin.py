@@ -16,7 +16,7 @@ from organizations.models import Workflow
 from patients import display
 
 from . import labels, selectors, services
-from .models import CallEvent, CallSession, CallStatus
+from .models import FINAL_STATUSES, CallEvent, CallSession, CallStatus
 from .shaping import viewer_event_data
 
 
@@ -156,7 +156,7 @@ class CallSessionAdmin(OrgScopedAdmin):
             "scheduled_local", "attempt_display", "previous_attempt_link", "next_attempt_link", "queue_display",
         ]}),
         ("Result", {"fields": ["outcome_display", "transcript_display", "dialout_attempts"]}),
-        ("Daily", {"fields": ["daily_room_name", "daily_room_url", "daily_call_id", "daily_call_domain"]}),
+        ("Daily", {"fields": ["daily_room_name", "daily_room_display", "daily_call_id", "daily_call_domain"]}),
         ("Requested by", {"fields": ["requested_by_user", "requested_by_api_key"]}),
     ]
 
@@ -242,11 +242,28 @@ class CallSessionAdmin(OrgScopedAdmin):
         if obj is not None and not access.sees_phi(request.user, obj.organization_id):
             return [
                 (name, {"fields": [
-                    self.VIEWER_FIELDS.get(f, f) for f in opts["fields"] if f != "transcript_display"
+                    self.VIEWER_FIELDS.get(f, f) for f in opts["fields"] if f not in self.NOT_FOR_VIEWERS
                 ]})
                 for name, opts in self.fieldsets
             ]
         return self.fieldsets
+
+    # The room's address lets anyone holding it join the call: not for viewers.
+    NOT_FOR_VIEWERS = ("transcript_display", "daily_room_display")
+
+    @admin.display(description="Daily room")
+    def daily_room_display(self, obj):
+        """A link only while the call may still be in its room, and only to a real Daily
+        room: the room is deleted when the call ends, and the demo's sandbox rooms are
+        not pages."""
+        url = obj.daily_room_url
+        if not url:
+            return "—"
+        if obj.status in FINAL_STATUSES:
+            return f"{url} (deleted when the call ended)"
+        if not url.startswith("https://"):
+            return f"{url} (simulated room: nothing to open)"
+        return format_html('<a href="{}" target="_blank" rel="noopener">{}</a>', url, url)
 
     # What a viewer gets instead (docs/architecture.md, "Roles"): no name, phone or free text from the call.
     VIEWER_FIELDS = {

@@ -61,6 +61,9 @@ def _num(value: float) -> str:
     return str(round(value, 1))
 
 
+LABEL_HALF_W = 18
+
+
 def _day_chart(fig: reports.Figures) -> dict:
     """Stacked bars: one per day, one segment per status."""
     days = fig.per_day
@@ -82,7 +85,13 @@ def _day_chart(fig: reports.Figures) -> dict:
             bars.append({"x": _num(x), "y": _num(y), "w": _num(bar_w), "h": _num(h),
                          "colour": STATUS_COLOURS.get(status, "#999"), "title": f"{d['day']:%a %d %b}: {n} {label.lower()}"})
         if i % step == 0:
-            labels.append({"x": _num(x + bar_w / 2), "text": f"{d['day']:%d %b}"})
+            centre = x + bar_w / 2
+            # A centred "06 Dec" is about 32 px wide: near the right edge it would be cut,
+            # so that label ends at the edge instead.
+            if centre + LABEL_HALF_W > CHART_W:
+                labels.append({"x": _num(CHART_W), "text": f"{d['day']:%d %b}", "end": True})
+            else:
+                labels.append({"x": _num(centre), "text": f"{d['day']:%d %b}", "end": False})
     return {"w": CHART_W, "h": CHART_H, "bars": bars, "labels": labels, "top": top, "base": inner_h,
             "pad": PAD_L, "legend": [(label, STATUS_COLOURS.get(s, "#999")) for s, label in fig.statuses]}
 

@@ -312,13 +312,14 @@ def claim_start(call: CallSession, room: daily.Room) -> str | None:
     room was being made (then the room is deleted here).
     """
     raw_status_token = secrets.token_urlsafe(32)
+    requested_at = timezone.now()
     claimed = CallSession.objects.filter(
         pk=call.pk, status=CallStatus.STARTING, bot_start_requested_at__isnull=True, daily_room_name=room.name,
     ).update(
         daily_room_name=room.name,
         daily_room_url=room.url,
         status_token_hash=hash_status_token(raw_status_token),
-        bot_start_requested_at=timezone.now(),
+        bot_start_requested_at=requested_at,
     )
     if not claimed:
         call.refresh_from_db()
@@ -326,6 +327,7 @@ def claim_start(call: CallSession, room: daily.Room) -> str | None:
             delete_room(room.name, call.pk)  # canceled meanwhile, or another delivery's room won
         return None
     call.daily_room_name, call.daily_room_url = room.name, room.url
+    call.bot_start_requested_at = requested_at
     return raw_status_token
 
 
@@ -357,7 +359,9 @@ def send_start(call: CallSession, room: daily.Room, token: str, raw_status_token
     data = {"target": "pipecat_cloud" if is_production() else "local_runner"}
     if isinstance(answer, dict) and answer.get("sessionId"):
         data["pipecat_session_id"] = answer["sessionId"]
-    record(call.pk, "bot_start_requested", data)
+    # Dated when the request went out, not when the runner answered: a quick bot reports
+    # "bot_started" before that answer, and the timeline must not list it first.
+    record(call.pk, "bot_start_requested", data, at=call.bot_start_requested_at)
 
 
 # --- retry and failure ----------------------------------------------------------------
@@ -506,9 +510,9 @@ def tools_url_for(session_id) -> str:
     return f"{settings.PUBLIC_BASE_URL.rstrip('/')}/api/bot/{session_id}/tools/"
 
 
-def record(call_id, kind: str, data: dict) -> None:
+def record(call_id, kind: str, data: dict, at=None) -> None:
     """An event on the call's timeline that is not a status move."""
-    CallEvent.objects.create(call_id=call_id, at=timezone.now(), kind=kind, data=data)
+    CallEvent.objects.create(call_id=call_id, at=at or timezone.now(), kind=kind, data=data)
 
 
 # --- on the process's event loop ----------------------------------------------------------

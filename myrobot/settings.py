@@ -11,7 +11,6 @@ from pathlib import Path
 
 import dj_database_url
 from kombu import Queue
-from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -49,7 +48,7 @@ DEBUG = env_bool("DEBUG", False)
 SECRET_KEY = os.environ.get("SECRET_KEY", "")
 if not SECRET_KEY:
     if ENV == "production":
-        raise ImproperlyConfigured("SECRET_KEY must be set when ENV=production.")
+        refuse_to_start("SECRET_KEY is empty and ENV=production: set SECRET_KEY to a long random string.")
     # "django-insecure-": `check --deploy` names it for what it is (security.W009).
     SECRET_KEY = "django-insecure-dev-secret-key-change-me-for-anything-real"
 
@@ -416,6 +415,9 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    # Django's own console handler on "django" (DEBUG only) plus the root's printed every
+    # request and 404 twice in the dev server: "django" keeps no handler of its own.
+    "loggers": {"django": {"handlers": [], "level": "INFO", "propagate": True}},
 }
 
 # The API's lists: django-ninja's limit/offset pagination, `{"items", "count"}`,

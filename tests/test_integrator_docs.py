@@ -90,10 +90,11 @@ def test_integrator_steps_run_against_the_live_server(
                 time.sleep(0.05)
 
         script = "set -euo pipefail\n" + "\n".join(blocks("sh")) + '\necho "SESSION=$SESSION_ID"\n'
+        # The virtualenv is not on PATH: the steps must work from a plain shell.
         venv_bin = str(Path(sys.executable).parent)
         shell_env = {
             **os.environ,
-            "PATH": f"{venv_bin}:{os.environ['PATH']}",
+            "PATH": ":".join(p for p in os.environ["PATH"].split(":") if p != venv_bin),
             "MYROBOT_URL": asgi_live_server.url,
             "DATABASE_URL": live.test_database_url(),
         }
@@ -121,3 +122,11 @@ def test_integrator_steps_run_against_the_live_server(
     finally:
         receiver.terminate()
         receiver.wait(5)
+
+
+def test_the_start_call_answer_in_the_guide_lists_what_the_api_answers():
+    from calls.api import StartCallOut
+
+    text = (ROOT / "docs" / "integrators.md").read_text()
+    said = re.search(r"The answer is `202 \{([^}]*)\}`", text).group(1)
+    assert [key.strip().strip('"') for key in said.split(",")] == list(StartCallOut.model_fields)

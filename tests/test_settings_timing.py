@@ -56,3 +56,26 @@ def test_the_server_refuses_too():
     result = _run([sys.executable, "-m", "daphne", "-p", "0", "myrobot.asgi:application"], STALE_START_AFTER_S="30")
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1].startswith("myrobot: configuration error: STALE_START_AFTER_S=30")
+
+
+def test_a_missing_secret_key_in_production_is_one_line_not_a_traceback():
+    result = _check(ENV="production")
+    assert result.returncode == 1
+    [line] = result.stderr.strip().splitlines()
+    assert line == "myrobot: configuration error: SECRET_KEY is empty and ENV=production: set SECRET_KEY to a long random string."
+
+
+def test_the_dev_server_logs_each_request_once(settings):
+    """Every handler a request line meets on its way up: exactly one (the root's console)."""
+    import logging
+
+    from django.utils.log import configure_logging
+
+    settings.DEBUG = True
+    configure_logging(settings.LOGGING_CONFIG, settings.LOGGING)
+    for name in ("django.channels.server", "django.request"):
+        logger, met = logging.getLogger(name), []
+        while logger:
+            met += [h for h in logger.handlers if not type(h).__module__.startswith("_pytest")]
+            logger = logger.parent if logger.propagate else None
+        assert len(met) == 1, (name, met)

@@ -128,3 +128,19 @@ def test_a_locked_out_login_is_a_styled_page(client, settings):
     body = response.content.decode()
     assert response.status_code in (403, 429)
     assert "Login locked for now" in body and 'id="header"' in body and "axes_reset" in body
+
+
+def test_the_daily_room_is_a_link_only_while_it_exists_and_never_for_viewers(client, clinic):
+    live = factories.make_call(clinic["org"], clinic["workflow"], clinic["ada"], status="in_progress",
+                               daily_room_url="https://clinic.daily.co/room-live")
+    demo = factories.make_call(clinic["org"], clinic["workflow"], clinic["ada"], status="in_progress",
+                               daily_room_url="http://127.0.0.1:7871/rooms/sim-1")
+    ended = factories.make_call(clinic["org"], clinic["workflow"], clinic["ada"], status="completed",
+                                daily_room_url="https://clinic.daily.co/room-done")
+    url = "/admin/calls/callsession/{}/change/"
+    assert '<a href="https://clinic.daily.co/room-live"' in page(client, clinic["staff"], url.format(live.pk))
+    demo_page = page(client, clinic["staff"], url.format(demo.pk))
+    assert "simulated room: nothing to open" in demo_page and 'href="http://127.0.0.1:7871' not in demo_page
+    ended_page = page(client, clinic["staff"], url.format(ended.pk))
+    assert "deleted when the call ended" in ended_page and 'href="https://clinic.daily.co/room-done"' not in ended_page
+    assert "clinic.daily.co" not in page(client, clinic["viewer"], url.format(live.pk))

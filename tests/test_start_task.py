@@ -309,3 +309,11 @@ def test_after_the_last_retry_the_reason_says_it_gave_up_not_that_it_will_retry(
     assert call.status == "failed"
     assert "gave up after" in call.error and "will be retried" not in call.error
     assert "temporarily unavailable" in call.error
+
+
+def test_the_start_request_is_dated_when_it_went_out_not_when_the_runner_answered(fake_daily, fake_runner, dialin_call):
+    """A quick bot says "bot_started" before the runner's answer; the timeline lists the request first."""
+    start_call(str(dialin_call.pk))
+    call = reload(dialin_call)
+    [requested] = CallEvent.objects.filter(call=call, kind="bot_start_requested")
+    assert requested.at == call.bot_start_requested_at

@@ -7,6 +7,7 @@ Idempotent: running it again changes nothing that exists.
 
 import datetime as dt
 import os
+from zoneinfo import ZoneInfo
 
 from botrunner.start import is_production
 from django.conf import settings
@@ -19,13 +20,29 @@ from patients.models import Patient
 
 DEMO_PASSWORD = os.environ.get("DEMO_PASSWORD", "myrobot-demo")
 
+# Appointments fall on the next working days after the day the demo is seeded, so the
+# reminder never speaks of a past date or a weekday that does not match it.
 PATIENTS = [
-    ("EHR-1001", "Ada", "Lovelace", "1985-12-10", "+14155550101", {"appointment": "Tue 3 Dec, 10:30 with Dr. Okafor"}),
-    ("EHR-1002", "Grace", "Hopper", "1976-12-09", "+14155550102", {"appointment": "Wed 4 Dec, 14:00 with Dr. Lin"}),
-    ("EHR-1003", "Alan", "Turing", "1990-06-23", "+14155550103", {"appointment": "Thu 5 Dec, 09:15 with Dr. Okafor"}),
-    ("EHR-1004", "Katherine", "Johnson", "1968-08-26", "+14155550104", {"appointment": "Fri 6 Dec, 11:45 with Dr. Ruiz"}),
-    ("EHR-1005", "Edsger", "Dijkstra", "1972-05-11", "+14155550105", {"appointment": "Mon 9 Dec, 16:30 with Dr. Lin"}),
+    ("EHR-1001", "Ada", "Lovelace", "1985-12-10", "+14155550101", "10:30 with Dr. Okafor"),
+    ("EHR-1002", "Grace", "Hopper", "1976-12-09", "+14155550102", "14:00 with Dr. Lin"),
+    ("EHR-1003", "Alan", "Turing", "1990-06-23", "+14155550103", "09:15 with Dr. Okafor"),
+    ("EHR-1004", "Katherine", "Johnson", "1968-08-26", "+14155550104", "11:45 with Dr. Ruiz"),
+    ("EHR-1005", "Edsger", "Dijkstra", "1972-05-11", "+14155550105", "16:30 with Dr. Lin"),
 ]
+
+
+def next_working_days(today: dt.date, count: int) -> list[dt.date]:
+    """The ``count`` weekdays (Monday to Friday) after ``today``."""
+    days, day = [], today
+    while len(days) < count:
+        day += dt.timedelta(days=1)
+        if day.isoweekday() <= 5:
+            days.append(day)
+    return days
+
+
+def appointment(day: dt.date, rest: str) -> str:
+    return f"{day.strftime('%a')} {day.day} {day.strftime('%b')}, {rest}"
 
 
 class Command(BaseCommand):
@@ -82,7 +99,9 @@ class Command(BaseCommand):
                 "outcome_results": ["callback_requested", "emergency_redirected", "information_given"],
             },
         )
-        for external_id, first, last, dob, phone, data in PATIENTS:
+        today = dt.datetime.now(ZoneInfo(org.timezone)).date()
+        for (external_id, first, last, dob, phone, rest), day in zip(PATIENTS, next_working_days(today, len(PATIENTS))):
+            data = {"appointment": appointment(day, rest)}
             Patient.objects.get_or_create(
                 organization=org,
                 external_id=external_id,

@@ -79,7 +79,6 @@ def test_an_answered_call_is_made_by_the_real_bot(placed, call_sandbox):
     kinds = list(call.events.order_by("at", "id").values_list("kind", flat=True))
     for kind in ("bot_start_requested", "dialout_attempt", "dialout_answered", "metrics"):
         assert kind in kinds
-    assert call_sandbox.sandbox.finished[-1]["end_reason"] == "completed"
     deadline = time.monotonic() + 15  # the ended call's room is deleted after the final move
     while call.daily_room_name in call_sandbox.sandbox.rooms and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -115,7 +114,6 @@ def test_cancel_mid_call_ejects_the_bot(call_sandbox, asgi_live_server):
     while call_sandbox.sandbox.calls and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not call_sandbox.sandbox.calls  # the bot left; nothing is still playing
-    assert call_sandbox.sandbox.finished[-1]["end_reason"] != "completed"
 
 
 def test_a_start_beyond_capacity_is_refused_with_429():

@@ -105,3 +105,11 @@ def test_queries(stack_args):
     for row in pages.values():
         assert row["small"]["status"] == 200 and row["large"]["status"] == 200
         assert row["constant"], f"{row['page']}: {row['small']['queries']} queries small, {row['large']['queries']} large"
+
+
+def test_voice_runs_both_pipelines(stack_args):
+    """bench.voice plays one turn per pipeline and latency setting through the call simulator."""
+    data = run_bench("voice", stack_args, "-n", "1")
+    labels = {(row["label"], row["services"]) for row in data["rows"]}
+    assert len(labels) == 4
+    assert all(row["turns"] == 1 and row["v2v_p50_ms"] > 0 for row in data["rows"])

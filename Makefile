@@ -8,7 +8,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt | md5sum | cut -c1-12)
 
-.PHONY: run demo demo-worker test test-unit test-browser venv migrate worker beat bot reap dispatch webhooks chromium clean
+.PHONY: run demo demo-worker test test-unit test-browser venv migrate worker beat bot reap dispatch webhooks chromium espeak clean
 
 venv: $(STAMP)
 
@@ -35,13 +35,13 @@ run: migrate
 	  $(RUN_ENV) DEBUG=$${DEBUG:-1} $(PY) manage.py runserver 127.0.0.1:$(PORT)
 
 # `make run` with the call sandbox: simulated Daily REST API and bot runner on
-# 127.0.0.1:$(SANDBOX_PORT), whose bots play a short scripted call over the real status
-# socket. The server reaches it through the ordinary settings. Refuses ENV=production.
+# 127.0.0.1:$(SANDBOX_PORT), where every call is the real bot.py in the call simulator
+# (espeak-ng voices the patient), reporting over the real status socket. The server reaches it through the ordinary settings. Refuses ENV=production.
 SANDBOX_PORT ?= 7871
 DEMO_PORT ?= $(PORT)
 SANDBOX_ENV := PUBLIC_BASE_URL=http://127.0.0.1:$(DEMO_PORT) DAILY_API_URL=http://127.0.0.1:$(SANDBOX_PORT)/v1 DAILY_API_KEY=sandbox-daily-api-key-for-local-demos-only \
 	LOCAL_SERVER_URL=http://127.0.0.1:$(SANDBOX_PORT) DAILY_MEETING_TOKEN_MODE=local
-demo: migrate
+demo: migrate espeak
 	@$(PY) -c "from sandbox.server import refuse_in_production as r; r()"
 	$(SANDBOX_ENV) $(PY) manage.py seed_demo
 	@$(SANDBOX_ENV) $(PY) -m sandbox --port $(SANDBOX_PORT) & SANDBOX_PID=$$!; \
@@ -80,6 +80,11 @@ dispatch: venv
 # Without Celery beat: send webhook retries and anything left unsent.
 webhooks: venv
 	$(PY) manage.py send_webhooks --loop
+
+espeak:
+	@command -v espeak-ng >/dev/null 2>&1 || \
+	  ( (command -v sudo >/dev/null 2>&1 && [ "$$(id -u)" != 0 ] && SUDO=sudo || SUDO=""; \
+	    $$SUDO apt-get -o DPkg::Lock::Timeout=300 update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get -o DPkg::Lock::Timeout=300 install -y -qq espeak-ng >/dev/null) )
 
 chromium:
 	@(command -v chromium >/dev/null 2>&1 || test -x /usr/bin/chromium) && command -v espeak-ng >/dev/null 2>&1 || \

@@ -1,11 +1,13 @@
 """The sandbox: Daily's REST API and the bot runner's ``/start``, on one local port.
 
-``python -m sandbox`` (``make demo``) serves both, and every ``/start`` runs
-the simulated bot of ``sandbox.script`` — which reports over the server's real
-status socket with the real ``StatusReporter`` — instead of a Pipecat bot. The
-Django server is pointed at it with the settings a user would set anyway
-(``DAILY_API_URL``, ``DAILY_API_KEY``, ``LOCAL_SERVER_URL``), so a call goes
-through the same ``start_bot`` and the same server code as a real one.
+``python -m sandbox`` (``make demo``) serves both. Every ``/start`` runs the
+real ``bot.py`` through the call simulator (``botkit.simulate``; the scenario
+comes from ``sandbox.calls``): a stand-in Daily line, a patient speaking through
+espeak-ng, and a local fake of OpenAI's API. The bot reports to the status
+socket named in the request, so the server sees a call the real bot made. The
+Django server is pointed at the sandbox with the settings a user would set
+anyway (``DAILY_API_URL``, ``DAILY_API_KEY``, ``LOCAL_SERVER_URL``), so a call
+goes through the same ``start_bot`` and the same server code as a real one.
 
 It refuses to run with ``ENV=production``: there, bots start on Pipecat Cloud
 and nothing may pretend to be Daily.
@@ -29,13 +31,17 @@ from pydantic import ValidationError
 
 from botrunner.agent_request import AgentRequest
 
-from .script import draw_fate, parse_rates, run_call
+from .calls import check_speech, draw_fate, parse_rates, scenario_for
 
 log = logging.getLogger("sandbox")
 
 DEFAULT_PORT = 7871
 DEFAULT_API_KEY = "sandbox-daily-api-key-for-local-demos-only"
 DEFAULT_RATES = "answered=70,no_answer=10,voicemail=10,busy=10"
+# Each call runs a whole bot (VAD, turn model, real-time audio) in this process: a
+# start beyond this many answers 429, as Pipecat Cloud does at capacity, and the
+# server queues the call again.
+DEFAULT_MAX_CALLS = 2
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
 
@@ -60,18 +66,20 @@ class Sandbox:
     """State of one sandbox process: rooms, and the simulated calls in flight."""
 
     def __init__(self, *, api_key: str = DEFAULT_API_KEY, rates: dict[str, float] | None = None,
-                 step_s: float = 0.8, seed: int | None = None, hipaa: bool = False) -> None:
+                 seed: int | None = None, max_calls: int = DEFAULT_MAX_CALLS,
+                 hipaa: bool = False) -> None:
         refuse_in_production()
+        check_speech()
         self.hipaa = hipaa  # Daily's HIPAA mode: rooms get random names, whatever was asked
         self.api_key = api_key
         self.rates = rates or parse_rates(DEFAULT_RATES)
-        self.step_s = step_s
+        self.max_calls = max_calls
         self.rng = random.Random(seed)
         self.domain_id = str(uuid.uuid4())
         self.rooms: dict[str, dict[str, Any]] = {}
-        self.calls: set[asyncio.Task] = set()
-        self.states: dict[str, dict] = {}  # room name → the script's state
-        self.finished: list[dict[str, Any]] = []  # {session_id, fate, events}
+        self.calls: dict[str, asyncio.Task] = {}       # room name → its call
+        self.lines: dict[str, Any] = {}                # room name → the call's simulated line
+        self.finished: list[dict[str, Any]] = []       # {session_id, fate, end_reason}
 
     # --- the app -----------------------------------------------------------------
 
@@ -87,7 +95,7 @@ class Sandbox:
         return app
 
     async def _cleanup(self, app: web.Application) -> None:
-        for task in list(self.calls):
+        for task in list(self.calls.values()):
             task.cancel()
 
     def _auth(self, request: web.Request) -> web.Response | None:
@@ -151,36 +159,40 @@ class Sandbox:
         name = request.match_info["name"]
         if self.rooms.pop(name, None) is None:
             return _error(404, "not-found", f"room {name} was not found")
-        # Daily ejects everyone from a deleted room: a simulated call in it stops.
-        if not self.states.pop(name, {}).get("ended"):
-            for task in list(self.calls):
-                if task.get_name() == f"sandbox-{name}":
-                    task.cancel()
+        # Daily ejects everyone from a deleted room: the bot in it gets the disconnection.
+        line = self.lines.get(name)
+        if line is not None:
+            await line.delete_room()
         return web.json_response({"deleted": True, "name": name})
 
     async def _start(self, request: web.Request) -> web.Response:
         try:
             payload = await request.json()
-            req = AgentRequest.model_validate((payload or {}).get("body") or {})
+            body = (payload or {}).get("body") or {}
+            req = AgentRequest.model_validate(body)
         except (ValueError, ValidationError) as exc:
             return web.json_response({"detail": f"not a valid start request: {exc}"[:500]}, status=400)
+        if len(self.calls) >= self.max_calls:
+            return web.json_response({"detail": f"the sandbox runs at most {self.max_calls} calls at once"},
+                                     status=429)
         fate = draw_fate(self.rates, self.rng)
         room_name = req.room_url.rstrip("/").rsplit("/", 1)[-1]
-        state = self.states[room_name] = {}
-        task = asyncio.get_running_loop().create_task(self._play(req, fate, state), name=f"sandbox-{room_name}")
-        self.calls.add(task)
-        task.add_done_callback(self.calls.discard)
+        task = asyncio.get_running_loop().create_task(self._play(room_name, body, fate), name=f"sandbox-{room_name}")
+        self.calls[room_name] = task
+        task.add_done_callback(lambda _t: self.calls.pop(room_name, None))
         log.info("sandbox: call %s starts (%s, %s)", req.session_id, req.workflow.slug, fate)
         return web.json_response({"status": "started", "sessionId": req.session_id})
 
-    async def _play(self, req: AgentRequest, fate: str, state: dict) -> None:
+    async def _play(self, room_name: str, body: dict[str, Any], fate: str) -> None:
+        from botkit.simulate import simulate
+
         try:
-            events = await run_call(req, fate, step_s=self.step_s, state=state)
-        except asyncio.CancelledError:
-            log.info("sandbox: call %s ended by the server (room deleted)", req.session_id)
-            raise
+            report = await simulate(scenario_for(body, fate),
+                                    on_transport=lambda line: self.lines.__setitem__(room_name, line))
         except Exception:  # noqa: BLE001 - one bad call must not stop the sandbox
-            log.exception("sandbox: call %s failed", req.session_id)
+            log.exception("sandbox: call %s failed", body.get("session_id"))
             return
-        self.finished.append({"session_id": req.session_id, "fate": fate, "events": [e["event"] for e in events]})
-        log.info("sandbox: call %s finished (%s)", req.session_id, fate)
+        finally:
+            self.lines.pop(room_name, None)
+        self.finished.append({"session_id": report["session_id"], "fate": fate, "end_reason": report["end_reason"]})
+        log.info("sandbox: call %s finished (%s: %s)", report["session_id"], fate, report["end_reason"])

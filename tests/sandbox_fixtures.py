@@ -13,7 +13,7 @@ import threading
 import pytest
 from aiohttp import web
 
-from sandbox.script import parse_rates
+from sandbox.calls import parse_rates
 from sandbox.server import Sandbox
 
 
@@ -63,8 +63,8 @@ def sandbox_settings(settings, server: SandboxThread) -> None:
 
 @pytest.fixture
 def call_sandbox(settings):
-    """A sandbox whose calls are all answered, in quick steps; set ``.sandbox.rates`` to change."""
-    server = SandboxThread(Sandbox(rates=parse_rates("answered=1"), step_s=0.05, seed=1)).start()
+    """A sandbox whose calls are all answered; set ``.sandbox.rates`` to change."""
+    server = SandboxThread(Sandbox(rates=parse_rates("answered=1"), seed=1)).start()
     sandbox_settings(settings, server)
     try:
         yield server

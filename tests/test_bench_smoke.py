@@ -111,3 +111,11 @@ def test_fhir(stack_args):
     data = run_bench("fhir", stack_args, "--appointments", "30", "--tool-calls", "3")
     assert data["sync"]["calls_placed"] == 30 and data["resync"]["calls_placed"] == 0
     assert data["tools"]["confirm_appointment"]["n"] == 3
+
+
+def test_voice_runs_both_pipelines(stack_args):
+    """bench.voice plays one turn per pipeline and latency setting through the call simulator."""
+    data = run_bench("voice", stack_args, "-n", "1")
+    labels = {(row["label"], row["services"]) for row in data["rows"]}
+    assert len(labels) == 4
+    assert all(row["turns"] == 1 and row["v2v_p50_ms"] > 0 for row in data["rows"])

@@ -151,9 +151,13 @@ def _end_reason(status: list[dict[str, Any]]) -> str | None:
     return None
 
 
-async def simulate(scenario: Scenario | dict[str, Any], *, bot_module: Any = None) -> dict[str, Any]:
+async def simulate(scenario: Scenario | dict[str, Any], *, bot_module: Any = None,
+                   on_transport: Any = None) -> dict[str, Any]:
     """Play ``scenario`` through bot.py (or ``bot_module``, something with its ``run_bot`` and
-    ``create_services``) and return the report."""
+    ``create_services``) and return the report.
+
+    ``on_transport(transport)`` is called with the call's ``SimTransport`` before the bot
+    starts: the sandbox keeps it to delete the room under a running call (Cancel)."""
     if not isinstance(scenario, Scenario):
         scenario = Scenario.model_validate(scenario)
     if bot_module is None:
@@ -161,6 +165,8 @@ async def simulate(scenario: Scenario | dict[str, Any], *, bot_module: Any = Non
 
     clock = Clock()
     transport = SimTransport(scenario, clock)
+    if on_transport is not None:
+        on_transport(transport)
     fake = await FakeOpenAI(scenario, clock.now, transport.segment_of).start()
     fake.on_speech = transport.ear.spoken_texts.append
     socket: StatusSocket | None = None

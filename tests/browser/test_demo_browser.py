@@ -1,6 +1,8 @@
 """The newcomer's first call, in a real browser, on the demo setup (``make demo``):
 the demo data (``seed_demo``), the call sandbox answering as Daily and the bot
-runner, and a simulated bot reporting over the real status socket. Log in as
+runner, and the real bot.py making the call in the call simulator (a patient
+speaking through espeak-ng, a local fake of OpenAI), reporting over the real
+status socket. Log in as
 the demo staff user, Call patient, watch the live page reach Completed with a
 transcript and an outcome, then find the call counted on the dashboard.
 Screenshots go to test-results/.
@@ -14,7 +16,7 @@ from playwright.async_api import expect
 
 from calls.management.commands.seed_demo import DEMO_PASSWORD
 from patients.models import Patient
-from sandbox.script import parse_rates
+from sandbox.calls import parse_rates
 from sandbox.server import Sandbox
 from tests.sandbox_fixtures import SandboxThread, sandbox_settings
 
@@ -25,7 +27,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 def demo(transactional_db, settings):
     """``make demo`` in a fixture: demo data, sandbox, and the server pointed at it."""
     call_command("seed_demo", stdout=open("/dev/null", "w"))
-    server = SandboxThread(Sandbox(rates=parse_rates("answered=1"), step_s=0.3, seed=7)).start()
+    server = SandboxThread(Sandbox(rates=parse_rates("answered=1"), seed=7)).start()
     sandbox_settings(settings, server)
     yield Patient.objects.get(external_id="EHR-1001")
     server.stop()
@@ -54,9 +56,14 @@ async def test_demo_staff_calls_a_patient_and_sees_it_through(demo, live, browse
     # ringing → transcript → outcome → completed, pushed to the open page
     await expect(page.locator('[data-field="patient"]').first).to_have_text("Ada Lovelace")
     await expect(page.locator("#timeline")).to_contain_text("Dialing", timeout=20_000)
-    await expect(page.locator("#transcript")).to_contain_text("Hello, this is the assistant from Sunrise Family Clinic calling for Ada.", timeout=20_000)
-    await expect(page.locator('[data-field="outcome-result"]')).to_have_text("confirmed", timeout=20_000)
-    await expect(page.locator('#live-root [data-field="status"]').first).to_have_text("Completed", timeout=20_000)
+    # the bot waits for the patient's "Hello?" (the demo workflow lets the callee speak first), asks, hears the answer
+    transcript = page.locator("#transcript")
+    await expect(transcript).to_contain_text("Patient Hello?", timeout=30_000)
+    await expect(transcript).to_contain_text("Will you be able to make it?", timeout=30_000)
+    await expect(transcript).to_contain_text("Yes, I'll be there.", timeout=30_000)
+    await expect(transcript).to_contain_text("Goodbye!", timeout=30_000)
+    await expect(page.locator('[data-field="outcome-result"]')).to_have_text("confirmed", timeout=30_000)
+    await expect(page.locator('#live-root [data-field="status"]').first).to_have_text("Completed", timeout=30_000)
     await page.screenshot(path=str(results_dir / "demo-call-completed.png"), full_page=True)
 
     # The live page (times re-rendered by its script) and the admin agree: the clinic's zone.

@@ -69,10 +69,13 @@ def test_an_answered_call_is_made_by_the_real_bot(placed, call_sandbox):
     call = placed("answered")
     assert call.status == "completed" and call.end_reason == "completed"
     said = [(line["role"], line["text"]) for line in call.transcript]
-    # The bot waits for the person, greets with the workflow's first message, asks, and
-    # hears the answer: what the staff member reads on the live page.
+    # The bot waits for the person, says it is an automated assistant and how to opt out
+    # (the calling law), greets with the workflow's first message, asks, and hears the
+    # answer: what the staff member reads on the live page.
     assert said[0] == ("user", "Hello?")
-    assert said[1] == ("assistant", "Hello Ada, this is Sandbox Clinic.")
+    role, first = said[1]
+    assert role == "assistant" and first.startswith("Hello, this is an automated assistant calling from Sandbox Clinic.")
+    assert "press 9" in first and first.endswith("Hello Ada, this is Sandbox Clinic.")
     assert ("user", "Yes, I'll be there.") in said
     assert any(role == "assistant" and "Will you be able to make it?" in text for role, text in said)
     assert call.outcome["result"] == "confirmed"

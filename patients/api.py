@@ -272,7 +272,7 @@ def upsert_patient(request, payload: PatientIn, external_id: str = Path(..., max
             "external_id in the body differs from the one in the URL.",
             [{"field": "external_id", "message": "Must match the URL or be left out."}],
         )
-    values = payload.dict()
+    values = _replacing(payload)
     values["external_id"] = external_id
     with transaction.atomic():
         patient, created = Patient.objects.update_or_create(
@@ -280,6 +280,15 @@ def upsert_patient(request, payload: PatientIn, external_id: str = Path(..., max
         )
         record_request(request, AuditAction.CHANGE_PATIENT, patient)
     return Status(201 if created else 200, patient)
+
+
+def _replacing(payload: PatientIn) -> dict:
+    """The fields a PUT replaces. Do-not-call only when sent: an EHR that does not know the
+    flag must not clear one that staff or the patient set (they would be rung again)."""
+    values = payload.dict()
+    if "do_not_call" not in payload.model_fields_set:
+        values.pop("do_not_call")
+    return values
 
 
 @router.get("/patients/{patient_id}", response={200: PatientOut, **errors(401, 404, 422)}, url_name="get_patient")
@@ -295,7 +304,7 @@ def get_patient(request, patient_id: int = Path(..., ge=-INT64_MAX - 1, le=INT64
 )
 def replace_patient(request, payload: PatientIn, patient_id: int = Path(..., ge=-INT64_MAX - 1, le=INT64_MAX)):
     patient = _get(request, patient_id)
-    for name, value in payload.dict().items():
+    for name, value in _replacing(payload).items():
         setattr(patient, name, value)
     _save(patient)
     record_request(request, AuditAction.CHANGE_PATIENT, patient)

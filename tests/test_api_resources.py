@@ -74,7 +74,8 @@ def test_patient_crud(client, org, api_key):
     replaced = post_json(client, f"/api/patients/{pid}", {**PATIENT, "first_name": "Kate", "data": {}}, api_key,
                          method="put")
     assert replaced.status_code == 200 and replaced.json()["first_name"] == "Kate"
-    assert replaced.json()["do_not_call"] is False  # PUT replaces: omitted fields take their defaults
+    # PUT replaces: omitted fields take their defaults, except do-not-call, which only an explicit value lowers
+    assert replaced.json()["do_not_call"] is True
 
     listed = get(client, "/api/patients", api_key)
     assert listed.json()["count"] == 1 and listed.json()["items"][0]["id"] == pid
@@ -120,6 +121,21 @@ def test_upsert_by_external_id(client, org, api_key):
     mismatch = post_json(client, "/api/patients/by-external-id/EHR-77", {**body, "external_id": "X"}, api_key,
                          method="put")
     assert assert_envelope(mismatch, 422)["errors"][0]["field"] == "external_id"
+
+
+def test_a_put_without_do_not_call_keeps_the_flag_staff_set(client, org, api_key):
+    """An EHR's upsert that leaves out do_not_call never lets an opted-out patient be rung again."""
+    body = {k: v for k, v in PATIENT.items() if k not in ("external_id", "do_not_call")}
+    created = post_json(client, "/api/patients/by-external-id/EHR-78", body, api_key, method="put")
+    assert created.status_code == 201 and created.json()["do_not_call"] is False
+    Patient.objects.filter(organization=org, external_id="EHR-78").update(do_not_call=True)
+    again = post_json(client, "/api/patients/by-external-id/EHR-78", {**body, "first_name": "Kay"}, api_key, method="put")
+    assert again.status_code == 200 and again.json()["do_not_call"] is True
+    replaced = post_json(client, f"/api/patients/{created.json()['id']}", body, api_key, method="put")
+    assert replaced.status_code == 200 and replaced.json()["do_not_call"] is True
+    lowered = post_json(client, "/api/patients/by-external-id/EHR-78", {**body, "do_not_call": False}, api_key,
+                        method="put")
+    assert lowered.json()["do_not_call"] is False  # only when sent explicitly
 
 
 def test_list_filters_by_external_id_and_paginates(client, org, api_key):

@@ -116,13 +116,20 @@ class BenchRunner(_Controlled, FakeRunner):
         return await super()._start(request)
 
 
+# E.164 → Daily phone-number id; bench.dialout's clinic dials from the first.
+BENCH_PURCHASED_NUMBERS = {"+14155550000": "5b1c2d3e-0000-4000-8000-000000000001"}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--daily-latency-ms", type=float, default=40.0)
     parser.add_argument("--runner-latency-ms", type=float, default=0.0)
     parser.add_argument("--hipaa", action="store_true", help="Daily's HIPAA mode: rooms get random names")
     args = parser.parse_args(argv)
-    daily = BenchDaily(latency_ms=args.daily_latency_ms, hipaa=args.hipaa).start()
+    # The bench organisations' caller ids are numbers bought on the fake domain
+    # (start-call checks a dial-out's caller id against Daily's purchased numbers).
+    daily = BenchDaily(latency_ms=args.daily_latency_ms, hipaa=args.hipaa,
+                       purchased_numbers=BENCH_PURCHASED_NUMBERS).start()
     runner = BenchRunner(latency_ms=args.runner_latency_ms).start()
     print(json.dumps({
         "daily_url": daily.url,

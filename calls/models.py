@@ -234,6 +234,7 @@ class CallDay(models.Model):
     result = models.CharField(max_length=255, blank=True)
     calls = models.IntegerField(default=0)
     with_outcome = models.IntegerField(default=0)  # of which with an outcome
+    dial_outs = models.IntegerField(default=0)  # of which dial-outs (placed, dialled or not)
     dialled = models.IntegerField(default=0)  # of which dial-outs really dialled (calls.rollup.DIALLED)
     answered = models.IntegerField(default=0)  # of which answered by a person (not voicemail)
     timed = models.IntegerField(default=0)  # of which with answered_at and ended_at

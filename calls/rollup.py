@@ -145,6 +145,7 @@ def _call_rows(calls, sign: int = 1):
         .annotate(
             calls=counted(),
             with_outcome=counted(Q(outcome__isnull=False)),
+            dial_outs=counted(Q(direction="dial_out")),
             dialled=counted(DIALLED),
             answered=counted(ANSWERED_BY_PERSON),
             timed=counted(Q(answered_at__isnull=False, ended_at__isnull=False)),
@@ -246,7 +247,7 @@ def _lock(organization_id: int, exclusive: bool = False) -> None:
 
 
 CALL_DAY_KEY = ("organization", "day", "workflow", "status", "result")
-CALL_DAY_COUNTS = ("calls", "with_outcome", "dialled", "answered", "timed")
+CALL_DAY_COUNTS = ("calls", "with_outcome", "dial_outs", "dialled", "answered", "timed")
 _COUNT_CALL = [(CallDay, _call_rows, CALL_DAY_KEY, CALL_DAY_COUNTS)]
 _UNCOUNT_CALL = [(CallDay, lambda calls: _call_rows(calls, sign=-1), CALL_DAY_KEY, CALL_DAY_COUNTS)]
 _COUNT_TURN = [

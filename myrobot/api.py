@@ -101,6 +101,9 @@ RETRY_AFTER_S = 5
 @api.exception_handler(InterfaceError)
 def on_dependency_down(request, exc: DatabaseError):
     """The database is unreachable: nothing was done; the client may retry (503, not a 500 page)."""
+    import logging
+
+    logging.getLogger(__name__).warning("database unavailable for %s: %s", request.path, exc)
     response = envelope(
         request, 503, "The service is temporarily unavailable (database unreachable); nothing was done. Retry shortly."
     )

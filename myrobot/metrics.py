@@ -27,8 +27,10 @@ START_BUCKETS_S = (1, 2, 3, 5, 8, 13, 20, 30, 60, 120, 300)
 def _calls():
     from calls.models import ACTIVE_STATUSES, CallDay, CallSession  # the project package loads before the apps are ready; models and Redis only when asked
 
-    ended = CallDay.objects.values("status").annotate(n=Sum("calls"), dialled=Sum("dialled"))
-    placed_out = sum(row["dialled"] for row in ended)
+    # Placed dial-outs are every dial-out (``dial_outs``), not only those really
+    # dialled (``dialled``, the answer rate's denominator).
+    ended = CallDay.objects.values("status").annotate(n=Sum("calls"), dial_outs=Sum("dial_outs"))
+    placed_out = sum(row["dial_outs"] for row in ended)
     placed_in = sum(row["n"] for row in ended) - placed_out
     active = CallSession.objects.filter(status__in=ACTIVE_STATUSES).values("status", "direction").annotate(n=Count("pk"))
     for row in active:

@@ -83,7 +83,9 @@ def test_signed_webhook_makes_a_room_and_starts_the_bot(
     [room_req] = fake_daily.requests_to("POST /rooms")
     assert room_req["json"]["name"] == call.daily_room_name
     assert room_req["json"]["properties"]["sip"]["sip_mode"] == "dial-in"
-    assert "enable_dialout" not in room_req["json"]["properties"]
+    # every room can dial out (a dial-in's transfer/escalation dials from it)
+    assert room_req["json"]["properties"]["enable_dialout"] is True
+    assert room_req["json"]["properties"]["sip"]["display_name"] == "Caller"
 
     [start] = fake_runner.requests_to("POST /start")
     assert start["json"]["createDailyRoom"] is False

@@ -139,8 +139,10 @@ def test_a_waiting_call_whose_patient_moved_zone_waits_for_the_window_there(
     workflow = factories.make_workflow(org, slug="hours", window_start=dt.time(9), window_end=dt.time(19),
                                        window_days=[1, 2, 3, 4, 5])
     with time_machine.travel(T0, tick=False):
+        # Both patients are in New York by their record (a +1415 number alone says
+        # Los Angeles, 07:00 there, where the first call could not ring yet).
         first = place(django_capture_on_commit_callbacks, organization=org, workflow=workflow,
-                      patient=factories.make_patient(org))
+                      patient=factories.make_patient(org, timezone="America/New_York"))
         patient = factories.make_patient(org, timezone="America/New_York")
         waiting = place(django_capture_on_commit_callbacks, organization=org, workflow=workflow, patient=patient)
         assert status(waiting) == "queued"

@@ -259,6 +259,7 @@ class Call:
             (req.dialout_settings is not None) if voicemail_detection is None else voicemail_detection
         )
         self.person_confirmed = not self.voicemail_detection
+        self.disclosure_pending = ""  # speaks_first="callee": said when they finish their first words
         self.voicemail_heard = False
         self.greeted = False
         self.asked_still_there = False
@@ -440,6 +441,9 @@ class Call:
 
     async def on_user_turn_stopped(self, text: Any) -> None:
         self.on_transcript("user", text)
+        if self.disclosure_pending and not self.ending and self.worker is not None:
+            disclosure, self.disclosure_pending = self.disclosure_pending, ""
+            await self.worker.queue_frames([TTSSpeakFrame(disclosure)])  # before the LLM's reply
         if self.screening:  # the verdict timer measures silence, not the length of a greeting
             self._cancel_timer("verdict")
             self._start_timer("verdict", self.req.workflow.silence_timeout_s, self._no_verdict)
@@ -525,17 +529,22 @@ class Call:
             await self.worker.queue_frames([TTSSpeakFrame(f"{disclosure} {identity.verification_question(self.req)}")])
             return
         if self.req.workflow.speaks_first != "bot":
+            if not self.voicemail_detection:
+                # They speak first: say nothing over them; the disclosure answers their first words.
+                self.disclosure_pending = disclosure
+                return
             frames: list[Frame] = [TTSSpeakFrame(disclosure)] if disclosure else []
-            if self.voicemail_detection:
-                frames.append(LLMRunFrame())  # they already spoke ("Hello?")
-            if frames:
-                await self.worker.queue_frames(frames)
+            frames.append(LLMRunFrame())  # they already spoke ("Hello?")
+            await self.worker.queue_frames(frames)
             return
-        text = " ".join(t for t in (disclosure, prompt.first_message(self.req)) if t)
-        if text:
+        first = prompt.first_message(self.req)
+        if first:
+            text = " ".join(t for t in (disclosure, first) if t)
             await self.worker.queue_frames([TTSSpeakFrame(text)])
         else:
-            await self.worker.queue_frames([LLMRunFrame()])
+            # No first message: the disclosure, then the LLM opens (the greeting is not lost).
+            frames = [TTSSpeakFrame(disclosure)] if disclosure else []
+            await self.worker.queue_frames([*frames, LLMRunFrame()])
 
     def on_transcript(self, role: str, text: Any) -> None:
         text = str(text or "").strip()

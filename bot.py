@@ -83,7 +83,7 @@ from pipecat.workers.runner import WorkerRunner  # noqa: E402
 
 from botkit.dialout import DEFAULT_BACKOFF, DEFAULT_STOP_GRACE_S, DialoutManager, safe_daily_data  # noqa: E402
 from botkit.reporter import StatusReporter  # noqa: E402
-from botkit.screening import HoldUntilPerson  # noqa: E402
+from botkit.screening import DiscloseBeforeReply, HoldUntilPerson  # noqa: E402
 from botrunner.agent_request import AgentRequest  # noqa: E402
 
 DEFAULT_DAILY_API_URL = "https://api.daily.co/v1"
@@ -439,11 +439,15 @@ class Call:
         if self.screening:
             self._cancel_timer("verdict")  # someone is talking: the detector decides once they stop
 
+    def take_disclosure(self) -> str:
+        """The disclosure still owed to a caller who spoke first ('' once said): spoken before the LLM's reply."""
+        if self.ending:
+            return ""
+        text, self.disclosure_pending = self.disclosure_pending, ""
+        return text
+
     async def on_user_turn_stopped(self, text: Any) -> None:
         self.on_transcript("user", text)
-        if self.disclosure_pending and not self.ending and self.worker is not None:
-            disclosure, self.disclosure_pending = self.disclosure_pending, ""
-            await self.worker.queue_frames([TTSSpeakFrame(disclosure)])  # before the LLM's reply
         if self.screening:  # the verdict timer measures silence, not the length of a greeting
             self._cancel_timer("verdict")
             self._start_timer("verdict", self.req.workflow.silence_timeout_s, self._no_verdict)
@@ -1035,6 +1039,7 @@ def build_pipeline(
         # would be transcribed and the detector would never decide. Everything is heard;
         # only the LLM is held back until a person is confirmed.
         processors.append(HoldUntilPerson(lambda: call.person_confirmed))
+    processors.append(DiscloseBeforeReply(call.take_disclosure))
     processors += [llm, tts]
     if detector is not None:
         processors.append(detector.gate())

@@ -464,12 +464,9 @@ async def test_callee_speaks_first_means_no_greeting(status_server):
     await ctx.transport._call_event_handler("on_first_participant_joined", {"id": "p"})
     await settle(ctx.transport)
     assert ctx.call.worker.queued == []  # nothing over the caller
-    await ctx.call.on_user_turn_stopped("Hi, I'm calling about my appointment")
-    await ctx.call.on_user_turn_stopped("and another thing")
-    # Their first words are answered with the disclosure, once (the LLM replies after it).
-    assert [f.text for f in ctx.call.worker.queued] == [
-        "Hello, you have reached the automated assistant of Acme Clinic."
-    ]
+    # Their first words are answered with the disclosure, once, ahead of the LLM's reply.
+    assert ctx.call.take_disclosure() == "Hello, you have reached the automated assistant of Acme Clinic."
+    assert ctx.call.take_disclosure() == ""
     await ctx.reporter.close(timeout=1)
 
 

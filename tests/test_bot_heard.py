@@ -207,6 +207,8 @@ def test_on_a_dialout_the_bot_is_silent_until_the_person_speaks_then_greets_with
     r = calls["person_answers"]
     hello = said(r)
     assert r["heard"][0]["at_s"] > hello["end_s"]  # nothing through 2.5 s of an open, silent line
+    # the bot's first words (the disclosure, then the greeting) begin within 2 s of the person's "Hello?"
+    assert r["heard"][0]["text"].startswith(DIALOUT_DISCLOSURE)
     assert r["heard"][0]["at_s"] - hello["end_s"] < 2.0
     assert r["turns"][0]["latency_ms"] < 2000
 

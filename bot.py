@@ -83,7 +83,7 @@ from pipecat.workers.runner import WorkerRunner  # noqa: E402
 
 from botkit.dialout import DEFAULT_BACKOFF, DEFAULT_STOP_GRACE_S, DialoutManager, safe_daily_data  # noqa: E402
 from botkit.reporter import StatusReporter  # noqa: E402
-from botkit.screening import HoldUntilPerson  # noqa: E402
+from botkit.screening import DiscloseBeforeReply, HoldUntilPerson  # noqa: E402
 from botrunner.agent_request import AgentRequest  # noqa: E402
 
 DEFAULT_DAILY_API_URL = "https://api.daily.co/v1"
@@ -259,6 +259,7 @@ class Call:
             (req.dialout_settings is not None) if voicemail_detection is None else voicemail_detection
         )
         self.person_confirmed = not self.voicemail_detection
+        self.disclosure_pending = ""  # speaks_first="callee": said when they finish their first words
         self.voicemail_heard = False
         self.greeted = False
         self.asked_still_there = False
@@ -438,6 +439,13 @@ class Call:
         if self.screening:
             self._cancel_timer("verdict")  # someone is talking: the detector decides once they stop
 
+    def take_disclosure(self) -> str:
+        """The disclosure still owed to a caller who spoke first ('' once said): spoken before the LLM's reply."""
+        if self.ending:
+            return ""
+        text, self.disclosure_pending = self.disclosure_pending, ""
+        return text
+
     async def on_user_turn_stopped(self, text: Any) -> None:
         self.on_transcript("user", text)
         if self.screening:  # the verdict timer measures silence, not the length of a greeting
@@ -525,17 +533,22 @@ class Call:
             await self.worker.queue_frames([TTSSpeakFrame(f"{disclosure} {identity.verification_question(self.req)}")])
             return
         if self.req.workflow.speaks_first != "bot":
+            if not self.voicemail_detection:
+                # They speak first: say nothing over them; the disclosure answers their first words.
+                self.disclosure_pending = disclosure
+                return
             frames: list[Frame] = [TTSSpeakFrame(disclosure)] if disclosure else []
-            if self.voicemail_detection:
-                frames.append(LLMRunFrame())  # they already spoke ("Hello?")
-            if frames:
-                await self.worker.queue_frames(frames)
+            frames.append(LLMRunFrame())  # they already spoke ("Hello?")
+            await self.worker.queue_frames(frames)
             return
-        text = " ".join(t for t in (disclosure, prompt.first_message(self.req)) if t)
-        if text:
+        first = prompt.first_message(self.req)
+        if first:
+            text = " ".join(t for t in (disclosure, first) if t)
             await self.worker.queue_frames([TTSSpeakFrame(text)])
         else:
-            await self.worker.queue_frames([LLMRunFrame()])
+            # No first message: the disclosure, then the LLM opens (the greeting is not lost).
+            frames = [TTSSpeakFrame(disclosure)] if disclosure else []
+            await self.worker.queue_frames([*frames, LLMRunFrame()])
 
     def on_transcript(self, role: str, text: Any) -> None:
         text = str(text or "").strip()
@@ -1026,6 +1039,7 @@ def build_pipeline(
         # would be transcribed and the detector would never decide. Everything is heard;
         # only the LLM is held back until a person is confirmed.
         processors.append(HoldUntilPerson(lambda: call.person_confirmed))
+    processors.append(DiscloseBeforeReply(call.take_disclosure))
     processors += [llm, tts]
     if detector is not None:
         processors.append(detector.gate())

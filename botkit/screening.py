@@ -31,3 +31,22 @@ class HoldUntilPerson(FrameProcessor):
             self.held += 1
             return
         await self.push_frame(frame, direction)
+
+
+class DiscloseBeforeReply(FrameProcessor):
+    """Before the first ``LLMContextFrame`` that finds ``take()`` non-empty, pushes that text as a
+    ``TTSSpeakFrame``: a caller who speaks first hears the disclosure before the LLM's reply."""
+
+    def __init__(self, take: Callable[[], str], **kwargs):
+        super().__init__(**kwargs)
+        self._take = take
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection):
+        await super().process_frame(frame, direction)
+        if direction == FrameDirection.DOWNSTREAM and isinstance(frame, LLMContextFrame):
+            text = self._take()
+            if text:
+                from pipecat.frames.frames import TTSSpeakFrame
+
+                await self.push_frame(TTSSpeakFrame(text), direction)
+        await self.push_frame(frame, direction)

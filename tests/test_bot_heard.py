@@ -26,6 +26,12 @@ from botkit import prompt  # noqa: E402
 
 PERSONAL = ("Ada", "Lovelace", "1815", "Babbage", "Tuesday", "+15551230000")
 FIRST_MESSAGE = "Hello Ada, this is Sunrise Family Clinic about your appointment."
+# Calling law: what the patient hears first, once a person is confirmed (then the greeting).
+DIALOUT_DISCLOSURE = (
+    "Hello, this is an automated assistant calling from Sunrise Family Clinic. "
+    "To stop these calls, say stop calling me at any time."
+)
+DIALIN_DISCLOSURE = "Hello, you have reached the automated assistant of Sunrise Family Clinic."
 VOICEMAIL_TEXT = "This is Sunrise Family Clinic. Please call us back at +15550001111."
 TRANSFER = {"transfer_number": "+15557654321"}
 
@@ -186,7 +192,7 @@ def nothing_personal(report) -> None:
 
 def test_a_person_answers_and_the_call_reaches_an_outcome(calls):
     r = calls["person_answers"]
-    assert heard(r)[0] == FIRST_MESSAGE
+    assert heard(r)[0] == f"{DIALOUT_DISCLOSURE} {FIRST_MESSAGE}"
     assert events(r, "outcome")[0]["data"]["result"] == "confirmed"
     assert spoken(r).endswith(prompt.DEFAULT_GOODBYE)
     assert ended(r) == {"reason": "completed"}
@@ -201,6 +207,8 @@ def test_on_a_dialout_the_bot_is_silent_until_the_person_speaks_then_greets_with
     r = calls["person_answers"]
     hello = said(r)
     assert r["heard"][0]["at_s"] > hello["end_s"]  # nothing through 2.5 s of an open, silent line
+    # the bot's first words (the disclosure, then the greeting) begin within 2 s of the person's "Hello?"
+    assert r["heard"][0]["text"].startswith(DIALOUT_DISCLOSURE)
     assert r["heard"][0]["at_s"] - hello["end_s"] < 2.0
     assert r["turns"][0]["latency_ms"] < 2000
 
@@ -268,7 +276,7 @@ def test_no_answer_stops_the_ringing_leg_after_the_ring_timeout(calls):
 def test_after_a_retry_the_bot_hangs_up_the_current_attempts_leg(calls):
     r = calls["retried_then_answered"]
     assert len(calls_named(r, "start_dialout")) == 2
-    assert heard(r)[0] == FIRST_MESSAGE
+    assert heard(r)[0] == f"{DIALOUT_DISCLOSURE} {FIRST_MESSAGE}"
     assert ended(r) == {"reason": "completed"}
     # the patient hung up: nothing left to stop (and never the first attempt's id)
     assert all(c["args"] != "phone-participant-1" for c in calls_named(r, "stop_dialout"))
@@ -340,7 +348,7 @@ def test_an_llm_error_is_an_apology_then_the_end(calls):
 
 def test_silence_gets_one_prompt_then_the_end(calls):
     r = calls["silence_prompt_then_end"]
-    assert spoken(r) == f"{FIRST_MESSAGE} {prompt.STILL_THERE} {prompt.SILENCE_GOODBYE}"
+    assert spoken(r) == f"{DIALIN_DISCLOSURE} {FIRST_MESSAGE} {prompt.STILL_THERE} {prompt.SILENCE_GOODBYE}"
     assert ended(r) == {"reason": "silence"}
 
 
@@ -348,7 +356,8 @@ def test_a_dialin_caller_who_speaks_first_is_answered_not_greeted_over(calls):
     r = calls["dialin_caller_speaks_first"]
     first = said(r)
     assert r["heard"][0]["at_s"] > first["end_s"]
-    assert spoken(r).startswith("Of course, I can help with that.")
+    # their first words are answered: the disclosure, then the LLM's reply
+    assert spoken(r).startswith(f"{DIALIN_DISCLOSURE} Of course, I can help with that.")
     assert "check my appointment" in json.dumps(r["llm_requests"]["requests"][0]["messages"])
     assert ended(r) == {"reason": "completed"}
 

@@ -212,7 +212,8 @@ async def test_dialin_call_reports_each_step_and_ends_when_the_caller_hangs_up(s
     # The bot speaks first with the personalised first message.
     speak = ctx.call.worker.queued[0]
     assert isinstance(speak, TTSSpeakFrame)
-    assert speak.text == "Hello Ada, this is Acme Clinic."
+    # Calling law: the disclosure first (a person called us), then the personal greeting.
+    assert speak.text == "Hello, you have reached the automated assistant of Acme Clinic. Hello Ada, this is Acme Clinic."
 
     await t._on_participant_left({"id": "caller"}, "hangup")
     await finish(ctx)
@@ -279,7 +280,10 @@ async def test_dialout_retries_on_errors_then_answers_and_greets(status_server):
     assert ctx.call.worker.queued == []  # answered, but nobody has joined the room yet
     await t._call_event_handler("on_first_participant_joined", {"id": "patient"})
     await settle(t)
-    assert [f.text for f in ctx.call.worker.queued] == ["Hello Ada, this is Acme Clinic."]
+    assert [f.text for f in ctx.call.worker.queued] == [
+        "Hello, this is an automated assistant calling from Acme Clinic. "
+        "To stop these calls, say stop calling me at any time. Hello Ada, this is Acme Clinic."
+    ]  # the disclosure, then the greeting, once the person is there
 
     await t._call_event_handler("on_dialout_stopped", {"sessionId": "sess-2"})
     await finish(ctx)
@@ -459,7 +463,10 @@ async def test_callee_speaks_first_means_no_greeting(status_server):
     ctx = await make_call("dial_in", status_server, speaks_first="callee")
     await ctx.transport._call_event_handler("on_first_participant_joined", {"id": "p"})
     await settle(ctx.transport)
-    assert ctx.call.worker.queued == []
+    assert ctx.call.worker.queued == []  # nothing over the caller
+    # Their first words are answered with the disclosure, once, ahead of the LLM's reply.
+    assert ctx.call.take_disclosure() == "Hello, you have reached the automated assistant of Acme Clinic."
+    assert ctx.call.take_disclosure() == ""
     await ctx.reporter.close(timeout=1)
 
 
@@ -467,7 +474,9 @@ async def test_without_a_first_message_the_llm_opens(status_server):
     ctx = await make_call("dial_in", status_server, first_message="")
     await ctx.transport._call_event_handler("on_first_participant_joined", {"id": "p"})
     await settle(ctx.transport)
-    assert [type(f) for f in ctx.call.worker.queued] == [LLMRunFrame]
+    # The disclosure, then the LLM opens.
+    assert [type(f) for f in ctx.call.worker.queued] == [TTSSpeakFrame, LLMRunFrame]
+    assert ctx.call.worker.queued[0].text == "Hello, you have reached the automated assistant of Acme Clinic."
     await ctx.reporter.close(timeout=1)
 
 

@@ -132,7 +132,10 @@ def _run_all() -> dict[str, dict]:
             async with gate:
                 reports[name] = await simulate({"timeout_s": 60, **scenario})
 
-        await asyncio.gather(*(one(n, s) for n, s in SCENARIOS.items()))
+        # The call whose latency is asserted plays alone first, as each real bot has its
+        # own process; the others then share the machine.
+        await one("person_answers", SCENARIOS["person_answers"])
+        await asyncio.gather(*(one(n, s) for n, s in SCENARIOS.items() if n != "person_answers"))
 
     # Its own thread and event loop: the calls run concurrently, apart from pytest-asyncio's loop.
     errors: list[BaseException] = []

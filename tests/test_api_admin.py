@@ -137,7 +137,7 @@ def test_bulk_action_asks_for_the_workflow_then_calls_each(
     started = {r["json"]["body"]["session_id"] for r in fake_runner.requests_to("POST /start")}
     assert started == {str(c.pk) for c in CallSession.objects.all()}
     msgs = [str(m) for m in client.get("/admin/calls/callsession/").context["messages"]]
-    assert any("Placed 2 call(s)" in m for m in msgs)
+    assert any("Placed 2 calls" in m for m in msgs)
     assert any("consented" in m for m in msgs)
 
 

@@ -8,7 +8,7 @@ from django.db import migrations, models
 def recount(apps, schema_editor):
     from types import SimpleNamespace
 
-    from calls import rollup
+    from calls import rollup  # app code only when the migration runs, never at graph loading
 
     models_ = SimpleNamespace(**{name: apps.get_model("calls", name)
                                  for name in ("CallSession", "CallEvent", "CallDay", "TurnCount", "TurnBand")})

@@ -144,6 +144,13 @@ def _worker(settings, *, plain: bool):
     ):
         env[name] = str(getattr(settings, name))
     env["WEBHOOK_ALLOW_LOOPBACK"] = "1" if settings.WEBHOOK_ALLOW_LOOPBACK else "0"
+    if str(settings.ENV).lower() == "production":
+        # A production worker refuses the development key: this process encrypts with a
+        # real one from now on (and still reads what it wrote before with the old one).
+        from cryptography.fernet import Fernet  # tests only
+
+        settings.FIELD_ENCRYPTION_KEYS = [Fernet.generate_key().decode(), *settings.FIELD_ENCRYPTION_KEYS]
+    env["FIELD_ENCRYPTION_KEYS"] = ",".join(settings.FIELD_ENCRYPTION_KEYS)
     queue = f"test-{os.getpid()}-{time.monotonic_ns()}"
     if plain:
         env["CELERY_QUEUE"], env["WEBHOOK_QUEUE"] = queue, f"{queue}-webhooks"
